@@ -1,0 +1,100 @@
+/* Polymorph LFU layer: Learnable Function Unit tables and their bit-exact
+ * evaluator. An LFU computes y = f(x) for a configured f from a table of
+ * per-segment polynomials in fp32 (Horner with fused multiply-add), with
+ * optional exponent-indexed range reduction and factor forms. The simulator's
+ * LFU array calls pm_lfu_eval*; fitting tools (and later KAN export) build
+ * tables. No libm call is ever made on the evaluation path. */
+#ifndef POLYMORPH_LFU_H
+#define POLYMORPH_LFU_H
+
+#include "polymorph/base.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Built-in function tables (the LFU ROM). The order is part of the ISA
+ * encoding of `lfu.cfg`: append only. */
+typedef enum pm_lfu_func {
+    PM_LFU_EXP = 0,
+    PM_LFU_EXP2,
+    PM_LFU_SIGMOID,
+    PM_LFU_TANH,
+    PM_LFU_SILU,
+    PM_LFU_GELU,   /* exact GELU: x * Phi(x) (erf form) */
+    PM_LFU_RSQRT,
+    PM_LFU_RECIP,
+    PM_LFU_FUNC_COUNT
+} pm_lfu_func;
+
+const char *pm_lfu_func_name(pm_lfu_func f);            /* "exp", "sigmoid", ... */
+int pm_lfu_func_from_name(const char *name, pm_lfu_func *out); /* 1 on success */
+
+/* How the input maps to a segment. */
+typedef enum pm_lfu_mode {
+    PM_LFU_MODE_UNIFORM = 0,  /* segment = floor((x - x_min) * segments / (x_max - x_min)) */
+    PM_LFU_MODE_EXPONENT = 1, /* range reduction by the fp32 exponent (exp2/log2/rsqrt/recip family) */
+} pm_lfu_mode;
+
+/* Factor form applied around the polynomial p. */
+typedef enum pm_lfu_form {
+    PM_LFU_FORM_PLAIN = 0,   /* y = p(x) */
+    PM_LFU_FORM_X_TIMES = 1, /* y = x * p(x): keeps tanh, SiLU, GELU accurate near 0 */
+} pm_lfu_form;
+
+/* What happens outside [x_min, x_max] in uniform mode. */
+typedef enum pm_lfu_oor {
+    PM_LFU_OOR_CLAMP = 0,  /* evaluate the edge segment's polynomial at the clamped x */
+    PM_LFU_OOR_CONST = 1,  /* return below_value / above_value */
+    PM_LFU_OOR_LINEAR = 2, /* below: below_value*x... see lfu docs: y = slope*x + intercept */
+    PM_LFU_OOR_EXTEND = 3, /* evaluate the edge segment's polynomial at x itself */
+} pm_lfu_oor;
+
+#define PM_LFU_MAX_DEGREE 3
+#define PM_LFU_MAX_SEGMENTS 4096
+
+/* An LFU table. The in-memory struct is owned by its creator; coefficients
+ * are stored segment-major: coeffs[s * (degree + 1) + k] is the x^k
+ * coefficient of segment s in the segment's local coordinate (see docs/lfu.md).
+ * Mode-specific parameters live in `param` (their meaning is documented in
+ * src/lfu/ and docs/lfu.md). */
+typedef struct pm_lfu_table {
+    char name[32];
+    uint8_t mode;      /* pm_lfu_mode */
+    uint8_t form;      /* pm_lfu_form */
+    uint8_t oor;       /* pm_lfu_oor */
+    uint8_t degree;    /* 1..3 */
+    uint32_t segments; /* 1..PM_LFU_MAX_SEGMENTS */
+    float x_min, x_max;
+    float below_value, above_value; /* for OOR_CONST (and the slopes for OOR_LINEAR) */
+    float below_slope, above_slope;
+    float param[8];    /* mode-specific constants (e.g. range-reduction constants) */
+    float *coeffs;     /* segments * (degree + 1) fp32 values, owned by the table */
+} pm_lfu_table;
+
+void pm_lfu_table_free(pm_lfu_table *t);
+pm_status pm_lfu_table_copy(pm_lfu_table *dst, const pm_lfu_table *src, pm_error *err);
+/* Check a table is well formed (degree, segments, finite domain, ...). */
+pm_status pm_lfu_table_validate(const pm_lfu_table *t, pm_error *err);
+
+/* Build the built-in table for f (the LFU ROM contents). Deterministic. */
+pm_status pm_lfu_builtin(pm_lfu_func f, pm_lfu_table *out, pm_error *err);
+
+/* Bit-exact evaluation: identical on every host. */
+float pm_lfu_eval(const pm_lfu_table *t, float x);
+void pm_lfu_eval_array(const pm_lfu_table *t, const float *x, float *y, size_t n);
+
+/* Binary serialisation (little-endian; magic "PMLF"); what `lfu.ld` reads
+ * from SRAM and `polymorph fit -o` writes. pm_lfu_table_deserialize validates
+ * everything and never reads past len. */
+size_t pm_lfu_table_serialized_size(const pm_lfu_table *t);
+pm_status pm_lfu_table_serialize(const pm_lfu_table *t, uint8_t *dst, size_t cap, size_t *written, pm_error *err);
+pm_status pm_lfu_table_deserialize(const uint8_t *src, size_t len, pm_lfu_table *out, pm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

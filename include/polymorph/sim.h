@@ -1,0 +1,78 @@
+/* Polymorph simulator layer: a chip of engines that executes programs
+ * bit-exactly (functional model) while a timing model computes when each unit
+ * starts and finishes each instruction. Faults stop the run with the engine,
+ * instruction address and cause; the host never crashes. */
+#ifndef POLYMORPH_SIM_H
+#define POLYMORPH_SIM_H
+
+#include "polymorph/base.h"
+#include "polymorph/config.h"
+#include "polymorph/isa.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pm_sim pm_sim;
+
+typedef struct pm_run_options {
+    uint64_t max_instructions; /* watchdog per run; 0 = config's watchdog_instructions */
+    const char *trace_path;    /* Chrome/Perfetto trace JSON written here when non-NULL */
+} pm_run_options;
+
+typedef struct pm_unit_counters {
+    uint64_t instructions;
+    uint64_t busy_cycles;  /* summed over engines */
+    double energy_j;
+} pm_unit_counters;
+
+typedef struct pm_counters {
+    uint64_t cycles;       /* simulated cycles of all runs so far (each run: until the last unit drains) */
+    double seconds;        /* cycles / clock */
+    uint64_t instructions; /* retired instructions, all engines */
+    uint32_t engines;
+    pm_unit_counters unit[PM_UNIT_COUNT];
+    uint64_t dram_read_bytes, dram_write_bytes;
+    uint64_t sram_read_bytes, sram_write_bytes;
+    uint64_t vector_elems;     /* elements processed by the vector unit */
+    uint64_t lfu_evals;        /* LFU evaluations */
+    uint64_t tensor_macs;
+    uint64_t stall_cycles;     /* issue stalls (queues full, fences, flags, interlocks) */
+    double dram_energy_j, sram_energy_j, static_energy_j;
+    double energy_j;           /* total: units + memories + static */
+} pm_counters;
+
+pm_status pm_sim_create(const pm_config *cfg, pm_sim **out, pm_error *err);
+void pm_sim_destroy(pm_sim *sim);
+const pm_config *pm_sim_config(const pm_sim *sim);
+
+/* Host access to device memories; every access is bounds-checked. */
+pm_status pm_sim_dram_write(pm_sim *sim, uint64_t addr, const void *src, size_t n, pm_error *err);
+pm_status pm_sim_dram_read(pm_sim *sim, uint64_t addr, void *dst, size_t n, pm_error *err);
+pm_status pm_sim_sram_write(pm_sim *sim, uint32_t engine, uint64_t addr, const void *src, size_t n, pm_error *err);
+pm_status pm_sim_sram_read(pm_sim *sim, uint32_t engine, uint64_t addr, void *dst, size_t n, pm_error *err);
+
+/* Load a program into the engines in engine_mask (bit e = engine e; 0 = all):
+ * code into each engine's instruction memory, SRAM sections into each
+ * engine's SRAM, DRAM sections into DRAM. Engines not in the mask stay idle. */
+pm_status pm_sim_load_program(pm_sim *sim, const pm_program *prog, uint64_t engine_mask, pm_error *err);
+
+/* Run every loaded engine from its entry until all halt. On a fault the
+ * message reads "engine E pc 0xADDR (mnemonic): cause". Functional state
+ * changes already made by instructions before the fault remain. */
+pm_status pm_sim_run(pm_sim *sim, const pm_run_options *opts, pm_error *err);
+
+void pm_sim_counters(const pm_sim *sim, pm_counters *out);
+void pm_sim_reset_counters(pm_sim *sim);
+
+/* Scalar register file of an engine after a run (tests, debugging). */
+pm_status pm_sim_reg_read(const pm_sim *sim, uint32_t engine, unsigned reg, int64_t *value, pm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
