@@ -101,6 +101,7 @@ pm_status pm_decode(uint64_t word, pm_insn *insn, pm_error *err);
 typedef enum pm_mem_kind {
     PM_MEM_DRAM = 0,
     PM_MEM_SRAM = 1,
+    PM_MEM_CODE = 2, /* symbols only: a code label; addr is an instruction index */
 } pm_mem_kind;
 
 /* A data section placed at a fixed address of a memory. SRAM sections are
