@@ -24,7 +24,7 @@ done
 
 for check in tests/check_*.sh; do
   [ -f "$check" ] || continue
-  if BUILD="$BUILD" sh "$check"; then passed=$((passed + 1)); echo "$(basename "$check"): ok"
+  if BUILD="$BUILD" SAN="${SAN:-0}" sh "$check"; then passed=$((passed + 1)); echo "$(basename "$check"): ok"
   else failed=$((failed + 1)); failures="$failures $(basename "$check")"; echo "$(basename "$check"): FAILED"; fi
 done
 
