@@ -28,6 +28,10 @@ typedef enum pm_unit {
 } pm_unit;
 
 const char *pm_unit_name(pm_unit u); /* "ctrl", "dma.ld", "dma.st", "vec", "lfu", "tensor" */
+bool pm_unit_from_name(const char *name, pm_unit *out); /* case-insensitive */
+/* Unit mask operands (`m`): bit u is unit u; `all` names every unit. Bits at
+ * or above PM_UNIT_COUNT are invalid (rejected by encode and decode). */
+#define PM_UNIT_MASK_ALL ((1u << PM_UNIT_COUNT) - 1u)
 
 /* Control registers readable with csrr. */
 typedef enum pm_csr {
@@ -38,6 +42,7 @@ typedef enum pm_csr {
     PM_CSR_COUNT
 } pm_csr;
 const char *pm_csr_name(pm_csr c);
+bool pm_csr_from_name(const char *name, pm_csr *out); /* case-insensitive */
 
 typedef enum pm_opcode {
 #define PM_INSN(id, opc, mn, unit, ops, doc) PM_OP_##id = opc,
@@ -64,6 +69,9 @@ typedef enum pm_operand_kind {
 
 /* Bit width of an operand kind in the encoding (0 for an unknown kind). */
 unsigned pm_operand_bits(char kind);
+/* Values an operand of this kind may hold in pm_insn.op (for 'a': register
+ * plus PM_AREG_INC). False for an unknown kind. */
+bool pm_operand_range(char kind, int64_t *min, int64_t *max);
 
 typedef struct pm_insn_info {
     uint8_t opcode;
