@@ -97,6 +97,18 @@ char *pm_config_to_text(const pm_config *cfg);
 double pm_config_dram_bytes_per_cycle(const pm_config *cfg);
 double pm_config_peak_tensor_flops(const pm_config *cfg); /* 2*rows*cols*clock*engines */
 
+/* Every field unset (NaN / all-ones sentinels), the state a file without
+ * `base` is parsed from, so a value the file forgets is reported by validate. */
+void pm_config_init_unset(pm_config *cfg);
+/* Field-by-field equality (names, every value; two unset fields are equal). */
+bool pm_config_equal(const pm_config *a, const pm_config *b);
+/* Watts with every unit busy every cycle on every engine: rows*cols MACs,
+ * all vector lanes, all LFUs, the full SRAM port, one control instruction,
+ * DRAM at full bandwidth, plus static_w. The presets set tdp_w from it. */
+double pm_config_full_activity_power_w(const pm_config *cfg);
+/* Longest accepted config line in bytes (without its newline). */
+#define PM_CONFIG_LINE_MAX 1024
+
 #ifdef __cplusplus
 }
 #endif
