@@ -38,6 +38,33 @@ pm_status pm_device_run(pm_device *dev, const pm_run_options *opts, pm_error *er
 void pm_device_counters(const pm_device *dev, pm_counters *out);
 void pm_device_reset_counters(pm_device *dev);
 
+/* ---- address-range allocator ----
+ * The first-fit allocator behind pm_device_alloc, public so that other
+ * layers (kernel builders placing SRAM buffers, tests) can use the same
+ * logic. It manages [base, base + size); blocks are kept sorted by address,
+ * so freeing coalesces by construction. A reserved block (pm_allocator_reserve)
+ * is placed at a fixed address and carries a non-zero owner tag; it can only
+ * be released with pm_allocator_release_tag, never with pm_allocator_free. */
+typedef struct pm_allocator pm_allocator;
+
+pm_status pm_allocator_create(uint64_t base, uint64_t size, pm_allocator **out, pm_error *err);
+void pm_allocator_destroy(pm_allocator *a);
+/* align: a power of two; 0 means 64. bytes must be > 0. */
+pm_status pm_allocator_alloc(pm_allocator *a, uint64_t bytes, uint64_t align, uint64_t *addr, pm_error *err);
+/* addr must be the start of a live allocation (double free and unknown
+ * addresses are errors naming the address). */
+pm_status pm_allocator_free(pm_allocator *a, uint64_t addr, pm_error *err);
+/* Reserve exactly [addr, addr + bytes) for owner tag (non-zero); fails,
+ * naming the colliding block, when any part is already in use. */
+pm_status pm_allocator_reserve(pm_allocator *a, uint64_t addr, uint64_t bytes, uint32_t tag, pm_error *err);
+/* Release every reservation carrying tag; returns how many were released. */
+size_t pm_allocator_release_tag(pm_allocator *a, uint32_t tag);
+/* Bytes in live allocations and reservations, and their count. */
+uint64_t pm_allocator_used_bytes(const pm_allocator *a);
+size_t pm_allocator_block_count(const pm_allocator *a);
+/* Largest request (align 1) that would succeed now. */
+uint64_t pm_allocator_largest_free(const pm_allocator *a);
+
 #ifdef __cplusplus
 }
 #endif
