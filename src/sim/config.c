@@ -327,7 +327,7 @@ pm_status pm_config_validate(const pm_config *cfg, pm_error *err)
     char msg[512], field[64];
     if (check_config(cfg, &where, msg, sizeof msg)) return PM_OK;
     where_name(where, field, sizeof field);
-    const char *who = name_ok(cfg->name) && strnlen(cfg->name, sizeof cfg->name) < sizeof cfg->name
+    const char *who = strnlen(cfg->name, sizeof cfg->name) < sizeof cfg->name && name_ok(cfg->name)
                           ? cfg->name
                           : "config";
     return pm_error_set(err, PM_ERR_CONFIG, "%s: %s: %s", who, field, msg);
@@ -780,9 +780,14 @@ const char *const *pm_config_preset_names(void)
 
 /* ------------------------------------------------------------ text output */
 
-/* Shortest %.Ng that reads back as the same double. */
+/* Whole numbers as plain integers ("150", not "1.5e+02"); anything else as
+ * the shortest %.Ng that reads back as the same double. */
 static void format_real(double v, char *buf, size_t cap)
 {
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(buf, cap, "%.0f", v);
+        if (strtod(buf, NULL) == v) return;
+    }
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, cap, "%.*g", prec, v);
         if (strtod(buf, NULL) == v) return;
