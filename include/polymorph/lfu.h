@@ -94,6 +94,44 @@ size_t pm_lfu_table_serialized_size(const pm_lfu_table *t);
 pm_status pm_lfu_table_serialize(const pm_lfu_table *t, uint8_t *dst, size_t cap, size_t *written, pm_error *err);
 pm_status pm_lfu_table_deserialize(const uint8_t *src, size_t len, pm_lfu_table *out, pm_error *err);
 
+/* ---- Additions (lfu layer): the meaning of param[] and the map every
+ * fitter must share. See docs/lfu.md for the full evaluation rules. ----
+ *
+ * Uniform mode: every param[] is 0 (reserved; later versions may give
+ * non-zero values a meaning). The segment map is
+ *   scale = (float)segments / (x_max - x_min), bias = -(x_min * scale)  (fp32)
+ *   u = fmaf(x, scale, bias); s = clamp(floor(u), 0, segments-1)
+ *   t = fmaf(x, scale, bias - (float)s)          (t in [0, 1] inside the domain)
+ * and the segment polynomial is c0 + c1*t + c2*t^2 + c3*t^3 (Horner, fmaf).
+ *
+ * Exponent mode: param[PM_LFU_PARAM_REDUCTION] selects the range reduction
+ * (a pm_lfu_reduction value stored as a float); the reduced argument is then
+ * looked up with the uniform map above over [x_min, x_max]. Fields a mode
+ * does not use (params, out-of-range values/slopes) must be 0, form must be
+ * plain and oor clamp. */
+typedef enum pm_lfu_reduction {
+    PM_LFU_RED_EXP2 = 0,  /* y = 2^(x/L): n = rne(x*C), r = (x - n*L_hi) - n*L_lo, y = p(r) * 2^n */
+    PM_LFU_RED_RSQRT = 1, /* x = w * 4^k with w in [1,4): y = p(w) * 2^-k; domain must be [1,4] */
+    PM_LFU_RED_RECIP = 2, /* x = +-w * 2^e with w in [1,2): y = +-p(w) * 2^-e; domain must be [1,2] */
+    PM_LFU_RED_COUNT
+} pm_lfu_reduction;
+
+#define PM_LFU_PARAM_REDUCTION 0 /* exponent mode: pm_lfu_reduction */
+#define PM_LFU_PARAM_EXP_C 1     /* PM_LFU_RED_EXP2: C ~ 1/L, only picks n */
+#define PM_LFU_PARAM_EXP_L_HI 2  /* PM_LFU_RED_EXP2: L = L_hi + L_lo (Cody-Waite pair) */
+#define PM_LFU_PARAM_EXP_L_LO 3
+
+/* The uniform segment map of t (scale and bias as defined above). Fitters
+ * use it so their local coordinate is bit-for-bit the evaluator's. */
+void pm_lfu_uniform_map(const pm_lfu_table *t, float *scale, float *bias);
+
+/* Serialised layout ("PMLF" version 1, little-endian): a fixed header of
+ * PM_LFU_SERIAL_HEADER_BYTES, then segments*(degree+1) fp32 coefficients.
+ * Deserialisation reads exactly that many bytes; bytes after them are
+ * ignored (so lfu.ld may pass the rest of SRAM). */
+#define PM_LFU_SERIAL_VERSION 1
+#define PM_LFU_SERIAL_HEADER_BYTES 108
+
 #ifdef __cplusplus
 }
 #endif

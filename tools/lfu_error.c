@@ -1,0 +1,207 @@
+/* lfu_error: measures every built-in LFU table against a correctly rounded
+ * reference and prints a Markdown table (the one in docs/lfu.md).
+ *   usage: lfu_error [--quick]      (--quick: 16x fewer strided samples)
+ * Reference: the long double libm function (expl, exp2l, tanhl, erfcl, sqrtl,
+ * 64-bit significand) rounded once to fp32 / bf16 (RNE). Errors are the
+ * distance in representable values (ulps) between the LFU result (rounded
+ * RNE to bf16 for the bf16 column) and that correctly rounded reference,
+ * plus the absolute error against the long double value itself. */
+#include "polymorph/lfu.h"
+#include "polymorph/numerics.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SQRT1_2_L 0.707106781186547524400844362104849039L
+
+static long double r_exp(long double x) { return expl(x); }
+static long double r_exp2(long double x) { return exp2l(x); }
+static long double r_sigmoid(long double x) { return 1.0L / (1.0L + expl(-x)); }
+static long double r_tanh(long double x) { return tanhl(x); }
+static long double r_silu(long double x) { return x / (1.0L + expl(-x)); }
+static long double r_gelu(long double x) { return x * 0.5L * erfcl(-x * SQRT1_2_L); }
+static long double r_rsqrt(long double x) { return 1.0L / sqrtl(x); }
+static long double r_recip(long double x) { return 1.0L / x; }
+
+/* Which samples of a range a row counts, by the correctly rounded fp32 result. */
+enum { KEEP_ALL, KEEP_NORMAL, KEEP_SUBNORMAL };
+
+typedef struct row_spec {
+    const char *what;   /* the row's domain, in words */
+    float lo, hi;       /* x range, inclusive (sampled by bit pattern) */
+    float lo2, hi2;     /* optional second range (lo2 < hi2), e.g. negative x */
+    int keep;
+    float dense_lo, dense_hi; /* every pattern in [dense_lo, dense_hi) too (empty if equal) */
+} row_spec;
+
+typedef struct func_spec {
+    pm_lfu_func func;
+    long double (*ref)(long double);
+    row_spec rows[3];
+} func_spec;
+
+static const func_spec funcs[] = {
+    {PM_LFU_EXP, r_exp,
+     {{"x in [-88, 89], normal results", -88.0f, 89.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f},
+      {"x in [-104, -87], subnormal results", -104.0f, -87.0f, 0, 0, KEEP_SUBNORMAL, -100.0f, -96.0f}}},
+    {PM_LFU_EXP2, r_exp2,
+     {{"x in [-127, 129], normal results", -127.0f, 129.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f},
+      {"x in [-151, -125], subnormal results", -151.0f, -125.0f, 0, 0, KEEP_SUBNORMAL, -140.0f, -136.0f}}},
+    {PM_LFU_SIGMOID, r_sigmoid,
+     {{"x >= -16 (all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f},
+      {"x < -16 (tail: constant 0)", -FLT_MAX, -16.0f, 0, 0, KEEP_ALL, 0, 0}}},
+    {PM_LFU_TANH, r_tanh,
+     {{"all finite x", -FLT_MAX, FLT_MAX, 0, 0, KEEP_ALL, 0.5f, 1.0f}}},
+    {PM_LFU_SILU, r_silu,
+     {{"x >= -16 (all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f},
+      {"x < -16 (tail: 0)", -FLT_MAX, -16.0f, 0, 0, KEEP_ALL, 0, 0}}},
+    {PM_LFU_GELU, r_gelu,
+     {{"x >= -2 (all finite)", -2.0f, FLT_MAX, 0, 0, KEEP_ALL, -2.0f, -1.0f},
+      {"x in [-9, -2)", -9.0f, -0x1.fffffep0f, 0, 0, KEEP_ALL, -4.0f, -2.0f},
+      {"x < -9 (tail: 0)", -FLT_MAX, -9.0f, 0, 0, KEEP_ALL, 0, 0}}},
+    {PM_LFU_RSQRT, r_rsqrt,
+     {{"all finite x > 0 (subnormal x too)", FLT_TRUE_MIN, FLT_MAX, 0, 0, KEEP_ALL, 1.0f, 4.0f}}},
+    {PM_LFU_RECIP, r_recip,
+     {{"finite x != 0, normal results", FLT_TRUE_MIN, FLT_MAX, -FLT_MAX, -FLT_TRUE_MIN, KEEP_NORMAL, 1.0f, 2.0f},
+      {"|x| > 2^126, subnormal results", 0x1p126f, FLT_MAX, -FLT_MAX, -0x1p126f, KEEP_SUBNORMAL, 0, 0}}},
+};
+
+/* ---- orderings and roundings ---- */
+
+/* Monotone integer key of a float's bit pattern: ulp distance = key difference. */
+static int64_t key32(float x)
+{
+    uint32_t b = pm_f32_bits(x);
+    return (b >> 31) ? -(int64_t)(b & 0x7fffffffu) : (int64_t)b;
+}
+
+static float from_key32(int64_t k) { return pm_f32_from_bits(k < 0 ? 0x80000000u | (uint32_t)(-k) : (uint32_t)k); }
+
+static int64_t key16(uint16_t h) { return (h >> 15) ? -(int64_t)(h & 0x7fffu) : (int64_t)h; }
+
+/* fp32 -> bf16, round to nearest even (the rounding a bf16 store does). */
+static uint16_t bf16_of_f32(float x)
+{
+    uint32_t b = pm_f32_bits(x);
+    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+/* long double -> bf16 rounded once (RNE), with subnormals and overflow. */
+static uint16_t bf16_of_ld(long double v)
+{
+    uint16_t sign = signbit(v) ? 0x8000u : 0u;
+    long double a = fabsl(v);
+    if (a == 0.0L) return sign;
+    if (isinf(a)) return sign | 0x7f80u;
+    int e;
+    frexpl(a, &e); /* a in [2^(e-1), 2^e) */
+    int q = e - 8 < -133 ? -133 : e - 8;
+    long double r = ldexpl(rintl(ldexpl(a, -q)), q);
+    if (r >= 0x1p128L) return sign | 0x7f80u;
+    return (uint16_t)(sign | (pm_f32_bits((float)r) >> 16));
+}
+
+static int classify_keep(float ref, int keep)
+{
+    if (keep == KEEP_ALL) return 1;
+    float a = fabsf(ref);
+    if (keep == KEEP_NORMAL) return a >= FLT_MIN && a <= FLT_MAX;
+    return a < FLT_MIN;
+}
+
+/* ---- measuring ---- */
+
+typedef struct stats {
+    uint64_t samples;
+    int64_t ulp32, ulp16;
+    long double abs_err;
+    float worst32, worst16, worst_abs;
+} stats;
+
+#define CHUNK 4096
+
+static void measure_keys(const pm_lfu_table *t, long double (*ref)(long double), int keep, int64_t k0, int64_t k1,
+                         int64_t stride, stats *st)
+{
+    float xs[CHUNK], ys[CHUNK];
+    int64_t k = k0;
+    while (k <= k1) {
+        size_t n = 0;
+        for (; n < CHUNK && k <= k1; n++, k += stride) xs[n] = from_key32(k);
+        pm_lfu_eval_array(t, xs, ys, n);
+        for (size_t i = 0; i < n; i++) {
+            long double r = ref((long double)xs[i]);
+            float rf = (float)r;
+            if (!classify_keep(rf, keep)) continue;
+            st->samples++;
+            int64_t d32 = ys[i] != ys[i] ? INT64_MAX / 4 : llabs(key32(ys[i]) - key32(rf));
+            int64_t d16 = ys[i] != ys[i] ? INT64_MAX / 4 : llabs(key16(bf16_of_f32(ys[i])) - key16(bf16_of_ld(r)));
+            long double ae = isinf(r) && ys[i] == r ? 0.0L : fabsl((long double)ys[i] - r);
+            if (d32 > st->ulp32) st->ulp32 = d32, st->worst32 = xs[i];
+            if (d16 > st->ulp16) st->ulp16 = d16, st->worst16 = xs[i];
+            if (ae > st->abs_err) st->abs_err = ae, st->worst_abs = xs[i];
+        }
+    }
+}
+
+/* Every stride-th pattern of [lo, hi] (stride odd, about `target` samples). */
+static void measure_range(const pm_lfu_table *t, long double (*ref)(long double), int keep, float lo, float hi,
+                          int64_t target, stats *st)
+{
+    int64_t k0 = key32(lo), k1 = key32(hi);
+    int64_t stride = (k1 - k0 + 1) / target;
+    if (stride < 1) stride = 1;
+    stride |= 1;
+    measure_keys(t, ref, keep, k0, k1, stride, st);
+    if (((k1 - k0) % stride) != 0) measure_keys(t, ref, keep, k1, k1, 1, st); /* the far end too */
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    if (argc > 1 && !quick) {
+        fprintf(stderr, "usage: lfu_error [--quick]\n");
+        return 2;
+    }
+    const int64_t target = quick ? (1 << 20) : (1 << 24);
+    double t_start = now_s();
+    printf("| function | domain | samples | max ulp fp32 | max ulp bf16 | max abs error | worst x (fp32 ulp) |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | --- |\n");
+    for (size_t f = 0; f < sizeof funcs / sizeof funcs[0]; f++) {
+        const func_spec *fs = &funcs[f];
+        pm_lfu_table table;
+        pm_error err;
+        if (pm_lfu_builtin(fs->func, &table, &err) != PM_OK) {
+            fprintf(stderr, "lfu_error: %s\n", err.message);
+            return 1;
+        }
+        double t0 = now_s();
+        for (int r = 0; r < 3 && fs->rows[r].what; r++) {
+            const row_spec *rs = &fs->rows[r];
+            stats st;
+            memset(&st, 0, sizeof st);
+            measure_range(&table, fs->ref, rs->keep, rs->lo, rs->hi, target, &st);
+            if (rs->lo2 < rs->hi2) measure_range(&table, fs->ref, rs->keep, rs->lo2, rs->hi2, target, &st);
+            if (rs->dense_lo < rs->dense_hi)
+                measure_keys(&table, fs->ref, rs->keep, key32(rs->dense_lo), key32(rs->dense_hi) - 1, 1, &st);
+            printf("| %s | %s | %llu | %lld | %lld | %.3Le | %a |\n", table.name, rs->what,
+                   (unsigned long long)st.samples, (long long)st.ulp32, (long long)st.ulp16, st.abs_err,
+                   (double)st.worst32);
+        }
+        fprintf(stderr, "%-8s %.1f s\n", table.name, now_s() - t0);
+        pm_lfu_table_free(&table);
+    }
+    printf("\nmeasured in %.1f s (%s sampling)\n", now_s() - t_start, quick ? "quick" : "full");
+    return 0;
+}
