@@ -37,7 +37,15 @@ void pm_error_prefix(pm_error *err, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s%s", prefix, old);
+    /* Cut explicitly (the message is bounded by design) rather than let
+     * snprintf truncate, which gcc rightly warns about. */
+    size_t plen = strnlen(prefix, sizeof prefix - 1);
+    size_t olen = strnlen(old, sizeof old - 1);
+    if (plen > sizeof err->message - 1) plen = sizeof err->message - 1;
+    if (olen > sizeof err->message - 1 - plen) olen = sizeof err->message - 1 - plen;
+    memcpy(err->message, prefix, plen);
+    memcpy(err->message + plen, old, olen);
+    err->message[plen + olen] = '\0';
 }
 
 void pm_error_clear(pm_error *err)
