@@ -14,3 +14,7 @@ for f in "$@"; do
 done
 echo "    {NULL, NULL},"
 echo "};"
+echo "const char *const pm_preset_names[] = {"
+for f in "$@"; do printf '    "%s",\n' "$(basename "$f" .cfg)"; done
+echo "    NULL,"
+echo "};"

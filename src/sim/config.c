@@ -6,7 +6,6 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +16,6 @@ extern const char *const pm_preset_files[][2];
 /* A file may name a base, whose own file may name a base: deep enough for any
  * sane family of presets, and it stops a cycle (a -> b -> a) cold. */
 #define BASE_DEPTH_MAX 8
-#define PRESET_NAMES_MAX 64
 
 _Static_assert(sizeof(pm_dataflow) == sizeof(unsigned), "enum fields are stored as unsigned");
 _Static_assert(sizeof(pm_hazard_mode) == sizeof(unsigned), "enum fields are stored as unsigned");
@@ -759,23 +757,12 @@ pm_status pm_config_preset(const char *name, pm_config *cfg, pm_error *err)
     return s;
 }
 
-/* The generated table holds {name, text} pairs, so the names are not one
- * contiguous array; this builds that view once. It is written exactly once,
- * under pthread_once, from constant data: a constant table in all but form. */
-static const char *preset_names[PRESET_NAMES_MAX + 1];
-static pthread_once_t preset_names_once = PTHREAD_ONCE_INIT;
-
-static void preset_names_build(void)
-{
-    size_t n = 0;
-    for (size_t i = 0; pm_preset_files[i][0] && n < PRESET_NAMES_MAX; i++) preset_names[n++] = pm_preset_files[i][0];
-    preset_names[n] = NULL;
-}
+/* Generated beside pm_preset_files by tools/embed_presets.sh. */
+extern const char *const pm_preset_names[];
 
 const char *const *pm_config_preset_names(void)
 {
-    pthread_once(&preset_names_once, preset_names_build);
-    return preset_names;
+    return pm_preset_names;
 }
 
 /* ------------------------------------------------------------ text output */
