@@ -1,0 +1,222 @@
+/* Simulator internals shared by the src/sim files: the chip and engine state,
+ * the per-instruction cost record every exec body fills, and the helpers the
+ * bodies use (bounds checks, operand spans, scratch buffers, faults).
+ * Nothing here is public API; see docs/simulator.md for the model. */
+#ifndef POLYMORPH_SIM_INTERNAL_H
+#define POLYMORPH_SIM_INTERNAL_H
+
+#include "polymorph/lfu.h"
+#include "polymorph/numerics.h"
+#include "polymorph/sim.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PM_HIDDEN __attribute__((visibility("hidden")))
+
+/* DRAM is sparse: fixed pages allocated on first write, zeros until then. */
+#define PM_DRAM_PAGE_SHIFT 20
+#define PM_DRAM_PAGE_BYTES ((uint64_t)1 << PM_DRAM_PAGE_SHIFT)
+
+/* Memory kinds in address ranges (hazards): DRAM and SRAM reuse pm_mem_kind. */
+#define PM_RANGE_DRAM ((uint8_t)PM_MEM_DRAM)
+#define PM_RANGE_SRAM ((uint8_t)PM_MEM_SRAM)
+#define PM_RANGE_ACCUM ((uint8_t)3)
+
+#define PM_COST_MAX_RANGES 5
+/* Element counts above this are rejected before any size arithmetic. */
+#define PM_MAX_COUNT ((int64_t)1 << 40)
+/* Trace recording stops after this many events (the file says so). */
+#define PM_TRACE_MAX_EVENTS ((size_t)1 << 21)
+
+typedef struct pm_range {
+    uint8_t mem;   /* PM_RANGE_* */
+    uint8_t write; /* 1 = written by the instruction, 0 = read */
+    uint64_t lo, hi; /* [lo, hi) bytes */
+} pm_range;
+
+/* What the control core must do besides plain issue. */
+enum pm_sync_kind {
+    PM_SYNC_NONE = 0,
+    PM_SYNC_HALT,
+    PM_SYNC_FENCE,
+    PM_SYNC_FLAG_WAIT,
+    PM_SYNC_FLAG_SET,
+    PM_SYNC_FLAG_ADD,
+    PM_SYNC_MARK,
+};
+
+/* Filled by an exec body: its functional effect is already done; this says
+ * what it costs and what it touched, for the timing model and counters. */
+typedef struct pm_cost {
+    uint64_t stream_cycles;  /* cycles the unit is occupied (>= 1 enforced by the scheduler) */
+    uint64_t latency_cycles; /* pipeline depth: results visible this much after the stream ends */
+    uint64_t dram_channel_bytes; /* DMA: bytes charged on the shared DRAM channel (bursts) */
+    uint64_t sram_port_bytes;    /* DMA: bytes through the SRAM port (bandwidth bound) */
+    uint64_t dram_read_bytes, dram_write_bytes;
+    uint64_t sram_read_bytes, sram_write_bytes;
+    uint64_t vector_elems, lfu_evals;
+    uint32_t next_pc;  /* preset to pc + 1 */
+    bool branch_taken; /* a taken branch costs one bubble cycle (not `loop`) */
+    uint8_t sync;      /* enum pm_sync_kind */
+    uint32_t sync_mask;  /* fence: unit mask */
+    uint32_t sync_flag;  /* flag index */
+    int64_t sync_value;  /* flag value / mark id */
+    uint8_t range_count;
+    pm_range range[PM_COST_MAX_RANGES];
+} pm_cost;
+
+/* One instruction in a unit's window: issued, not known to have finished. */
+typedef struct pm_inflight {
+    uint64_t start, finish;
+    uint32_t pc;
+    uint8_t opcode;
+    uint8_t range_count;
+    pm_range range[PM_COST_MAX_RANGES];
+} pm_inflight;
+
+typedef struct pm_unit_state {
+    uint64_t free_cycle;  /* earliest start of the unit's next instruction */
+    uint64_t drain_cycle; /* when everything issued to it has finished */
+    pm_inflight *ring;    /* queue_depth entries, oldest at head */
+    uint32_t head, count;
+} pm_unit_state;
+
+enum pm_engine_state {
+    PM_ENGINE_IDLE = 0, /* no program, or not part of this run */
+    PM_ENGINE_RUNNING,
+    PM_ENGINE_BLOCKED,  /* flag wait with nothing pending that could satisfy it */
+    PM_ENGINE_HALTED,
+};
+
+typedef struct pm_sim pm_sim;
+
+typedef struct pm_engine {
+    pm_sim *sim;
+    const pm_config *cfg;
+    uint32_t id;
+
+    /* instruction memory (decoded at load time) */
+    pm_insn *code;
+    uint32_t code_count;
+    uint32_t entry;
+
+    /* architectural state */
+    int64_t regs[PM_NUM_REGS];
+    uint8_t *sram;
+    float *accum; /* accum_bytes / 4 fp32 words, for the tensor unit */
+    pm_lfu_table *lfu;
+    bool *lfu_loaded;
+    int64_t dma_row_bytes, dma_rows, dma_planes;
+    int64_t dma_dram_row_stride, dma_dram_plane_stride;
+    int64_t dma_sram_row_stride, dma_sram_plane_stride;
+
+    /* scratch for the functional kernels, grown on demand, never per insn */
+    float *fscratch;
+    size_t fscratch_cap;
+    uint8_t *bscratch;
+    size_t bscratch_cap;
+
+    /* run state */
+    uint8_t state;
+    uint32_t pc;
+    uint64_t t;        /* next issue cycle */
+    uint64_t done_cycle;
+    uint64_t retired;
+    uint32_t wait_flag;
+    pm_unit_state unit[PM_UNIT_COUNT];
+} pm_engine;
+
+typedef struct pm_flag_event {
+    uint64_t time, seq;
+    uint32_t flag;
+    uint8_t add; /* 1 = add, 0 = set */
+    int64_t value;
+} pm_flag_event;
+
+enum pm_trace_kind { PM_TRACE_UNIT = 0, PM_TRACE_STALL, PM_TRACE_MARK };
+
+typedef struct pm_trace_event {
+    uint64_t start, dur;
+    int64_t id; /* mark id */
+    uint32_t pc;
+    uint16_t engine;
+    uint8_t unit, kind, opcode;
+} pm_trace_event;
+
+struct pm_sim {
+    pm_config cfg;
+
+    uint8_t **dram_pages;
+    uint64_t dram_page_count;
+
+    int64_t *flags;
+    pm_flag_event *events; /* pending flag writes, sorted by (time, seq) */
+    size_t event_head, event_count, event_cap;
+    uint64_t event_seq;
+    bool resched;
+
+    pm_engine *engines;
+
+    /* timing constants derived from the config */
+    double dram_bytes_per_cycle;
+    uint64_t dram_latency_cycles;
+    uint64_t dram_free_cycle; /* shared channel: next free cycle */
+
+    pm_counters total; /* integer counts; energies computed on read */
+
+    /* trace of the current run */
+    bool tracing;
+    pm_trace_event *trace;
+    size_t trace_count, trace_cap;
+    uint64_t trace_dropped;
+};
+
+/* ---- dispatch (generated from isa_table.h) ---- */
+typedef pm_status (*pm_exec_fn)(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err);
+#define PM_INSN(id, opc, mn, unit, ops, doc) \
+    PM_HIDDEN pm_status pm_exec_##id(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err);
+#include "polymorph/isa_table.h"
+#undef PM_INSN
+
+typedef struct pm_op_meta {
+    const char *mnemonic; /* NULL: no row */
+    pm_unit unit;
+    pm_exec_fn exec;
+} pm_op_meta;
+PM_HIDDEN extern const pm_op_meta pm_sim_ops[256];
+
+/* ---- helpers (sim_mem.c) ---- */
+/* A fault cause; the scheduler prefixes "engine E pc 0xP (mn): ". */
+PM_HIDDEN pm_status pm_sim_fault(pm_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+PM_HIDDEN pm_status pm_sim_dram_copy_out(const pm_sim *sim, uint64_t addr, void *dst, size_t n);
+/* Allocates every page of [addr, addr+n) (so a later copy cannot fail half way). */
+PM_HIDDEN pm_status pm_sim_dram_reserve(pm_sim *sim, uint64_t addr, uint64_t n, pm_error *err);
+PM_HIDDEN void pm_sim_dram_copy_in(pm_sim *sim, uint64_t addr, const void *src, size_t n); /* pages reserved */
+
+/* Register value of an 'a' operand and whether it post-increments. */
+static inline unsigned pm_areg(int64_t op) { return (unsigned)(op & 31); }
+static inline bool pm_areg_inc(int64_t op) { return (op & PM_AREG_INC) != 0; }
+
+/* Bounds-check an SRAM access of `bytes` at the address in the operand's
+ * register, record its range in the cost, return the offset. */
+PM_HIDDEN pm_status pm_sram_operand(pm_engine *e, int64_t op, uint64_t bytes, bool write, pm_cost *c,
+                                    uint64_t *offset, pm_error *err);
+PM_HIDDEN void pm_post_increment(pm_engine *e, int64_t op, uint64_t bytes);
+/* Element count from a register: fault when negative or absurd. */
+PM_HIDDEN pm_status pm_count_operand(const pm_engine *e, int64_t reg, const char *what, uint64_t *n,
+                                     pm_error *err);
+PM_HIDDEN pm_status pm_format_operand(int64_t op, const char *mnemonic, bool arith_only, pm_format *f,
+                                      pm_error *err);
+PM_HIDDEN void pm_cost_range(pm_cost *c, uint8_t mem, bool write, uint64_t lo, uint64_t hi);
+PM_HIDDEN pm_status pm_scratch_floats(pm_engine *e, size_t n, float **out, pm_error *err);
+PM_HIDDEN pm_status pm_scratch_bytes(pm_engine *e, size_t n, uint8_t **out, pm_error *err);
+static inline uint64_t pm_ceil_div(uint64_t a, uint64_t b) { return b ? (a + b - 1) / b : a; }
+
+/* ---- trace (sim_trace.c) ---- */
+PM_HIDDEN void pm_trace_record(pm_sim *sim, uint8_t kind, uint32_t engine, uint8_t unit, uint8_t opcode,
+                               uint32_t pc, uint64_t start, uint64_t dur, int64_t id);
+PM_HIDDEN pm_status pm_trace_write(pm_sim *sim, const char *path, pm_status run_status, pm_error *err);
+
+#endif
