@@ -1,0 +1,554 @@
+/* LFU layer tests: built-in tables against a long double reference with the
+ * ulp bounds documented in docs/lfu.md (measured by tools/lfu_error), special
+ * values, the documented segment map and out-of-range policies, PMLF round
+ * trips and malformed-input handling. */
+#include "polymorph/lfu.h"
+#include "polymorph/numerics.h"
+#include "test.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+
+#define SQRT1_2_L 0.707106781186547524400844362104849039L
+
+/* ---- references and distances ---- */
+
+static long double r_exp(long double x) { return expl(x); }
+static long double r_exp2(long double x) { return exp2l(x); }
+static long double r_sigmoid(long double x) { return 1.0L / (1.0L + expl(-x)); }
+static long double r_tanh(long double x) { return tanhl(x); }
+static long double r_silu(long double x) { return x / (1.0L + expl(-x)); }
+static long double r_gelu(long double x) { return x * 0.5L * erfcl(-x * SQRT1_2_L); }
+static long double r_rsqrt(long double x) { return 1.0L / sqrtl(x); }
+static long double r_recip(long double x) { return 1.0L / x; }
+
+static int64_t key32(float x)
+{
+    uint32_t b = pm_f32_bits(x);
+    return (b >> 31) ? -(int64_t)(b & 0x7fffffffu) : (int64_t)b;
+}
+
+static int64_t ulp32(float y, long double ref)
+{
+    if (y != y) return INT64_MAX / 4;
+    int64_t d = key32(y) - key32((float)ref);
+    return d < 0 ? -d : d;
+}
+
+static int64_t key16(uint16_t h) { return (h >> 15) ? -(int64_t)(h & 0x7fffu) : (int64_t)h; }
+
+static uint16_t bf16_of_f32(float x)
+{
+    uint32_t b = pm_f32_bits(x);
+    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+/* long double rounded once to bf16 (RNE; subnormals and overflow included). */
+static uint16_t bf16_of_ld(long double v)
+{
+    uint16_t sign = signbit(v) ? 0x8000u : 0u;
+    long double a = fabsl(v);
+    if (a == 0.0L) return sign;
+    if (isinf(a)) return sign | 0x7f80u;
+    int e;
+    frexpl(a, &e);
+    int q = e - 8 < -133 ? -133 : e - 8;
+    long double r = ldexpl(rintl(ldexpl(a, -q)), q);
+    if (r >= 0x1p128L) return sign | 0x7f80u;
+    return (uint16_t)(sign | (pm_f32_bits((float)r) >> 16));
+}
+
+static int64_t ulp16(float y, long double ref)
+{
+    if (y != y) return INT64_MAX / 4;
+    int64_t d = key16(bf16_of_f32(y)) - key16(bf16_of_ld(ref));
+    return d < 0 ? -d : d;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd32(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+
+/* A float in [lo, hi]: half the draws uniform in bit pattern (every binade),
+ * half uniform in value. */
+static float draw(float lo, float hi)
+{
+    if (rnd32() & 1) {
+        int64_t k0 = key32(lo), k1 = key32(hi);
+        int64_t k = k0 + (int64_t)(((uint64_t)rnd32() << 32 | rnd32()) % (uint64_t)(k1 - k0 + 1));
+        return pm_f32_from_bits(k < 0 ? 0x80000000u | (uint32_t)(-k) : (uint32_t)k);
+    }
+    float u = (float)((double)rnd32() / 4294967296.0);
+    float x = lo + (hi - lo) * u;
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+static pm_lfu_table builtin(pm_lfu_func f)
+{
+    pm_lfu_table t;
+    pm_error err;
+    pm_status st = pm_lfu_builtin(f, &t, &err);
+    CHECK_MSG(st == PM_OK, "%s", err.message);
+    return t;
+}
+
+/* ---- accuracy: the bounds are the measured ones in docs/lfu.md ---- */
+
+typedef struct accuracy_case {
+    pm_lfu_func func;
+    long double (*ref)(long double);
+    float lo, hi;
+    int keep_normal; /* count only samples whose rounded result is normal */
+    int64_t max_ulp32, max_ulp16;
+} accuracy_case;
+
+static const accuracy_case accuracy[] = {
+    {PM_LFU_EXP, r_exp, -88.0f, 89.0f, 1, 1, 1},
+    {PM_LFU_EXP, r_exp, -104.0f, -87.0f, 0, 1, 1}, /* subnormal results */
+    {PM_LFU_EXP2, r_exp2, -127.0f, 129.0f, 1, 1, 1},
+    {PM_LFU_EXP2, r_exp2, -151.0f, -125.0f, 0, 1, 1},
+    {PM_LFU_SIGMOID, r_sigmoid, -16.0f, FLT_MAX, 0, 2, 1},
+    {PM_LFU_SIGMOID, r_sigmoid, -16.0f, 16.0f, 0, 2, 1},
+    {PM_LFU_TANH, r_tanh, -FLT_MAX, FLT_MAX, 0, 2, 1},
+    {PM_LFU_TANH, r_tanh, -10.0f, 10.0f, 0, 2, 1},
+    {PM_LFU_SILU, r_silu, -16.0f, FLT_MAX, 0, 3, 1},
+    {PM_LFU_SILU, r_silu, -16.0f, 16.0f, 0, 3, 1},
+    {PM_LFU_GELU, r_gelu, -2.0f, FLT_MAX, 0, 2, 1},
+    {PM_LFU_GELU, r_gelu, -2.0f, 7.0f, 0, 2, 1},
+    {PM_LFU_GELU, r_gelu, -9.0f, -2.0f, 0, 564, 1}, /* relative accuracy of the Gaussian tail */
+    {PM_LFU_RSQRT, r_rsqrt, FLT_TRUE_MIN, FLT_MAX, 0, 1, 1},
+    {PM_LFU_RECIP, r_recip, FLT_TRUE_MIN, FLT_MAX, 0, 1, 1},
+    {PM_LFU_RECIP, r_recip, -FLT_MAX, -FLT_TRUE_MIN, 0, 1, 1},
+};
+
+TEST(test_builtin_accuracy)
+{
+    for (size_t c = 0; c < sizeof accuracy / sizeof accuracy[0]; c++) {
+        const accuracy_case *ac = &accuracy[c];
+        pm_lfu_table t = builtin(ac->func);
+        int64_t worst32 = 0, worst16 = 0;
+        float at32 = 0, at16 = 0;
+        for (int i = 0; i < 60000; i++) {
+            float x = draw(ac->lo, ac->hi);
+            long double r = ac->ref(x);
+            float rf = (float)r;
+            if (ac->keep_normal && !(fabsf(rf) >= FLT_MIN && fabsf(rf) <= FLT_MAX)) continue;
+            float y = pm_lfu_eval(&t, x);
+            int64_t d32 = ulp32(y, r), d16 = ulp16(y, r);
+            if (d32 > worst32) worst32 = d32, at32 = x;
+            if (d16 > worst16) worst16 = d16, at16 = x;
+        }
+        CHECK_MSG(worst32 <= ac->max_ulp32, "%s on [%g, %g]: %lld fp32 ulp at x = %a (bound %lld)", t.name,
+                  (double)ac->lo, (double)ac->hi, (long long)worst32, (double)at32, (long long)ac->max_ulp32);
+        CHECK_MSG(worst16 <= ac->max_ulp16, "%s on [%g, %g]: %lld bf16 ulp at x = %a (bound %lld)", t.name,
+                  (double)ac->lo, (double)ac->hi, (long long)worst16, (double)at16, (long long)ac->max_ulp16);
+        pm_lfu_table_free(&t);
+    }
+}
+
+/* The documented absolute error of the out-of-domain tails. */
+TEST(test_builtin_tails)
+{
+    static const struct { pm_lfu_func f; long double (*ref)(long double); float lo, hi; long double max_abs; } tails[] = {
+        {PM_LFU_SIGMOID, r_sigmoid, -FLT_MAX, -16.0f, 1.13e-7L},
+        {PM_LFU_SILU, r_silu, -FLT_MAX, -16.0f, 1.81e-6L},
+        {PM_LFU_GELU, r_gelu, -FLT_MAX, -9.0f, 1.01e-18L},
+        {PM_LFU_GELU, r_gelu, -9.0f, -2.0f, 5.93e-9L},
+    };
+    for (size_t c = 0; c < sizeof tails / sizeof tails[0]; c++) {
+        pm_lfu_table t = builtin(tails[c].f);
+        long double worst = 0.0L;
+        for (int i = 0; i < 20000; i++) {
+            float x = draw(tails[c].lo, tails[c].hi);
+            long double e = fabsl((long double)pm_lfu_eval(&t, x) - tails[c].ref(x));
+            if (e > worst) worst = e;
+        }
+        CHECK_MSG(worst <= tails[c].max_abs, "%s tail: abs error %Lg > %Lg", t.name, worst, tails[c].max_abs);
+        pm_lfu_table_free(&t);
+    }
+}
+
+/* ---- special values ---- */
+
+static uint32_t bits_of(pm_lfu_table *t, float x) { return pm_f32_bits(pm_lfu_eval(t, x)); }
+
+TEST(test_special_values)
+{
+    const float inf = INFINITY;
+    pm_lfu_table t[PM_LFU_FUNC_COUNT];
+    for (int f = 0; f < PM_LFU_FUNC_COUNT; f++) t[f] = builtin((pm_lfu_func)f);
+
+    /* NaN in: one canonical quiet NaN out, whatever the payload or sign. */
+    const uint32_t nans[] = {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xffbfffffu, 0x7fc12345u};
+    for (int f = 0; f < PM_LFU_FUNC_COUNT; f++)
+        for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++)
+            CHECK_MSG(bits_of(&t[f], pm_f32_from_bits(nans[i])) == 0x7fc00000u, "%s(nan %08x)", t[f].name, nans[i]);
+
+    pm_lfu_table *e = &t[PM_LFU_EXP], *e2 = &t[PM_LFU_EXP2];
+    CHECK(pm_lfu_eval(e, 0.0f) == 1.0f && pm_lfu_eval(e, -0.0f) == 1.0f);
+    CHECK(pm_lfu_eval(e, inf) == inf && bits_of(e, -inf) == 0);
+    CHECK(pm_lfu_eval(e, 89.0f) == inf && pm_lfu_eval(e, 88.8f) == inf && pm_lfu_eval(e, 88.7f) < inf);
+    CHECK(bits_of(e, -104.0f) == 0 && bits_of(e, -200.0f) == 0);
+    CHECK(pm_lfu_eval(e, -103.0f) > 0.0f); /* e^-103 is a subnormal, not zero */
+    for (int k = -149; k <= 127; k++) { /* integer powers of two are exact */
+        float want = k < -126 ? pm_f32_from_bits(1u << (k + 149)) : pm_f32_from_bits((uint32_t)(k + 127) << 23);
+        CHECK_MSG(pm_lfu_eval(e2, (float)k) == want, "exp2(%d)", k);
+    }
+    CHECK(pm_lfu_eval(e2, 128.0f) == inf && bits_of(e2, -150.0f) == 0 && pm_lfu_eval(e2, -149.5f) == FLT_TRUE_MIN);
+    CHECK(pm_lfu_eval(e2, inf) == inf && bits_of(e2, -inf) == 0);
+
+    pm_lfu_table *rs = &t[PM_LFU_RSQRT];
+    CHECK(pm_lfu_eval(rs, 0.0f) == inf);
+    CHECK(pm_lfu_eval(rs, -0.0f) == -inf); /* IEEE 754 rSqrt(-0) */
+    CHECK(bits_of(rs, -1.0f) == 0x7fc00000u && bits_of(rs, -inf) == 0x7fc00000u && bits_of(rs, -FLT_TRUE_MIN) == 0x7fc00000u);
+    CHECK(bits_of(rs, inf) == 0);
+    for (int k = -74; k <= 63; k++) { /* rsqrt(4^k) = 2^-k exactly */
+        float x = k < -63 ? pm_f32_from_bits(1u << (2 * k + 149)) : pm_f32_from_bits((uint32_t)(2 * k + 127) << 23);
+        CHECK_MSG(pm_lfu_eval(rs, x) == pm_f32_from_bits((uint32_t)(-k + 127) << 23), "rsqrt(4^%d)", k);
+    }
+    CHECK(pm_lfu_eval(rs, FLT_TRUE_MIN) == 0x1.6a09e6p+74f); /* 2^74.5, correctly rounded */
+
+    pm_lfu_table *rc = &t[PM_LFU_RECIP];
+    CHECK(pm_lfu_eval(rc, 0.0f) == inf && pm_lfu_eval(rc, -0.0f) == -inf);
+    CHECK(bits_of(rc, inf) == 0 && bits_of(rc, -inf) == 0x80000000u);
+    for (int k = -127; k <= 126; k++) {
+        float x = k < -126 ? pm_f32_from_bits(1u << (k + 149)) : pm_f32_from_bits((uint32_t)(k + 127) << 23);
+        CHECK_MSG(pm_lfu_eval(rc, x) == pm_f32_from_bits((uint32_t)(-k + 127) << 23), "recip(2^%d)", k);
+        CHECK_MSG(pm_lfu_eval(rc, -x) == -pm_f32_from_bits((uint32_t)(-k + 127) << 23), "recip(-2^%d)", k);
+    }
+    CHECK(pm_lfu_eval(rc, 0x1p127f) == 0x1p-127f); /* subnormal result, exact */
+    CHECK(pm_lfu_eval(rc, 0x1p-128f) == inf && pm_lfu_eval(rc, -FLT_TRUE_MIN) == -inf);
+
+    pm_lfu_table *sg = &t[PM_LFU_SIGMOID], *th = &t[PM_LFU_TANH], *si = &t[PM_LFU_SILU], *ge = &t[PM_LFU_GELU];
+    CHECK(pm_lfu_eval(sg, 0.0f) == 0.5f && pm_lfu_eval(sg, inf) == 1.0f && bits_of(sg, -inf) == 0);
+    CHECK(pm_lfu_eval(th, inf) == 1.0f && pm_lfu_eval(th, -inf) == -1.0f);
+    CHECK(bits_of(th, 0.0f) == 0 && bits_of(th, -0.0f) == 0x80000000u);
+    CHECK(pm_lfu_eval(th, 1e-30f) == 1e-30f && pm_lfu_eval(th, -FLT_TRUE_MIN) == -FLT_TRUE_MIN); /* x-times form */
+    CHECK(pm_lfu_eval(si, inf) == inf && bits_of(si, -inf) == 0 && pm_lfu_eval(si, 1e-30f) == 0.5e-30f);
+    CHECK(pm_lfu_eval(ge, inf) == inf && bits_of(ge, -inf) == 0 && pm_lfu_eval(ge, 1e-30f) == 0.5e-30f);
+    CHECK(pm_lfu_eval(si, 100.0f) == 100.0f && pm_lfu_eval(ge, 100.0f) == 100.0f);
+    for (int f = 0; f < PM_LFU_FUNC_COUNT; f++) pm_lfu_table_free(&t[f]);
+}
+
+/* ---- the documented map, forms and out-of-range policies ---- */
+
+/* y = 2x + 1 on [-3, 5] in 4 segments of degree 1 (width 2): c0 = f(left end),
+ * c1 = 2 * width. Every operation below is exact, so results are exact. */
+static pm_lfu_table line_table(uint8_t oor, uint8_t form)
+{
+    static float coeffs[8];
+    pm_lfu_table t;
+    memset(&t, 0, sizeof t);
+    strcpy(t.name, "line");
+    t.mode = PM_LFU_MODE_UNIFORM;
+    t.form = form;
+    t.oor = oor;
+    t.degree = 1;
+    t.segments = 4;
+    t.x_min = -3.0f;
+    t.x_max = 5.0f;
+    for (int s = 0; s < 4; s++) {
+        coeffs[2 * s] = 2.0f * (-3.0f + 2.0f * s) + 1.0f;
+        coeffs[2 * s + 1] = 4.0f;
+    }
+    t.coeffs = coeffs;
+    return t;
+}
+
+TEST(test_uniform_map_and_policies)
+{
+    pm_error err;
+    pm_lfu_table t = line_table(PM_LFU_OOR_EXTEND, PM_LFU_FORM_PLAIN);
+    CHECK_MSG(pm_lfu_table_validate(&t, &err) == PM_OK, "%s", err.message);
+    float scale, bias;
+    pm_lfu_uniform_map(&t, &scale, &bias);
+    CHECK(scale == 0.5f && bias == 1.5f);
+    for (float x = -3.0f; x <= 5.0f; x += 0.125f) CHECK_MSG(pm_lfu_eval(&t, x) == 2.0f * x + 1.0f, "x = %g", (double)x);
+    CHECK(pm_lfu_eval(&t, -7.0f) == -13.0f && pm_lfu_eval(&t, 9.0f) == 19.0f); /* extend: the edge line */
+
+    t.oor = PM_LFU_OOR_CLAMP;
+    CHECK(pm_lfu_eval(&t, -7.0f) == -5.0f && pm_lfu_eval(&t, 9.0f) == 11.0f);
+    CHECK(pm_lfu_eval(&t, -INFINITY) == -5.0f && pm_lfu_eval(&t, INFINITY) == 11.0f);
+
+    t.oor = PM_LFU_OOR_CONST;
+    t.below_value = -42.0f;
+    t.above_value = 42.0f;
+    CHECK(pm_lfu_eval(&t, -3.5f) == -42.0f && pm_lfu_eval(&t, 5.5f) == 42.0f && pm_lfu_eval(&t, 5.0f) == 11.0f);
+
+    t.oor = PM_LFU_OOR_LINEAR; /* y = slope * x + value; slope 0 gives the value even at infinity */
+    t.below_slope = 0.0f;
+    t.above_slope = 3.0f;
+    CHECK(pm_lfu_eval(&t, -4.0f) == -42.0f && pm_lfu_eval(&t, -INFINITY) == -42.0f);
+    CHECK(pm_lfu_eval(&t, 6.0f) == 60.0f && pm_lfu_eval(&t, INFINITY) == INFINITY);
+
+    pm_lfu_table xt = line_table(PM_LFU_OOR_CLAMP, PM_LFU_FORM_X_TIMES); /* y = x * (2x + 1) */
+    for (float x = -3.0f; x <= 5.0f; x += 0.25f) CHECK(pm_lfu_eval(&xt, x) == x * (2.0f * x + 1.0f));
+    CHECK(pm_lfu_eval(&xt, 7.0f) == 5.0f * 11.0f); /* clamp applies to the factor too */
+}
+
+/* Segment starts (t = 0) return c0 exactly, and the ROM pins c0 to the
+ * correctly rounded value: so sigmoid at x = -16 + k/8 is correctly rounded. */
+TEST(test_segment_starts_exact)
+{
+    pm_lfu_table t = builtin(PM_LFU_SIGMOID);
+    for (uint32_t s = 0; s < t.segments; s++) {
+        float x = -16.0f + (float)s / 8.0f;
+        CHECK_MSG(pm_lfu_eval(&t, x) == t.coeffs[s * 4], "segment %u", s);
+        CHECK_MSG(ulp32(pm_lfu_eval(&t, x), r_sigmoid(x)) == 0, "sigmoid(%g)", (double)x);
+    }
+    pm_lfu_table_free(&t);
+}
+
+TEST(test_eval_array_matches_scalar)
+{
+    enum { N = 5000 };
+    static float x[N], y[N];
+    for (int f = 0; f < PM_LFU_FUNC_COUNT; f++) {
+        pm_lfu_table t = builtin((pm_lfu_func)f);
+        for (int i = 0; i < N; i++) x[i] = pm_f32_from_bits(rnd32() ^ (uint32_t)rnd32() << 16);
+        x[0] = 0.0f;
+        x[1] = -INFINITY;
+        pm_lfu_eval_array(&t, x, y, N);
+        int same = 1;
+        for (int i = 0; i < N; i++) same &= pm_f32_bits(y[i]) == pm_f32_bits(pm_lfu_eval(&t, x[i]));
+        CHECK_MSG(same, "%s", t.name);
+        pm_lfu_table_free(&t);
+    }
+}
+
+/* ---- validation ---- */
+
+TEST(test_validate_rejects)
+{
+    pm_error err;
+    pm_lfu_table good = line_table(PM_LFU_OOR_CLAMP, PM_LFU_FORM_PLAIN);
+    CHECK(pm_lfu_table_validate(&good, &err) == PM_OK);
+    pm_lfu_table t;
+    t = good; t.degree = 0; CHECK(pm_lfu_table_validate(&t, &err) == PM_ERR_INVALID && strstr(err.message, "degree"));
+    t = good; t.degree = 4; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK);
+    t = good; t.segments = 0; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "segments"));
+    t = good; t.segments = PM_LFU_MAX_SEGMENTS + 1; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK);
+    t = good; t.x_max = t.x_min; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "x_max"));
+    t = good; t.x_min = -INFINITY; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "x_min"));
+    t = good; t.x_min = -FLT_MAX; t.x_max = FLT_MAX; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK); /* width overflows */
+    t = good; t.above_slope = NAN; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "above_slope"));
+    t = good; t.param[5] = 1.0f; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "param[5]"));
+    t = good; t.mode = 2; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK);
+    t = good; t.oor = 4; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK);
+    t = good; memset(t.name, 'a', sizeof t.name); CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "name"));
+    t = good; t.coeffs = NULL; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK);
+    float bad_coeffs[8];
+    memcpy(bad_coeffs, good.coeffs, sizeof bad_coeffs);
+    bad_coeffs[5] = INFINITY;
+    t = good; t.coeffs = bad_coeffs; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "coefficient 5"));
+    /* An invalid table never crashes the evaluator: NaN out. */
+    t = good; t.degree = 9; CHECK(pm_f32_bits(pm_lfu_eval(&t, 1.0f)) == 0x7fc00000u);
+
+    pm_lfu_table r = builtin(PM_LFU_RSQRT);
+    t = r; t.x_max = 3.0f; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "x_max"));
+    t = r; t.param[0] = 7.0f; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "reduction"));
+    t = r; t.form = PM_LFU_FORM_X_TIMES; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK);
+    pm_lfu_table_free(&r);
+    pm_lfu_table e = builtin(PM_LFU_EXP);
+    t = e; t.param[PM_LFU_PARAM_EXP_C] = 1.0f; CHECK(pm_lfu_table_validate(&t, &err) != PM_OK && strstr(err.message, "param[1]"));
+    pm_lfu_table_free(&e);
+
+    CHECK(pm_lfu_builtin(PM_LFU_FUNC_COUNT, &t, &err) == PM_ERR_INVALID);
+}
+
+TEST(test_names)
+{
+    static const char *const names[] = {"exp", "exp2", "sigmoid", "tanh", "silu", "gelu", "rsqrt", "recip"};
+    for (int f = 0; f < PM_LFU_FUNC_COUNT; f++) {
+        pm_lfu_func g;
+        CHECK(strcmp(pm_lfu_func_name((pm_lfu_func)f), names[f]) == 0);
+        CHECK(pm_lfu_func_from_name(names[f], &g) == 1 && g == (pm_lfu_func)f);
+        pm_lfu_table t = builtin((pm_lfu_func)f);
+        CHECK(strcmp(t.name, names[f]) == 0);
+        pm_lfu_table_free(&t);
+    }
+    pm_lfu_func g;
+    CHECK(pm_lfu_func_from_name("Exp", &g) == 0 && pm_lfu_func_from_name("", &g) == 0 && pm_lfu_func_from_name(NULL, &g) == 0);
+    CHECK(pm_lfu_func_name(PM_LFU_FUNC_COUNT) == NULL);
+}
+
+/* ---- serialisation ---- */
+
+static uint8_t *serialize(const pm_lfu_table *t, size_t *len)
+{
+    pm_error err;
+    *len = pm_lfu_table_serialized_size(t);
+    uint8_t *buf = malloc(*len);
+    size_t written = 0;
+    CHECK_MSG(pm_lfu_table_serialize(t, buf, *len, &written, &err) == PM_OK, "%s", err.message);
+    CHECK(written == *len);
+    return buf;
+}
+
+static int same_table(const pm_lfu_table *a, const pm_lfu_table *b)
+{
+    if (memcmp(a->name, b->name, sizeof a->name) || a->mode != b->mode || a->form != b->form || a->oor != b->oor ||
+        a->degree != b->degree || a->segments != b->segments)
+        return 0;
+    const float fa[6] = {a->x_min, a->x_max, a->below_value, a->above_value, a->below_slope, a->above_slope};
+    const float fb[6] = {b->x_min, b->x_max, b->below_value, b->above_value, b->below_slope, b->above_slope};
+    if (memcmp(fa, fb, sizeof fa) || memcmp(a->param, b->param, sizeof a->param)) return 0;
+    return memcmp(a->coeffs, b->coeffs, sizeof(float) * a->segments * (a->degree + 1u)) == 0;
+}
+
+TEST(test_serialize_roundtrip)
+{
+    pm_error err;
+    for (int f = 0; f <= PM_LFU_FUNC_COUNT; f++) {
+        pm_lfu_table t = f < PM_LFU_FUNC_COUNT ? builtin((pm_lfu_func)f) : line_table(PM_LFU_OOR_LINEAR, PM_LFU_FORM_X_TIMES);
+        size_t len;
+        uint8_t *buf = serialize(&t, &len);
+        CHECK(len == PM_LFU_SERIAL_HEADER_BYTES + 4 * t.segments * (t.degree + 1u));
+        CHECK(memcmp(buf, "PMLF", 4) == 0 && buf[4] == PM_LFU_SERIAL_VERSION && buf[5] == 0);
+        pm_lfu_table back;
+        CHECK_MSG(pm_lfu_table_deserialize(buf, len, &back, &err) == PM_OK, "%s", err.message);
+        CHECK(same_table(&t, &back));
+        int same = 1;
+        for (int i = 0; i < 20000; i++) {
+            float x = pm_f32_from_bits(rnd32() ^ (uint32_t)rnd32() << 16);
+            same &= pm_f32_bits(pm_lfu_eval(&t, x)) == pm_f32_bits(pm_lfu_eval(&back, x));
+        }
+        CHECK_MSG(same, "%s evaluates differently after a round trip", t.name);
+        pm_lfu_table_free(&back);
+        /* Bytes after the table are ignored (lfu.ld passes the rest of SRAM). */
+        uint8_t *longer = calloc(len + 64, 1);
+        memcpy(longer, buf, len);
+        memset(longer + len, 0xAB, 64);
+        CHECK(pm_lfu_table_deserialize(longer, len + 64, &back, &err) == PM_OK && same_table(&t, &back));
+        pm_lfu_table_free(&back);
+        free(longer);
+        /* Too small a destination: an error, nothing claimed written. */
+        size_t written = 99;
+        CHECK(pm_lfu_table_serialize(&t, buf, len - 1, &written, &err) == PM_ERR_INVALID && written == 0);
+        free(buf);
+        if (f < PM_LFU_FUNC_COUNT) pm_lfu_table_free(&t);
+    }
+}
+
+TEST(test_deserialize_truncated)
+{
+    pm_error err;
+    pm_lfu_table t = builtin(PM_LFU_GELU), back;
+    size_t len;
+    uint8_t *buf = serialize(&t, &len);
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *cut = malloc(n ? n : 1); /* exactly n bytes, so a sanitizer sees any over-read */
+        memcpy(cut, buf, n);
+        pm_status st = pm_lfu_table_deserialize(cut, n, &back, &err);
+        CHECK_MSG(st == PM_ERR_FORMAT && strstr(err.message, "PMLF byte"), "length %zu: %s", n, err.message);
+        CHECK(back.coeffs == NULL);
+        free(cut);
+    }
+    free(buf);
+    pm_lfu_table_free(&t);
+}
+
+static void expect_offset(const uint8_t *buf, size_t len, size_t at, uint8_t value, const char *want)
+{
+    pm_error err;
+    pm_lfu_table back;
+    uint8_t *copy = malloc(len);
+    memcpy(copy, buf, len);
+    copy[at] = value;
+    CHECK_MSG(pm_lfu_table_deserialize(copy, len, &back, &err) == PM_ERR_FORMAT && strstr(err.message, want),
+              "byte %zu = %u: '%s' lacks '%s'", at, value, err.message, want);
+    free(copy);
+}
+
+TEST(test_deserialize_names_offset)
+{
+    pm_lfu_table t = builtin(PM_LFU_EXP);
+    size_t len;
+    uint8_t *buf = serialize(&t, &len);
+    expect_offset(buf, len, 0, 'X', "byte 0 (magic)");
+    expect_offset(buf, len, 4, 2, "byte 4 (version)");
+    expect_offset(buf, len, 6, 5, "byte 6 (mode)");
+    expect_offset(buf, len, 9, 0, "byte 9 (degree)");
+    expect_offset(buf, len, 10, 1, "byte 10 (reserved)");
+    expect_offset(buf, len, 14, 1, "byte 12 (segments)");          /* 65560 segments */
+    expect_offset(buf, len, 51, 0x7f, "byte 48 (x_min)");          /* x_min becomes NaN-ish/huge */
+    expect_offset(buf, len, 60 + 3, 0x3f, "byte 60 (above_value)"); /* unused in exponent mode */
+    expect_offset(buf, len, 72 + 2, 0x20, "byte 72 (param[0])");   /* reduction 2^-149*k: not an integer */
+    expect_offset(buf, len, 104, 1, "byte 104 (coeff_count)");
+    expect_offset(buf, len, 108 + 4 * 5 + 3, 0x7f, "byte 128 (coeffs)"); /* coefficient 5 becomes NaN */
+    free(buf);
+    pm_lfu_table_free(&t);
+}
+
+TEST(test_deserialize_random_flips)
+{
+    pm_error err;
+    int rejected = 0, accepted = 0;
+    for (int f = 0; f < PM_LFU_FUNC_COUNT; f++) {
+        pm_lfu_table t = builtin((pm_lfu_func)f);
+        size_t len;
+        uint8_t *buf = serialize(&t, &len);
+        for (int trial = 0; trial < 400; trial++) {
+            uint8_t *copy = malloc(len);
+            memcpy(copy, buf, len);
+            int flips = 1 + (int)(rnd32() % 3);
+            for (int k = 0; k < flips; k++) {
+                /* Mostly the header, where the structure lives. */
+                size_t at = (rnd32() & 1) ? rnd32() % PM_LFU_SERIAL_HEADER_BYTES : rnd32() % len;
+                copy[at] ^= (uint8_t)(1u << (rnd32() % 8));
+            }
+            pm_lfu_table back;
+            pm_status st = pm_lfu_table_deserialize(copy, len, &back, &err);
+            if (st == PM_OK) {
+                accepted++;
+                CHECK_MSG(pm_lfu_table_validate(&back, &err) == PM_OK, "%s", err.message);
+                for (int i = 0; i < 64; i++) (void)pm_lfu_eval(&back, pm_f32_from_bits(rnd32()));
+                pm_lfu_table_free(&back);
+            } else {
+                rejected++;
+                CHECK(st == PM_ERR_FORMAT && back.coeffs == NULL && strstr(err.message, "PMLF byte"));
+            }
+            free(copy);
+        }
+        free(buf);
+        pm_lfu_table_free(&t);
+    }
+    CHECK(rejected > 0 && accepted > 0); /* both paths were exercised */
+}
+
+TEST(test_copy)
+{
+    pm_error err;
+    pm_lfu_table a = builtin(PM_LFU_TANH), b;
+    CHECK(pm_lfu_table_copy(&b, &a, &err) == PM_OK);
+    CHECK(b.coeffs != a.coeffs && same_table(&a, &b));
+    pm_lfu_table_free(&a);
+    CHECK(a.coeffs == NULL && a.segments == 0);
+    CHECK(pm_lfu_eval(&b, 0.5f) == pm_lfu_eval(&b, 0.5f) && pm_lfu_eval(&b, 0.5f) > 0.46f);
+    pm_lfu_table_free(&b);
+    pm_lfu_table_free(NULL);
+}
+
+int main(void)
+{
+    RUN(test_names);
+    RUN(test_builtin_accuracy);
+    RUN(test_builtin_tails);
+    RUN(test_special_values);
+    RUN(test_uniform_map_and_policies);
+    RUN(test_segment_starts_exact);
+    RUN(test_eval_array_matches_scalar);
+    RUN(test_validate_rejects);
+    RUN(test_serialize_roundtrip);
+    RUN(test_deserialize_truncated);
+    RUN(test_deserialize_names_offset);
+    RUN(test_deserialize_random_flips);
+    RUN(test_copy);
+    return TEST_SUMMARY();
+}
