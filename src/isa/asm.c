@@ -1199,6 +1199,8 @@ static pm_status assemble_file_lines(asm_ctx *a, uint32_t file);
 
 static pm_status parse_label(asm_ctx *a, scan *s, const char *at, const char *name)
 {
+    if (pm_isa_name_is_register(name, strlen(name), NULL))
+        return fail_at(a, s, at, "'%s' is a register name and cannot be a label", name);
     if (name[0] == '.' && (name[1] != 'L' || name[2] == 0))
         return fail_at(a, s, at, "label names cannot start with '.' (except .L local labels)");
     if (!name[0] || (name[0] != '.' && !pm_isa_name_valid(name, strlen(name))))

@@ -281,8 +281,8 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
         emit(&t, "    %s\n", line);
     }
     emit_code_labels(&t, &d, p->code_count);
-    char scratch[32];
-    emit(&t, ".entry %s\n", code_label(&d, p->entry, scratch, sizeof scratch));
+    if (d.code_first[p->entry] != SIZE_MAX) emit(&t, ".entry %s\n", p->symbols[d.code_syms[d.code_first[p->entry]]].name);
+    else emit(&t, ".entry %" PRIu32 "\n", p->entry);
 
     /* Data sections in program order, labels at their addresses. */
     for (size_t si = 0; si < p->section_count; si++) {
