@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -212,10 +213,165 @@ TEST(allocator_reservations)
     pm_allocator_destroy(a);
 }
 
+/* ---- the device ---- */
+
+static pm_device *open_edge(void)
+{
+    pm_config cfg;
+    pm_error err;
+    pm_device *dev = NULL;
+    CHECK(pm_config_preset("edge", &cfg, &err) == PM_OK);
+    CHECK(pm_device_open(&cfg, &dev, &err) == PM_OK);
+    return dev;
+}
+
+/* A program with one DRAM section at [base, base + bytes): copies its first
+ * 64 bytes to base + 64 on the engine. */
+static pm_status assemble_copy(uint64_t base, uint64_t bytes, pm_program *prog, pm_error *err)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "        .dram 0x%llx\n"
+             "buf:    .zero %llu\n"
+             "        .tensor buf, f32, %llu\n"
+             "        .text\n"
+             "        li r1, 64\n"
+             "        li r2, 1\n"
+             "        dma.shape r1, r2, r2\n"
+             "        li r3, buf\n"
+             "        li r4, buf + 64\n"
+             "        li r5, 0\n"
+             "        dma.ld r5, r3\n"
+             "        fence dma.ld\n"
+             "        dma.st r4, r5\n"
+             "        halt\n",
+             (unsigned long long)base, (unsigned long long)bytes, (unsigned long long)bytes / 4);
+    pm_program_init(prog);
+    return pm_assemble("copy.pasm", text, prog, err);
+}
+
+TEST(device_memory)
+{
+    pm_device *dev = open_edge();
+    if (!dev) return;
+    pm_error err;
+    const pm_config *cfg = pm_device_config(dev);
+    CHECK(strcmp(cfg->name, "edge") == 0);
+    uint64_t a = 0, b = 0;
+    CHECK(pm_device_alloc(dev, 1000, 0, &a, &err) == PM_OK);
+    CHECK(pm_device_alloc(dev, 1000, 4096, &b, &err) == PM_OK);
+    CHECK(a % 64 == 0 && b % 4096 == 0 && (b >= a + 1000 || b + 1000 <= a));
+    uint8_t src[1000], dst[1000];
+    for (int i = 0; i < 1000; i++) src[i] = (uint8_t)(i * 7 + 1);
+    CHECK(pm_device_write(dev, b, src, sizeof src, &err) == PM_OK);
+    CHECK(pm_device_read(dev, b, dst, sizeof dst, &err) == PM_OK);
+    CHECK(memcmp(src, dst, sizeof src) == 0);
+    /* bounds: the last byte is fine, one past is not, nor a wrapping range */
+    uint64_t end = cfg->dram_bytes;
+    CHECK(pm_device_write(dev, end - 1, src, 1, &err) == PM_OK);
+    CHECK(pm_device_write(dev, end - 1, src, 2, &err) == PM_ERR_INVALID);
+    CHECK(strstr(err.message, "outside DRAM") != NULL);
+    CHECK(pm_device_read(dev, UINT64_MAX - 3, dst, 8, &err) == PM_ERR_INVALID);
+    /* SRAM: per engine, the engine index is checked */
+    CHECK(pm_device_sram_write(dev, 0, 128, src, 100, &err) == PM_OK);
+    CHECK(pm_device_sram_read(dev, 0, 128, dst, 100, &err) == PM_OK);
+    CHECK(memcmp(src, dst, 100) == 0);
+    CHECK(pm_device_sram_write(dev, 1, 0, src, 4, &err) == PM_ERR_INVALID);
+    CHECK(pm_device_sram_read(dev, 0, cfg->sram_bytes - 2, dst, 4, &err) != PM_OK);
+    /* free errors pass through with context */
+    CHECK(pm_device_free(dev, a + 1, &err) == PM_ERR_INVALID);
+    CHECK(pm_device_free(dev, a, &err) == PM_OK);
+    CHECK(pm_device_free(dev, a, &err) == PM_ERR_INVALID);
+    CHECK(strstr(err.message, "already freed") != NULL);
+    CHECK(pm_device_alloc(dev, 0, 0, &a, &err) == PM_ERR_INVALID);
+    CHECK(pm_device_alloc(dev, 16, 3, &a, &err) == PM_ERR_INVALID);
+    CHECK(pm_device_alloc(dev, cfg->dram_bytes, 1, &a, &err) == PM_ERR_NOMEM);
+    CHECK(pm_device_free(dev, b, &err) == PM_OK);
+    pm_device_close(dev);
+    pm_device_close(NULL);
+}
+
+TEST(device_load_reserves_dram)
+{
+    pm_device *dev = open_edge();
+    if (!dev) return;
+    pm_error err;
+    pm_program prog;
+    CHECK(assemble_copy(0x10000, 4096, &prog, &err) == PM_OK);
+    /* a live allocation where the program wants its section: the load fails
+     * and leaves the allocation alone */
+    uint64_t a = 0, b = 0;
+    CHECK(pm_device_alloc(dev, 0x20000, 0, &a, &err) == PM_OK);
+    CHECK(a == 0);
+    CHECK(pm_device_load(dev, &prog, 0, &err) == PM_ERR_INVALID);
+    CHECK(strstr(err.message, "collides") != NULL);
+    CHECK(pm_device_free(dev, a, &err) == PM_OK);
+    /* now it loads, and allocations go around the section */
+    CHECK(pm_device_load(dev, &prog, 0, &err) == PM_OK);
+    CHECK(pm_device_alloc(dev, 0x20000, 0, &b, &err) == PM_OK);
+    CHECK(b >= 0x10000 + 4096);
+    CHECK(pm_device_free(dev, 0x10000, &err) == PM_ERR_INVALID); /* a section, not an allocation */
+    CHECK(strstr(err.message, "reserved") != NULL);
+    /* reloading the same program on the same engines replaces it */
+    CHECK(pm_device_load(dev, &prog, 0, &err) == PM_OK);
+    CHECK(pm_device_load(dev, &prog, 1, &err) == PM_OK);
+    CHECK(pm_device_load(dev, &prog, 2, &err) == PM_ERR_INVALID); /* edge has one engine */
+    /* host data in, run, result out; counters pass through */
+    float in[16], out[16];
+    for (int i = 0; i < 16; i++) in[i] = (float)i * 1.5f - 3.0f;
+    CHECK(pm_device_write(dev, 0x10000, in, sizeof in, &err) == PM_OK);
+    pm_device_reset_counters(dev);
+    CHECK(pm_device_run(dev, NULL, &err) == PM_OK);
+    CHECK(pm_device_read(dev, 0x10000 + 64, out, sizeof out, &err) == PM_OK);
+    CHECK(memcmp(in, out, sizeof in) == 0);
+    pm_counters k;
+    pm_device_counters(dev, &k);
+    CHECK(k.cycles > 0 && k.instructions > 0);
+    CHECK(k.dram_read_bytes == 64 && k.dram_write_bytes == 64);
+    pm_device_reset_counters(dev);
+    pm_device_counters(dev, &k);
+    CHECK(k.cycles == 0 && k.instructions == 0);
+    /* a program whose section lies outside DRAM fails to load */
+    pm_program far;
+    CHECK(assemble_copy(pm_device_config(dev)->dram_bytes - 64, 4096, &far, &err) == PM_OK);
+    CHECK(pm_device_load(dev, &far, 0, &err) != PM_OK);
+    /* ... and the device still holds the first program's reservation */
+    CHECK(pm_device_free(dev, 0x10000, &err) == PM_ERR_INVALID);
+    pm_program_free(&far);
+    CHECK(pm_device_free(dev, b, &err) == PM_OK);
+    pm_program_free(&prog);
+    pm_device_close(dev);
+}
+
+TEST(device_fault_is_reported)
+{
+    pm_device *dev = open_edge();
+    if (!dev) return;
+    pm_error err;
+    pm_program prog;
+    pm_program_init(&prog);
+    CHECK(pm_assemble("loop.pasm", "top: jmp top\n", &prog, &err) == PM_OK);
+    CHECK(pm_device_load(dev, &prog, 0, &err) == PM_OK);
+    pm_run_options opts = {1000, NULL};
+    CHECK(pm_device_run(dev, &opts, &err) == PM_ERR_FAULT);
+    CHECK(strstr(err.message, "engine 0") != NULL);
+    pm_program_free(&prog);
+    pm_device_close(dev);
+    pm_config cfg;
+    CHECK(pm_config_preset("edge", &cfg, &err) == PM_OK);
+    cfg.engines = 0; /* invalid: the sim refuses, open reports it */
+    pm_device *bad = (pm_device *)&cfg;
+    CHECK(pm_device_open(&cfg, &bad, &err) != PM_OK);
+    CHECK(bad == NULL);
+}
+
 int main(void)
 {
     RUN(allocator_property);
     RUN(allocator_errors);
     RUN(allocator_reservations);
+    RUN(device_memory);
+    RUN(device_load_reserves_dram);
+    RUN(device_fault_is_reported);
     return TEST_SUMMARY();
 }
