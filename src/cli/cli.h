@@ -85,7 +85,7 @@ typedef struct pm_npy {
     uint64_t shape[PM_NPY_MAX_RANK];
     uint64_t count;      /* product of shape (1 for rank 0) */
     uint8_t *data;       /* count * item_bytes bytes, little-endian, C order */
-    char descr[16];      /* as written in the header, for messages: "<f4" */
+    char descr[32];      /* as written in the header, for messages: "<f4" */
 } pm_npy;
 
 void pm_npy_free(pm_npy *a);
