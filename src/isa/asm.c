@@ -1469,7 +1469,7 @@ static pm_status build_program(asm_ctx *a, pm_program *out)
         a->chunks[kept++] = a->chunks[i];
     }
     a->chunk_count = kept;
-    qsort(a->chunks, kept, sizeof *a->chunks, chunk_cmp);
+    if (kept > 1) qsort(a->chunks, kept, sizeof *a->chunks, chunk_cmp);
     for (size_t i = 1; i < kept; i++) {
         const chunk *p = &a->chunks[i - 1], *q = &a->chunks[i];
         if (p->mem == q->mem && q->addr < p->addr + p->size) {

@@ -250,6 +250,7 @@ TEST(includes)
     pm_insn d;
     pm_decode(prog.code[1], &d, &err);
     CHECK(d.op[1] == 6);
+    pm_program_free(&prog);
 
     write_file("cyc_a.pasm", "nop\n.include \"cyc_b.pasm\"\n");
     write_file("cyc_b.pasm", "nop\n.include \"cyc_a.pasm\"\n");
@@ -397,6 +398,7 @@ TEST(hostile_input)
     pm_insn d;
     pm_decode(prog.code[0], &d, &err);
     CHECK(d.op[1] == (1 << 19) + 1);
+    pm_program_free(&prog);
     free(sum);
     free(li);
     /* 100k labels and references: the symbol table is hashed, not scanned */

@@ -275,6 +275,7 @@ TEST(program_round_trip)
     CHECK(pm_program_load_file(path, &r, &err) == PM_OK);
     CHECK(programs_equal(&p, &r));
     remove(path);
+    pm_program_free(&r);
     CHECK(pm_program_load_file(path, &r, &err) == PM_ERR_IO);
     pm_program_free(&r);
     pm_program_free(&q);
