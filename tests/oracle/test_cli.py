@@ -453,3 +453,123 @@ def test_trace_file(tmp_path):
     doc = json.loads(trace.read_text())
     events = doc["traceEvents"] if isinstance(doc, dict) else doc
     assert len(events) > 0
+
+
+# ---- sim: formats other than f32, SRAM tensors ----
+
+COPY = """
+        .dram 0x0
+a:      .zero {nbytes}
+        .tensor a, {fmt}, {shape}
+c:      .zero {nbytes}
+        .tensor c, {fmt}, {shape}
+        .text
+        li r1, {nbytes}
+        li r2, 1
+        dma.shape r1, r2, r2
+        li r3, a
+        li r4, c
+        li r5, 0
+        dma.ld r5, r3
+        fence dma.ld
+        dma.st r4, r5
+        halt
+"""
+
+
+def copy_program(tmp_path, fmt, shape, nbytes):
+    p = tmp_path / f"copy_{fmt}.pasm"
+    p.write_text(COPY.format(fmt=fmt, shape=", ".join(map(str, shape)), nbytes=nbytes))
+    return p
+
+
+def run_copy(tmp_path, prog, a):
+    np.save(tmp_path / "a.npy", a)
+    out = tmp_path / "c.npy"
+    return run("sim", prog, "--input", f"a={tmp_path / 'a.npy'}", "--output", f"c={out}"), out
+
+
+def test_int8_tensor(tmp_path):
+    prog = copy_program(tmp_path, "int8", (4, 64), 256)
+    a = np.arange(-128, 128, dtype=np.int64).reshape(4, 64)  # any integer dtype, range-checked
+    r, out = run_copy(tmp_path, prog, a)
+    assert r.returncode == 0, r.stderr
+    c = np.load(out)
+    assert c.dtype == np.int8 and c.shape == (4, 64)
+    np.testing.assert_array_equal(c, a)
+    bad = a.copy()
+    bad[1, 3] = 128
+    r, out2 = run_copy(tmp_path, prog, bad)
+    assert "element 67" in assert_user_error(r, "sim")
+    r, _ = run_copy(tmp_path, prog, a.astype(np.float32))
+    assert "integer array" in assert_user_error(r, "sim")
+
+
+def test_e4m3_tensor_matches_ml_dtypes(tmp_path):
+    import ml_dtypes
+    prog = copy_program(tmp_path, "e4m3", (1024,), 1024)
+    a = (np.random.default_rng(9).standard_normal(1024) * 50).astype(np.float32)
+    r, out = run_copy(tmp_path, prog, a)
+    assert r.returncode == 0, r.stderr
+    c = np.load(out)
+    assert c.dtype == np.float32
+    np.testing.assert_array_equal(c, a.astype(ml_dtypes.float8_e4m3fn).astype(np.float32))
+
+
+def test_bf16_tensor_matches_ml_dtypes(tmp_path):
+    import ml_dtypes
+    prog = copy_program(tmp_path, "bf16", (16, 32), 1024)
+    a = np.random.default_rng(10).standard_normal((16, 32))  # float64: rounded to fp32, then bf16
+    r, out = run_copy(tmp_path, prog, a)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(out), a.astype(np.float32).astype(ml_dtypes.bfloat16).astype(np.float32))
+
+
+def test_block_format_tensor(tmp_path):
+    """mxfp8 (blocks of 32): the output decodes what the input encoded, so
+    feeding the output back in is a fixed point; a partial block is refused."""
+    prog = copy_program(tmp_path, "mxfp8", (128,), 4 * 33)
+    a = (np.random.default_rng(11).standard_normal(128) * 3).astype(np.float32)
+    r, out = run_copy(tmp_path, prog, a)
+    assert r.returncode == 0, r.stderr
+    c = np.load(out)
+    assert np.max(np.abs(c - a) / np.max(np.abs(a))) < 2 ** -3  # within e4m3 precision of the block scale
+    r2, out2 = run_copy(tmp_path, prog, c)
+    assert r2.returncode == 0, r2.stderr
+    np.testing.assert_array_equal(np.load(out2), c)
+    partial = copy_program(tmp_path, "mxfp4", (48,), 64)
+    r, _ = run_copy(tmp_path, partial, np.zeros(48, np.float32))
+    assert "blocks" in assert_user_error(r, "sim")
+
+
+SRAM_DOUBLE = """
+        .sram 0x100
+s:      .zero 256
+        .tensor s, f32, 64
+        .text
+        li r1, 64
+        li r2, s
+        vadd.f32 r2, r2, r2, r1     ; s = s + s, in every engine's SRAM
+        halt
+"""
+
+
+@pytest.mark.parametrize("preset", ["edge", "datacenter"])
+def test_sram_tensor(tmp_path, preset):
+    prog = tmp_path / "sram.pasm"
+    prog.write_text(SRAM_DOUBLE)
+    a = np.random.default_rng(12).standard_normal(64).astype(np.float32)
+    np.save(tmp_path / "s.npy", a)
+    out = tmp_path / "o.npy"
+    r = run("sim", prog, "--preset", preset, "--input", f"s={tmp_path / 's.npy'}", "--output", f"s={out}", "--json")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(out), a + a)
+    j = json.loads(r.stdout)
+    assert j["units"]["vec"]["instructions"] == j["engines"]  # every engine ran on its own copy
+
+
+def test_output_of_non_tensor_symbol(tmp_path):
+    prog = tmp_path / "p.pasm"
+    prog.write_text(".dram 0\nplain: .zero 64\n.text\nhalt\n")
+    line = assert_user_error(run("sim", prog, "--output", f"plain={tmp_path / 'o.npy'}"), "sim")
+    assert "without .tensor" in line and "none declared" in line
