@@ -6,6 +6,7 @@
 #include "sim_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,7 +345,7 @@ static pm_status step(pm_sim *sim, pm_engine *e, uint64_t max_instructions, pm_e
     const pm_insn *in = &e->code[e->pc];
     const pm_op_meta *m = &pm_sim_ops[in->opcode];
     pm_cost c;
-    memset(&c, 0, sizeof c);
+    memset(&c, 0, offsetof(pm_cost, range)); /* the ranges are valid only up to range_count */
     c.next_pc = e->pc + 1;
     pm_status st = m->exec(e, in, &c, err);
     e->regs[0] = 0;
