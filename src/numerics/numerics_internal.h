@@ -18,12 +18,10 @@
 /* Shift v right by s (1..31) with round-to-nearest, ties to even. */
 static inline uint32_t pm_num_rne_shift(uint32_t v, int s)
 {
-    uint32_t q = v >> s;
-    uint32_t rem = v & ((1u << s) - 1u);
-    uint32_t half = 1u << (s - 1);
-    if (rem > half || (rem == half && (q & 1u)))
-        q++;
-    return q;
+    /* Adding half - 1, plus 1 more when the kept LSB is odd, carries exactly
+     * when the dropped bits are above half or at half with an odd LSB.
+     * Callers keep v < 2^31, so the sum cannot wrap. */
+    return (v + ((1u << (s - 1)) - 1u) + ((v >> s) & 1u)) >> s;
 }
 
 /* Round a finite fp32 magnitude (bits without sign) to a small float with
