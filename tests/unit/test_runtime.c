@@ -360,9 +360,9 @@ TEST(device_fault_is_reported)
     pm_config cfg;
     CHECK(pm_config_preset("edge", &cfg, &err) == PM_OK);
     cfg.engines = 0; /* invalid: the sim refuses, open reports it */
-    pm_device *bad = (pm_device *)&cfg;
+    pm_device *bad = NULL;
     CHECK(pm_device_open(&cfg, &bad, &err) != PM_OK);
-    CHECK(bad == NULL);
+    CHECK(bad == NULL && err.message[0] != 0);
 }
 
 int main(void)
