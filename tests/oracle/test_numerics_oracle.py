@@ -498,3 +498,21 @@ def test_fp4_degenerate_tensors(fmt, case):
     got = encode(fmt, x)
     assert_same(got, fp4_reference(x, fmt == "if4"), f"{fmt} encode")
     assert got[:4].view("<f4")[0] == 1.0
+
+
+def test_e8m0_scalar_vs_ml_dtypes():
+    """pm_f32_to_e8m0 / pm_e8m0_to_f32 (scalar entry points) against float8_e8m0fnu."""
+    lib.pm_f32_to_e8m0.argtypes = [ctypes.c_float]
+    lib.pm_f32_to_e8m0.restype = ctypes.c_uint8
+    lib.pm_e8m0_to_f32.argtypes = [ctypes.c_uint8]
+    lib.pm_e8m0_to_f32.restype = ctypes.c_float
+    codes = np.arange(256, dtype=np.uint8)
+    got = np.array([lib.pm_e8m0_to_f32(int(c)) for c in codes], dtype=np.float32)
+    assert_same_f32(got, codes.view(mld.float8_e8m0fnu).astype(np.float32), "e8m0 decode")
+    # every power of two and its ties / neighbours, plus a sample of the million values
+    p = np.exp2(np.arange(-149, 128, dtype=np.float64))
+    pts = np.concatenate([p, p * 1.5, p * 0.75]).astype(np.float32)
+    pts = np.concatenate([pts, np.nextafter(pts, np.float32(0)), np.nextafter(pts, np.float32(np.inf)),
+                          X[::20]])
+    got = np.array([lib.pm_f32_to_e8m0(float(v)) for v in pts], dtype=np.uint8)
+    assert_same(got, pts.astype(mld.float8_e8m0fnu).view(np.uint8), "e8m0 encode")
