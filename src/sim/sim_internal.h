@@ -28,7 +28,7 @@
 /* Element counts above this are rejected before any size arithmetic. */
 #define PM_MAX_COUNT ((int64_t)1 << 40)
 /* Trace recording stops after this many events (the file says so). */
-#define PM_TRACE_MAX_EVENTS ((size_t)1 << 21)
+#define PM_TRACE_MAX_EVENTS ((size_t)1 << 20)
 
 typedef struct pm_range {
     uint8_t mem;   /* PM_RANGE_* */
