@@ -1001,6 +1001,44 @@ TEST(test_hazards)
     pm_sim_destroy(sim);
 }
 
+TEST(test_hazard_war_and_fault_atomicity)
+{
+    /* WAR across units: a vadd reads buffer 0x0 (64 KiB of f32) while a later
+     * dma.ld overwrites it. Interlock: the load waits for the vadd to finish;
+     * report: a hazard naming the write. */
+    const char *src = "li r1, 16384\n li r2, 1\n dma.shape r1, r2, r2\n li r4, 16384\n li r5, 0x40000\n"
+                      "vmov.f32 r5, r0, r4\n dma.ld r0, r0\n halt\n";
+    pm_config cfg = edge();
+    pm_sim *sim = make_sim(&cfg);
+    pm_error err;
+    CHECK(run(sim, src, &err) == PM_OK);
+    uint64_t vec = vec_cycles(&cfg, 16384, 2 * 16384 * 4);
+    uint64_t xfer = max2((uint64_t)ceil(16384 / dram_bpc(&cfg)), 16384 / cfg.sram_bytes_per_cycle);
+    CHECK_MSG(cycles(sim) == 5 + vec + dram_lat(&cfg) + xfer, "%llu", (unsigned long long)cycles(sim));
+    cfg.hazard_mode = PM_HAZARD_REPORT;
+    pm_sim *rep = make_sim(&cfg);
+    CHECK(run(rep, src, &err) == PM_ERR_HAZARD);
+    CHECK_MSG(strstr(err.message, "engine 0 pc 0x6 (dma.ld): hazard: writes SRAM [0x0, 0x4000) that pc 0x5 (vmov) on "
+                                  "vec reads") != NULL,
+              "%s", err.message);
+    pm_sim_destroy(rep);
+
+    /* a vector op whose second source is out of bounds writes nothing */
+    uint8_t marker[64], back[64];
+    memset(marker, 0x5A, sizeof marker);
+    pm_sim_sram_write(sim, 0, 0x1000, marker, sizeof marker, NULL);
+    pm_status st = run(sim, "li r1, 0\n li r2, 0x1FFFF0\n li r3, 0x1000\n li r4, 16\n vadd.f32 r3+, r1+, r2, r4\n halt\n",
+                       &err);
+    CHECK(st == PM_ERR_FAULT);
+    CHECK_MSG(strcmp(err.message, "engine 0 pc 0x4 (vadd): SRAM read [0x1ffff0, 0x200030) through r2 is out of "
+                                  "bounds (SRAM is 0x200000 bytes)") == 0,
+              "%s", err.message);
+    pm_sim_sram_read(sim, 0, 0x1000, back, sizeof back, NULL);
+    CHECK(memcmp(back, marker, sizeof back) == 0);
+    CHECK(reg(sim, 0, 1) == 0 && reg(sim, 0, 3) == 0x1000); /* no post-increment either */
+    pm_sim_destroy(sim);
+}
+
 TEST(test_multi_engine_dram_contention)
 {
     const char *src = "li r1, 65536\n li r2, 1\n dma.shape r1, r2, r2\n csrr r3, engine_id\n li r4, 0x100000\n"
@@ -1288,6 +1326,7 @@ int main(void)
     RUN(test_timing_dma);
     RUN(test_timing_queue_full);
     RUN(test_hazards);
+    RUN(test_hazard_war_and_fault_atomicity);
     RUN(test_multi_engine_dram_contention);
     RUN(test_flags_producer_consumer);
     RUN(test_deadlock_and_watchdog);
