@@ -686,6 +686,7 @@ static pm_status emit_word(asm_ctx *a, scan *s, uint64_t word)
 static pm_status emit_bytes(asm_ctx *a, scan *s, const char *at, const void *bytes, uint64_t n)
 {
     chunk *c = &a->chunks[a->cur];
+    if (n == 0) return PM_OK;
     if (n > ASM_MAX_DATA_BYTES - a->data_total)
         return fail_at(a, s, at, "data exceeds the assembler's limit of %" PRIu64 " bytes", ASM_MAX_DATA_BYTES);
     if (n > UINT64_MAX - c->addr - c->size)
