@@ -699,7 +699,6 @@ static pm_status emit_bytes(asm_ctx *a, scan *s, const char *at, const void *byt
         c->data = nd;
         c->cap = ncap;
     }
-    if (n == 0) return PM_OK; /* `.zero 0`, empty lists: nothing to place (and data may still be NULL) */
     if (bytes) memcpy(c->data + c->size, bytes, (size_t)n);
     else memset(c->data + c->size, 0, (size_t)n);
     c->size += n;

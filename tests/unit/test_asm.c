@@ -211,6 +211,9 @@ TEST(sections_and_symbols)
 
 TEST(text_org_align_and_local_labels)
 {
+    /* empty data directives place nothing (fuzzer regression: NULL data) */
+    CHECK(assemble(".dram 0x10\n.zero 0\n.ascii \"\"\n.sram\n.org 0\nnop\n"));
+    CHECK(prog.section_count == 0 && prog.code_count == 1);
     CHECK(assemble("jmp .Lhere\n.align 4\n.Lhere: nop\n.org 6\nhalt\n"));
     CHECK(prog.code_count == 7);
     pm_insn d;
@@ -344,6 +347,8 @@ TEST(errors_point_at_the_problem)
         {"nop\n.dram\n.zero 0x10000000\n", "t.pasm:3:1: data exceeds the assembler's limit"},
         {"li r1, f32(x)\n", "t.pasm:1:12: expected a number, found 'x'"},
         {"nop\n.include \"\"\n", "t.pasm:2:1: bad include file name"},
+        {".org 2000000\n", "t.pasm:1:1: .org 2000000 is past the instruction limit"},
+        {"nop\n.align 2048\n.org 0x100000\nnop\n", "t.pasm:4:1: program has more than 1048576 instructions"},
         {"vadd.f32 r1, r2, r3, r4 é\n", "t.pasm:1:25: expected end of line, found 'é'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
