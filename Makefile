@@ -79,10 +79,10 @@ test: all
 # Fuzz targets (clang libFuzzer): `make fuzz` builds them into build-fuzz/.
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 fuzz:
-	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" build-fuzz/libpolymorph.a
+	$(MAKE) BUILD=build-fuzz CC=clang CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" build-fuzz/libpolymorph.a
 	@mkdir -p build-fuzz/fuzz
 	for f in $(FUZZ_SRCS); do \
-	  clang -std=c11 -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz/$$(basename $$f .c) $$f build-fuzz/libpolymorph.a -lm -lpthread || exit 1; \
+	  clang -std=c11 -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o build-fuzz/fuzz/$$(basename $$f .c) $$f build-fuzz/libpolymorph.a -lm -lpthread || exit 1; \
 	done
 
 run: all

@@ -20,9 +20,13 @@ for target in asm program config; do
   esac
   [ -d "fuzz/regressions/$target" ] && cp fuzz/regressions/$target/* "$corpus"/ 2>/dev/null || true
   echo "fuzz_$target: ${secs}s"
+  log=$(mktemp)
+  status=0
   build-fuzz/fuzz/fuzz_$target "$corpus" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=65536 -artifact_prefix=fuzz/artifacts/ -print_final_stats=0 2>&1 | grep -E '^(#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY|INFO: Running)' || true
-  status=${PIPESTATUS[0]}
+    -max_len=65536 -artifact_prefix=fuzz/artifacts/ -print_final_stats=1 >"$log" 2>&1 || status=$?
+  grep -E '^(stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|.*runtime error)' "$log" | head -20 || true
+  if [ "$status" -ne 0 ]; then tail -n 40 "$log"; fi
+  rm -f "$log"
   rm -rf "$corpus"
   if [ "$status" -ne 0 ]; then echo "fuzz_$target found a crash (see fuzz/artifacts/)"; exit 1; fi
 done

@@ -1,0 +1,3 @@
+.dram
+x: .zero 0
+.byte
