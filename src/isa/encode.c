@@ -5,22 +5,18 @@
 
 #include <inttypes.h>
 
+/* What each operand kind is called in messages. */
+static const char *const kind_labels[128] = {
+    [PM_OPK_FORMAT] = "format",     [PM_OPK_REG] = "register",        [PM_OPK_AREG] = "address register",
+    [PM_OPK_IMM32] = "immediate",   [PM_OPK_IMM48] = "immediate",     [PM_OPK_LABEL] = "label",
+    [PM_OPK_LFUFUNC] = "lfu function", [PM_OPK_SLOT] = "lfu slot",   [PM_OPK_UNITMASK] = "unit mask",
+    [PM_OPK_FLAG] = "flag",         [PM_OPK_CSR] = "csr",
+};
+
 static const char *kind_label(char kind)
 {
-    switch (kind) {
-    case PM_OPK_FORMAT: return "format";
-    case PM_OPK_REG: return "register";
-    case PM_OPK_AREG: return "address register";
-    case PM_OPK_IMM32: return "immediate";
-    case PM_OPK_IMM48: return "immediate";
-    case PM_OPK_LABEL: return "label";
-    case PM_OPK_LFUFUNC: return "lfu function";
-    case PM_OPK_SLOT: return "lfu slot";
-    case PM_OPK_UNITMASK: return "unit mask";
-    case PM_OPK_FLAG: return "flag";
-    case PM_OPK_CSR: return "csr";
-    default: return "operand";
-    }
+    const char *l = (unsigned char)kind < 128 ? kind_labels[(unsigned char)kind] : NULL;
+    return l ? l : "operand";
 }
 
 pm_status pm_encode(const pm_insn *insn, uint64_t *word, pm_error *err)
