@@ -51,11 +51,19 @@ int pm_cli_fail(const char *verb, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    /* One line: a multi-line message (an assembly error with its source line)
-     * keeps only its first line here, so scripts can rely on the shape. */
+    /* The reason is always one line, "polymorph VERB: message", so scripts can
+     * rely on its shape. A message with context (an assembly error shows the
+     * offending source line and a caret) follows it with that context,
+     * every context line indented, as compilers do. */
     char *nl = strchr(msg, '\n');
     if (nl) *nl = 0;
     fprintf(stderr, "polymorph%s%s: %s\n", verb ? " " : "", verb ? verb : "", msg);
+    for (char *line = nl ? nl + 1 : NULL; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next) *next = 0;
+        fprintf(stderr, "    %s\n", line);
+        line = next ? next + 1 : NULL;
+    }
     return PM_EXIT_FAIL;
 }
 

@@ -30,10 +30,12 @@ def run(*args, cwd=None):
 
 
 def assert_user_error(r, verb):
-    """Exit 1, nothing on stdout, exactly one stderr line naming the verb."""
+    """Exit 1, nothing on stdout, one reason line naming the verb; any further
+    stderr lines are indented context (the offending source line and caret)."""
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.splitlines()
-    assert len(lines) == 1, r.stderr
+    assert len(lines) >= 1, r.stderr
+    assert all(line.startswith("    ") for line in lines[1:]), r.stderr
     prefix = f"polymorph {verb}: " if verb else "polymorph: "
     assert lines[0].startswith(prefix), r.stderr
     assert len(lines[0]) > len(prefix) + 3
@@ -126,8 +128,14 @@ def test_garbage_to_asm(tmp_path, name):
 def test_assembly_error_names_line_and_column(tmp_path):
     src = tmp_path / "bad.pasm"
     src.write_text("; a comment\nnop\n    frobnicate r1, r2\nhalt\n")
-    line = assert_user_error(run("asm", src), "asm")
-    assert "bad.pasm:3:" in line
+    r = run("asm", src)
+    line = assert_user_error(r, "asm")
+    assert "bad.pasm:3:5:" in line
+    # the offending text is shown under the reason, with a caret at column 5
+    context = r.stderr.splitlines()[1:]
+    assert any("frobnicate r1, r2" in c for c in context), r.stderr
+    caret = [c for c in context if c.strip() == "^"]
+    assert caret, r.stderr
     assert listing(tmp_path) == ["bad.pasm"]
 
 
