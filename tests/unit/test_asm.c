@@ -502,6 +502,106 @@ TEST(disassembly_reassembles_identically)
     printf("identity checked on %d example(s)\n", examples);
 }
 
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static uint64_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static int mem_rank(pm_mem_kind m)
+{
+    return m == PM_MEM_CODE ? 0 : m == PM_MEM_DRAM ? 1 : 2;
+}
+
+static int canonical_cmp(const void *x, const void *y)
+{
+    const pm_symbol *a = x, *b = y;
+    if (mem_rank(a->mem) != mem_rank(b->mem)) return mem_rank(a->mem) < mem_rank(b->mem) ? -1 : 1;
+    if (a->addr != b->addr) return a->addr < b->addr ? -1 : 1;
+    return strcmp(a->name, b->name); /* names are s<creation index>, zero-padded: creation order */
+}
+
+/* Random programs in the assembler's canonical order: dis -> asm must give
+ * them back field for field. */
+TEST(random_programs_survive_disassembly)
+{
+    size_t nrows;
+    const pm_insn_info *rows = pm_insn_info_table(&nrows);
+    for (int iter = 0; iter < 300; iter++) {
+        pm_program p;
+        pm_program_init(&p);
+        p.code_count = 1 + rnd() % 40;
+        p.code = malloc(p.code_count * 8);
+        for (size_t i = 0; i < p.code_count; i++) {
+            const pm_insn_info *r = &rows[rnd() % nrows];
+            pm_insn insn = {.opcode = r->opcode};
+            for (int k = 0; k < r->operand_count; k++) {
+                int64_t lo, hi;
+                pm_operand_range(r->operands[k], &lo, &hi);
+                if (r->operands[k] == 'l') hi = (int64_t)p.code_count - 1;
+                uint64_t span = (uint64_t)hi - (uint64_t)lo + 1;
+                insn.op[k] = (int64_t)((uint64_t)lo + (span ? rnd() % span : rnd()));
+            }
+            p.code[i] = enc(insn);
+        }
+        p.entry = (uint32_t)(rnd() % p.code_count);
+        p.sections = calloc(8, sizeof *p.sections);
+        p.symbols = calloc(64, sizeof *p.symbols);
+        for (int m = 0; m < 2; m++) {
+            uint64_t addr = rnd() % 64;
+            for (int k = (int)(rnd() % 4); k > 0; k--) {
+                pm_section *sec = &p.sections[p.section_count++];
+                sec->mem = m ? PM_MEM_SRAM : PM_MEM_DRAM;
+                sec->addr = addr;
+                sec->size = 1 + rnd() % 60;
+                sec->data = calloc(1, sec->size);
+                for (uint64_t b = 0; b < sec->size; b++) sec->data[b] = rnd() % 3 ? 0 : (uint8_t)rnd();
+                addr += sec->size + rnd() % 3 * (rnd() % 40); /* sometimes adjacent */
+            }
+        }
+        size_t nsym = rnd() % 40;
+        for (size_t k = 0; k < nsym; k++) {
+            pm_symbol *sy = &p.symbols[p.symbol_count++];
+            snprintf(sy->name, sizeof sy->name, "s%03zu", k);
+            int kind = (int)(rnd() % 3);
+            sy->mem = kind == 0 ? PM_MEM_CODE : kind == 1 ? PM_MEM_DRAM : PM_MEM_SRAM;
+            sy->addr = kind == 0 ? rnd() % (p.code_count + 1) : rnd() % 300;
+            if (kind && rnd() % 4 == 0) {
+                sy->is_tensor = true;
+                sy->dtype = (pm_format)(rnd() % PM_FMT_COUNT);
+                sy->rank = 1 + (uint32_t)(rnd() % PM_TENSOR_MAX_RANK);
+                for (uint32_t d = 0; d < sy->rank; d++) sy->shape[d] = 1 + rnd() % 1000;
+            }
+        }
+        qsort(p.symbols, p.symbol_count, sizeof *p.symbols, canonical_cmp);
+        char *text = NULL;
+        pm_program back;
+        pm_program_init(&back);
+        bool ok = pm_disassemble(&p, &text, &err) == PM_OK && pm_assemble("dis.pasm", text, &back, &err) == PM_OK;
+        CHECK_MSG(ok, "iteration %d: %s", iter, err.message);
+        bool same = ok && back.code_count == p.code_count && back.entry == p.entry &&
+                    !memcmp(back.code, p.code, 8 * p.code_count) && back.section_count == p.section_count &&
+                    back.symbol_count == p.symbol_count;
+        for (size_t i = 0; same && i < p.section_count; i++)
+            same = back.sections[i].mem == p.sections[i].mem && back.sections[i].addr == p.sections[i].addr &&
+                   back.sections[i].size == p.sections[i].size &&
+                   !memcmp(back.sections[i].data, p.sections[i].data, p.sections[i].size);
+        for (size_t i = 0; same && i < p.symbol_count; i++) {
+            const pm_symbol *x = &p.symbols[i], *y = &back.symbols[i];
+            same = !strcmp(x->name, y->name) && x->mem == y->mem && x->addr == y->addr && x->is_tensor == y->is_tensor &&
+                   x->dtype == y->dtype && x->rank == y->rank && !memcmp(x->shape, y->shape, sizeof x->shape);
+        }
+        CHECK_MSG(same, "iteration %d differs after dis -> asm:\n%s", iter, text ? text : "");
+        free(text);
+        pm_program_free(&back);
+        pm_program_free(&p);
+        if (!same) break;
+    }
+}
+
 TEST(format_insn_canonical)
 {
     char buf[128];
@@ -533,6 +633,7 @@ int main(void)
     RUN(errors_point_at_the_problem);
     RUN(hostile_input);
     RUN(disassembly_reassembles_identically);
+    RUN(random_programs_survive_disassembly);
     RUN(format_insn_canonical);
     pm_program_free(&prog);
     return TEST_SUMMARY();
