@@ -162,7 +162,7 @@ pm_status pm_program_save_file(const pm_program *p, const char *path, pm_error *
 
 /* Assembler. source_name is used in messages ("file:line:col: message" plus
  * the offending line); `.include "x"` is resolved relative to the including
- * file's directory, or read through include_reader when one is given. */
+ * file's directory (depth and expansion counts are bounded). */
 pm_status pm_assemble(const char *source_name, const char *text, pm_program *out, pm_error *err);
 pm_status pm_assemble_file(const char *path, pm_program *out, pm_error *err);
 
