@@ -49,6 +49,10 @@ const char *pm_status_name(pm_status status);
 /* Whole-file helpers used by tools and tests (not by the simulator). The
  * buffer is NUL-terminated for convenience; *len excludes the NUL. */
 pm_status pm_read_file(const char *path, uint8_t **data, size_t *len, pm_error *err);
+/* pm_read_file refuses directories, and reads a path that is not a regular
+ * file (a pipe, a device such as /dev/zero) only up to this many bytes, so a
+ * stream that never ends is an error instead of a hang. */
+#define PM_READ_STREAM_MAX (256 << 20)
 /* Writes atomically: to a temporary file beside path, then rename(), so a
  * failure never leaves a half-written result. */
 pm_status pm_write_file_atomic(const char *path, const void *data, size_t len, pm_error *err);

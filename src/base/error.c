@@ -4,9 +4,11 @@
 #include "polymorph/base.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 pm_status pm_error_setv(pm_error *err, pm_status status, const char *fmt, va_list ap)
@@ -79,6 +81,19 @@ pm_status pm_read_file(const char *path, uint8_t **data, size_t *len, pm_error *
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return pm_error_set(err, PM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* A directory opens fine and then fails to read with a vague error; say
+     * what it is. A stream that is not a regular file (/dev/zero, a pipe)
+     * may never end, so it is read up to a bound instead of until memory
+     * runs out. */
+    struct stat sb;
+    bool regular = true;
+    if (fstat(fileno(f), &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) {
+            fclose(f);
+            return pm_error_set(err, PM_ERR_IO, "%s: is a directory, not a file", path);
+        }
+        regular = S_ISREG(sb.st_mode);
+    }
     size_t cap = 1 << 16, n = 0;
     uint8_t *buf = malloc(cap + 1);
     if (!buf) {
@@ -86,6 +101,13 @@ pm_status pm_read_file(const char *path, uint8_t **data, size_t *len, pm_error *
         return pm_error_set(err, PM_ERR_NOMEM, "%s: out of memory", path);
     }
     for (;;) {
+        if (n == cap && !regular && n >= PM_READ_STREAM_MAX) {
+            if (fgetc(f) == EOF) break; /* exactly at the bound: complete */
+            free(buf);
+            fclose(f);
+            return pm_error_set(err, PM_ERR_IO, "%s: not a regular file and longer than %d MiB; refusing to read on",
+                                path, PM_READ_STREAM_MAX >> 20);
+        }
         if (n == cap) {
             size_t ncap = cap * 2;
             uint8_t *nb = realloc(buf, ncap + 1);
@@ -101,11 +123,11 @@ pm_status pm_read_file(const char *path, uint8_t **data, size_t *len, pm_error *
         n += got;
         if (got == 0) break;
     }
-    int bad = ferror(f);
+    int bad = ferror(f), e = errno;
     fclose(f);
     if (bad) {
         free(buf);
-        return pm_error_set(err, PM_ERR_IO, "%s: read error", path);
+        return pm_error_set(err, PM_ERR_IO, "%s: read error: %s", path, strerror(e));
     }
     buf[n] = 0;
     *data = buf;
