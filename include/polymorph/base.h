@@ -56,6 +56,13 @@ pm_status pm_read_file(const char *path, uint8_t **data, size_t *len, pm_error *
 /* Writes atomically: to a temporary file beside path, then rename(), so a
  * failure never leaves a half-written result. */
 pm_status pm_write_file_atomic(const char *path, const void *data, size_t len, pm_error *err);
+/* Several result files, all or none: every file is first written to its
+ * temporary name, and only when all of them succeeded are they renamed into
+ * place. A destination that exists and is not a regular file (/dev/null,
+ * /dev/stdout, a FIFO) is written directly at that point instead (a rename
+ * would replace the device node); a directory is an error. */
+pm_status pm_write_files_atomic(size_t count, const char *const *paths, const void *const *data, const size_t *lens,
+                                pm_error *err);
 
 #ifdef __cplusplus
 }

@@ -135,27 +135,82 @@ pm_status pm_read_file(const char *path, uint8_t **data, size_t *len, pm_error *
     return PM_OK;
 }
 
-pm_status pm_write_file_atomic(const char *path, const void *data, size_t len, pm_error *err)
+/* One destination of pm_write_files_atomic: either a temporary file beside
+ * it (renamed into place on commit) or, for an existing destination that is
+ * not a regular file (/dev/null, /dev/stdout, a FIFO), a direct write on
+ * commit: renaming over a device node would replace the device itself. */
+typedef struct staged_file {
+    char *tmp; /* NULL for a direct write */
+} staged_file;
+
+static pm_status write_stream(const char *open_path, const char *name, const void *data, size_t len, pm_error *err)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) return pm_error_set(err, PM_ERR_NOMEM, "%s: out of memory", path);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        pm_status st = pm_error_set(err, PM_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        free(tmp);
-        return st;
-    }
+    FILE *f = fopen(open_path, "wb");
+    if (!f) return pm_error_set(err, PM_ERR_IO, "%s: cannot create: %s", name, strerror(errno));
     size_t wrote = len ? fwrite(data, 1, len, f) : 0;
     int bad = (wrote != len) | (fflush(f) != 0);
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        free(tmp);
-        return pm_error_set(err, PM_ERR_IO, "%s: write failed: %s", path, strerror(e));
+    int e = errno;
+    if (fclose(f) != 0 && !bad) {
+        bad = 1;
+        e = errno;
     }
-    free(tmp);
+    if (bad) return pm_error_set(err, PM_ERR_IO, "%s: write failed: %s", name, strerror(e));
     return PM_OK;
+}
+
+static pm_status stage_file(const char *path, size_t index, const void *data, size_t len, staged_file *s,
+                            pm_error *err)
+{
+    s->tmp = NULL;
+    struct stat sb;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return pm_error_set(err, PM_ERR_IO, "%s: is a directory, not a file", path);
+        if (!S_ISREG(sb.st_mode)) return PM_OK; /* written directly on commit */
+    }
+    size_t cap = strlen(path) + 48;
+    s->tmp = malloc(cap);
+    if (!s->tmp) return pm_error_set(err, PM_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(s->tmp, cap, "%s.tmp.%ld.%zu", path, (long)getpid(), index);
+    pm_status st = write_stream(s->tmp, path, data, len, err);
+    if (st != PM_OK) {
+        remove(s->tmp);
+        free(s->tmp);
+        s->tmp = NULL;
+    }
+    return st;
+}
+
+pm_status pm_write_files_atomic(size_t count, const char *const *paths, const void *const *data, const size_t *lens,
+                                pm_error *err)
+{
+    if (count == 0) return PM_OK;
+    staged_file *s = calloc(count, sizeof *s);
+    if (!s) return pm_error_set(err, PM_ERR_NOMEM, "out of memory staging %zu files", count);
+    pm_status st = PM_OK;
+    size_t staged = 0;
+    while (staged < count && st == PM_OK) {
+        st = stage_file(paths[staged], staged, data[staged], lens[staged], &s[staged], err);
+        if (st == PM_OK) staged++; /* a failed one cleans up after itself */
+    }
+    /* Commit only when every file is staged, so a failure leaves none. */
+    for (size_t i = 0; i < staged && st == PM_OK; i++) {
+        if (!s[i].tmp) st = write_stream(paths[i], paths[i], data[i], lens[i], err);
+        else if (rename(s[i].tmp, paths[i]) != 0)
+            st = pm_error_set(err, PM_ERR_IO, "%s: write failed: %s", paths[i], strerror(errno));
+        else {
+            free(s[i].tmp);
+            s[i].tmp = NULL;
+        }
+    }
+    for (size_t i = 0; i < staged; i++) {
+        if (s[i].tmp) remove(s[i].tmp);
+        free(s[i].tmp);
+    }
+    free(s);
+    return st;
+}
+
+pm_status pm_write_file_atomic(const char *path, const void *data, size_t len, pm_error *err)
+{
+    return pm_write_files_atomic(1, &path, &data, &len, err);
 }
