@@ -27,7 +27,11 @@ typedef struct pm_run_options {
 typedef struct pm_unit_counters {
     uint64_t instructions;
     uint64_t busy_cycles;  /* summed over engines */
-    double energy_j;
+    double energy_j;       /* compute_energy_j + the memory traffic its instructions caused */
+    uint64_t dram_bytes;   /* DRAM bytes its instructions read + wrote */
+    uint64_t sram_bytes;   /* SRAM bytes its instructions read + wrote */
+    double compute_energy_j; /* its own events (issue, elements, evaluations, MACs) */
+    double memory_energy_j;  /* dram_bytes and sram_bytes at the memories' pJ/byte */
 } pm_unit_counters;
 
 typedef struct pm_counters {
@@ -43,7 +47,9 @@ typedef struct pm_counters {
     uint64_t tensor_macs;
     uint64_t stall_cycles;     /* issue stalls (queues full, fences, flags, interlocks) */
     double dram_energy_j, sram_energy_j, static_energy_j;
-    double energy_j;           /* total: units + memories + static */
+    double energy_j;           /* total: sum of unit[].energy_j + static
+                                  = compute_energy_j + dram + sram + static */
+    double compute_energy_j;   /* sum of unit[].compute_energy_j */
 } pm_counters;
 
 pm_status pm_sim_create(const pm_config *cfg, pm_sim **out, pm_error *err);
@@ -65,6 +71,13 @@ pm_status pm_sim_load_program(pm_sim *sim, const pm_program *prog, uint64_t engi
  * message reads "engine E pc 0xADDR (mnemonic): cause". Functional state
  * changes already made by instructions before the fault remain. */
 pm_status pm_sim_run(pm_sim *sim, const pm_run_options *opts, pm_error *err);
+
+/* SRAM port sharing (docs/simulator.md, "SRAM port"): when on, an engine's
+ * units compete for its sram.bytes_per_cycle (a DMA streaming next to a
+ * port-bound vector op slows it); when off (the default), each instruction
+ * is bounded by the port on its own, as if it had it alone. Applies to the
+ * following runs. */
+void pm_sim_share_sram_port(pm_sim *sim, bool on);
 
 void pm_sim_counters(const pm_sim *sim, pm_counters *out);
 void pm_sim_reset_counters(pm_sim *sim);

@@ -112,7 +112,6 @@ static pm_status transfer(pm_engine *e, const pm_insn *in, bool load, pm_cost *c
     pm_cost_range(c, PM_RANGE_SRAM, load, slo, shi);
     pm_cost_range(c, PM_RANGE_DRAM, !load, dlo, dhi);
     c->dram_channel_bytes = charged;
-    c->sram_port_bytes = total;
     if (load) c->dram_read_bytes = total, c->sram_write_bytes = total;
     else c->dram_write_bytes = total, c->sram_read_bytes = total;
     pm_post_increment(e, in->op[0], total);

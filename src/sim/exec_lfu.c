@@ -20,12 +20,11 @@ static void install(pm_engine *e, int64_t s, pm_lfu_table *t)
     e->lfu_loaded[s] = true;
 }
 
-/* A table load streams its serialized bytes into the slot. */
+/* A table load streams its serialized bytes into the slot (lfu.ld's SRAM
+ * reads are charged on the SRAM port by the scheduler). */
 static void load_cost(const pm_engine *e, uint64_t table_bytes, pm_cost *c)
 {
-    uint64_t cycles = pm_ceil_div(table_bytes, e->cfg->lfu_load_bytes_per_cycle);
-    uint64_t port = pm_ceil_div(c->sram_read_bytes, e->cfg->sram_bytes_per_cycle);
-    c->stream_cycles = cycles > port ? cycles : port;
+    c->stream_cycles = pm_ceil_div(table_bytes, e->cfg->lfu_load_bytes_per_cycle);
 }
 
 pm_status pm_exec_LFUCFG(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err)
@@ -100,9 +99,7 @@ pm_status pm_exec_LFU(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err
     memcpy(e->sram + doff, out, (size_t)bytes);
     pm_post_increment(e, in->op[3], bytes);
     pm_post_increment(e, in->op[2], bytes);
-    uint64_t lane_cycles = pm_ceil_div(n, cfg->lfu_count);
-    uint64_t port_cycles = pm_ceil_div(2 * bytes, cfg->sram_bytes_per_cycle);
-    c->stream_cycles = lane_cycles > port_cycles ? lane_cycles : port_cycles;
+    c->stream_cycles = pm_ceil_div(n, cfg->lfu_count); /* the scheduler adds the SRAM port */
     c->lfu_evals = n;
     return PM_OK;
 }

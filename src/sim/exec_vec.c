@@ -144,9 +144,7 @@ static pm_status vec_exec(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error 
 
     for (int k = 0; k < v->nsrc; k++) pm_post_increment(e, in->op[v->src[k]], cnt[k] * esize);
     pm_post_increment(e, in->op[v->d], dcnt * esize);
-    uint64_t lane_cycles = rows * pm_ceil_div(n, cfg->vector_lanes);
-    uint64_t port_cycles = pm_ceil_div(c->sram_read_bytes + c->sram_write_bytes, cfg->sram_bytes_per_cycle);
-    c->stream_cycles = lane_cycles > port_cycles ? lane_cycles : port_cycles;
+    c->stream_cycles = rows * pm_ceil_div(n, cfg->vector_lanes); /* the scheduler adds the SRAM port */
     c->vector_elems = elems;
     return PM_OK;
 }
@@ -226,9 +224,7 @@ pm_status pm_exec_VCVT(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *er
     memcpy(e->sram + doff, bytes, dbytes);
     pm_post_increment(e, in->op[3], sbytes);
     pm_post_increment(e, in->op[2], dbytes);
-    uint64_t lane_cycles = pm_ceil_div(n, cfg->vector_lanes);
-    uint64_t port_cycles = pm_ceil_div(sbytes + dbytes, cfg->sram_bytes_per_cycle);
-    c->stream_cycles = lane_cycles > port_cycles ? lane_cycles : port_cycles;
+    c->stream_cycles = pm_ceil_div(n, cfg->vector_lanes);
     c->vector_elems = n;
     return PM_OK;
 }

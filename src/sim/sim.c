@@ -48,6 +48,7 @@ static void engine_free(pm_engine *e)
     free(e->fscratch);
     free(e->bscratch);
     for (int u = 0; u < PM_UNIT_COUNT; u++) free(e->unit[u].ring);
+    pm_timeline_free(&e->sram_port);
 }
 
 void pm_sim_destroy(pm_sim *sim)
@@ -62,6 +63,7 @@ void pm_sim_destroy(pm_sim *sim)
     free(sim->flags);
     free(sim->events);
     free(sim->trace);
+    pm_timeline_free(&sim->dram_channel);
     free(sim);
 }
 
@@ -107,6 +109,8 @@ nomem:
 }
 
 const pm_config *pm_sim_config(const pm_sim *sim) { return &sim->cfg; }
+
+void pm_sim_share_sram_port(pm_sim *sim, bool on) { sim->share_sram_port = on; }
 
 /* ---- host access ---- */
 
@@ -263,25 +267,36 @@ pm_status pm_sim_load_program(pm_sim *sim, const pm_program *prog, uint64_t engi
 void pm_sim_counters(const pm_sim *sim, pm_counters *out)
 {
     const pm_config *cfg = &sim->cfg;
-    const double pj = 1e-12;
+    const double pj = 1e-12, dram_j = cfg->energy_dram_pj_per_byte * pj, sram_j = cfg->energy_sram_pj_per_byte * pj;
     *out = sim->total;
     out->engines = cfg->engines;
     out->seconds = (double)out->cycles / (cfg->clock_mhz * 1e6);
-    /* Energy from event counts (so it is exact and reproducible): every issued
-     * instruction costs the control core its decode/issue energy; compute
-     * units pay per element/evaluation/MAC; the DMA units' traffic is paid by
-     * the memories it moves through. */
-    for (int u = 0; u < PM_UNIT_COUNT; u++) out->unit[u].energy_j = 0;
-    out->unit[PM_UNIT_CTRL].energy_j = (double)out->instructions * cfg->energy_ctrl_pj_per_insn * pj;
-    out->unit[PM_UNIT_VEC].energy_j = (double)out->vector_elems * cfg->energy_vector_pj_per_elem * pj;
-    out->unit[PM_UNIT_LFU].energy_j = (double)out->lfu_evals * cfg->energy_lfu_pj_per_eval * pj;
-    out->unit[PM_UNIT_TENSOR].energy_j = (double)out->tensor_macs * cfg->energy_tensor_pj_per_mac * pj;
-    out->dram_energy_j = (double)(out->dram_read_bytes + out->dram_write_bytes) * cfg->energy_dram_pj_per_byte * pj;
-    out->sram_energy_j = (double)(out->sram_read_bytes + out->sram_write_bytes) * cfg->energy_sram_pj_per_byte * pj;
+    /* Energy from event counts (so it is exact and reproducible). Each unit
+     * pays for its own events (the control core for issuing every
+     * instruction) and for the memory bytes its instructions moved: a DMA
+     * load pays the DRAM read and the SRAM write, a vector op its SRAM reads
+     * and writes, lw/sw their SRAM word. The memories' view sums the same
+     * bytes per memory, so both views add up to the same total. */
+    const double compute[PM_UNIT_COUNT] = {
+        [PM_UNIT_CTRL] = (double)out->instructions * cfg->energy_ctrl_pj_per_insn * pj,
+        [PM_UNIT_VEC] = (double)out->vector_elems * cfg->energy_vector_pj_per_elem * pj,
+        [PM_UNIT_LFU] = (double)out->lfu_evals * cfg->energy_lfu_pj_per_eval * pj,
+        [PM_UNIT_TENSOR] = (double)out->tensor_macs * cfg->energy_tensor_pj_per_mac * pj,
+    };
+    out->compute_energy_j = 0;
+    double units = 0;
+    for (int u = 0; u < PM_UNIT_COUNT; u++) {
+        pm_unit_counters *uc = &out->unit[u];
+        uc->compute_energy_j = compute[u];
+        uc->memory_energy_j = (double)uc->dram_bytes * dram_j + (double)uc->sram_bytes * sram_j;
+        uc->energy_j = uc->compute_energy_j + uc->memory_energy_j;
+        out->compute_energy_j += uc->compute_energy_j;
+        units += uc->energy_j;
+    }
+    out->dram_energy_j = (double)(out->dram_read_bytes + out->dram_write_bytes) * dram_j;
+    out->sram_energy_j = (double)(out->sram_read_bytes + out->sram_write_bytes) * sram_j;
     out->static_energy_j = cfg->static_power_w * out->seconds;
-    double total = out->dram_energy_j + out->sram_energy_j + out->static_energy_j;
-    for (int u = 0; u < PM_UNIT_COUNT; u++) total += out->unit[u].energy_j;
-    out->energy_j = total;
+    out->energy_j = units + out->static_energy_j;
 }
 
 void pm_sim_reset_counters(pm_sim *sim)

@@ -50,10 +50,11 @@ enum pm_sync_kind {
 /* Filled by an exec body: its functional effect is already done; this says
  * what it costs and what it touched, for the timing model and counters. */
 typedef struct pm_cost {
-    uint64_t stream_cycles;  /* cycles the unit is occupied (>= 1 enforced by the scheduler) */
+    /* compute-bound cycles the unit is occupied; the scheduler adds the SRAM
+     * port (sram_read_bytes + sram_write_bytes) and enforces >= 1 */
+    uint64_t stream_cycles;
     uint64_t latency_cycles; /* pipeline depth: results visible this much after the stream ends */
     uint64_t dram_channel_bytes; /* DMA: bytes charged on the shared DRAM channel (bursts) */
-    uint64_t sram_port_bytes;    /* DMA: bytes through the SRAM port (bandwidth bound) */
     uint64_t dram_read_bytes, dram_write_bytes;
     uint64_t sram_read_bytes, sram_write_bytes;
     uint64_t vector_elems, lfu_evals;
@@ -75,6 +76,24 @@ typedef struct pm_inflight {
     uint8_t range_count;
     pm_range range[PM_COST_MAX_RANGES];
 } pm_inflight;
+
+/* A shared bandwidth resource (the chip's DRAM channel, an engine's SRAM
+ * port) as a calendar: sorted, disjoint [lo, hi) spans of cycles in
+ * busy[head, count), each with the units per cycle already granted (cycles
+ * not covered have none granted). A request takes, from its start on, up to
+ * its rate of what each cycle has left until its amount is served; what was
+ * granted earlier is never taken back (older instructions have priority). */
+typedef struct pm_span {
+    uint64_t lo, hi, used;
+} pm_span;
+
+typedef struct pm_timeline {
+    uint64_t capacity; /* units per cycle */
+    pm_span *busy;
+    size_t head, count, cap;
+    pm_span *scratch; /* the spans a request rewrites, reused */
+    size_t scratch_cap;
+} pm_timeline;
 
 typedef struct pm_unit_state {
     uint64_t free_cycle;  /* earliest start of the unit's next instruction */
@@ -126,6 +145,7 @@ typedef struct pm_engine {
     uint64_t retired;
     uint32_t wait_flag;
     pm_unit_state unit[PM_UNIT_COUNT];
+    pm_timeline sram_port; /* the engine's SRAM port, shared by its units */
 } pm_engine;
 
 typedef struct pm_flag_event {
@@ -162,7 +182,8 @@ struct pm_sim {
     /* timing constants derived from the config */
     double dram_bytes_per_cycle;
     uint64_t dram_latency_cycles;
-    uint64_t dram_free_cycle; /* shared channel: next free cycle */
+    pm_timeline dram_channel; /* shared by every engine */
+    bool share_sram_port;     /* units of an engine compete for its SRAM port */
 
     pm_counters total; /* integer counts; energies computed on read */
 
@@ -213,6 +234,18 @@ PM_HIDDEN void pm_cost_range(pm_cost *c, uint8_t mem, bool write, uint64_t lo, u
 PM_HIDDEN pm_status pm_scratch_floats(pm_engine *e, size_t n, float **out, pm_error *err);
 PM_HIDDEN pm_status pm_scratch_bytes(pm_engine *e, size_t n, uint8_t **out, pm_error *err);
 static inline uint64_t pm_ceil_div(uint64_t a, uint64_t b) { return b ? (a + b - 1) / b : a; }
+
+/* ---- bandwidth calendars (sim_timeline.c) ---- */
+/* Empty the calendar (a new run) and set its capacity in units per cycle. */
+PM_HIDDEN void pm_timeline_clear(pm_timeline *tl, uint64_t capacity);
+PM_HIDDEN void pm_timeline_free(pm_timeline *tl);
+/* Drop spans that end at or before `cycle`: no later request can start before it. */
+PM_HIDDEN void pm_timeline_forget(pm_timeline *tl, uint64_t cycle);
+/* Serve `amount` units at up to `rate` units per cycle (1..capacity), from
+ * cycle `at` on, out of what earlier requests left. *first is the first cycle
+ * that served some, *end one past the last (amount 0: both `at`). */
+PM_HIDDEN pm_status pm_timeline_take(pm_timeline *tl, uint64_t at, uint64_t amount, uint64_t rate, uint64_t *first,
+                                     uint64_t *end, pm_error *err);
 
 /* ---- trace (sim_trace.c) ---- */
 PM_HIDDEN void pm_trace_record(pm_sim *sim, uint8_t kind, uint32_t engine, uint8_t unit, uint8_t opcode,

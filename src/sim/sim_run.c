@@ -48,6 +48,7 @@ static void engine_begin_run(pm_engine *e)
         e->unit[u].free_cycle = e->unit[u].drain_cycle = 0;
         e->unit[u].head = e->unit[u].count = 0;
     }
+    pm_timeline_clear(&e->sram_port, e->cfg->sram_bytes_per_cycle);
 }
 
 static uint64_t engine_drain(const pm_engine *e)
@@ -167,6 +168,9 @@ static void account(pm_sim *sim, pm_engine *e, pm_unit unit, const pm_cost *c)
     pm_counters *t = &sim->total;
     t->instructions++;
     t->unit[unit].instructions++;
+    /* Memory traffic is charged to the unit whose instruction moved it. */
+    t->unit[unit].dram_bytes += c->dram_read_bytes + c->dram_write_bytes;
+    t->unit[unit].sram_bytes += c->sram_read_bytes + c->sram_write_bytes;
     t->dram_read_bytes += c->dram_read_bytes;
     t->dram_write_bytes += c->dram_write_bytes;
     t->sram_read_bytes += c->sram_read_bytes;
@@ -207,32 +211,55 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
             if ((same || interlock) && conflicts(f, c, same, NULL)) start = max_u64(start, f->finish);
         }
         if (!interlock) {
+            /* Name the conflicting instruction that finishes last: the one a
+             * fence would have to wait for. */
+            const pm_inflight *worst = NULL;
+            int worst_unit = 0;
+            pm_overlap ov, worst_ov;
             FOR_INFLIGHT(e, u, f)
             {
-                pm_overlap ov;
-                if (u != (int)unit && f->finish > start && conflicts(f, c, false, &ov))
-                    return hazard(e, unit, in, (pm_unit)u, f, &ov, start, err);
+                if (u != (int)unit && f->finish > start && (!worst || f->finish > worst->finish) &&
+                    conflicts(f, c, false, &ov))
+                    worst = f, worst_unit = u, worst_ov = ov;
             }
+            if (worst) return hazard(e, unit, in, (pm_unit)worst_unit, worst, &worst_ov, start, err);
         }
     }
 
-    uint64_t free_cycle, finish;
+    /* Bandwidth: nothing issued from now on can start before this issue
+     * cycle (engines are advanced in issue-time order), so earlier calendar
+     * spans are history. */
+    pm_timeline_forget(&sim->dram_channel, e->t);
+    pm_timeline_forget(&e->sram_port, e->t);
+    /* Unshared, every instruction sees an idle port: bounded by its width only. */
+    if (!sim->share_sram_port) pm_timeline_clear(&e->sram_port, cfg->sram_bytes_per_cycle);
+    uint64_t sram_bytes = c->sram_read_bytes + c->sram_write_bytes;
+    uint64_t free_cycle, finish, from, port_end;
+    pm_status st;
     if (unit == PM_UNIT_DMA_LD || unit == PM_UNIT_DMA_ST) {
-        /* The DRAM channel is one resource shared by every engine: a transfer
-         * reserves bytes / bandwidth of it, no earlier than its next free
-         * cycle. Latency overlaps with later transfers (requests pipeline). */
+        /* The DRAM channel is shared by every engine: a transfer holds it for
+         * chan cycles, the earliest free ones at or after its start (split
+         * around older transfers if need be). Its SRAM side streams at the
+         * channel's pace from the channel start on, sharing the engine's SRAM
+         * port. Latency overlaps later transfers (requests pipeline). */
         uint64_t chan = (uint64_t)ceil((double)c->dram_channel_bytes / sim->dram_bytes_per_cycle);
-        uint64_t port = pm_ceil_div(c->sram_port_bytes, cfg->sram_bytes_per_cycle);
-        uint64_t xfer = max_u64(max_u64(chan, port), 1);
-        uint64_t dstart = max_u64(start, sim->dram_free_cycle);
-        sim->dram_free_cycle = dstart + chan;
-        free_cycle = dstart + xfer;
-        finish = dstart + sim->dram_latency_cycles + xfer;
+        uint64_t dstart, dend;
+        if ((st = pm_timeline_take(&sim->dram_channel, start, chan, 1, &dstart, &dend, err))) return st;
+        if ((st = pm_timeline_take(&e->sram_port, dstart, sram_bytes, pm_ceil_div(sram_bytes, max_u64(chan, 1)),
+                                   &from, &port_end, err)))
+            return st;
+        free_cycle = max_u64(max_u64(dend, port_end), dstart + 1);
+        finish = free_cycle + sim->dram_latency_cycles;
     } else {
-        /* Pipelined unit: busy for the stream, results after the pipeline depth;
-         * the next instruction's stream may start while this one drains. */
-        uint64_t stream = max_u64(c->stream_cycles, 1);
-        free_cycle = start + stream;
+        /* Pipelined unit: busy for its compute stream, its SRAM bytes
+         * streaming through the engine's port at the pace the compute allows
+         * (or the port's full width), results after the pipeline depth; the
+         * next instruction's stream may start while this one drains. */
+        uint64_t compute = c->stream_cycles;
+        if ((st = pm_timeline_take(&e->sram_port, start, sram_bytes, pm_ceil_div(sram_bytes, max_u64(compute, 1)),
+                                   &from, &port_end, err)))
+            return st;
+        free_cycle = max_u64(max_u64(start + compute, port_end), start + 1);
         finish = free_cycle + c->latency_cycles;
     }
 
@@ -246,7 +273,7 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
     memcpy(slot->range, c->range, c->range_count * sizeof *c->range);
 
     /* Busy cycles: the union of [start, finish) over the unit's instructions. */
-    uint64_t from = max_u64(start, us->drain_cycle);
+    from = max_u64(start, us->drain_cycle);
     if (finish > from) sim->total.unit[unit].busy_cycles += finish - from;
     us->free_cycle = free_cycle;
     us->drain_cycle = max_u64(us->drain_cycle, finish);
@@ -272,16 +299,19 @@ static pm_status complete_ctrl(pm_sim *sim, pm_engine *e, const pm_insn *in, con
              * writes in both modes; a store conflicting with in-flight work is
              * interlocked, or reported in report mode. */
             uint64_t w = t;
+            const pm_inflight *worst = NULL; /* report mode: the latest-finishing conflict */
+            int worst_unit = 0;
+            pm_overlap ov, worst_ov;
             FOR_INFLIGHT(e, u, f)
             {
-                pm_overlap ov;
                 if (f->finish <= t) continue;
                 if (conflicts(f, c, true, NULL)) w = max_u64(w, f->finish);
                 else if (conflicts(f, c, false, &ov)) {
-                    if (cfg->hazard_mode == PM_HAZARD_REPORT) return hazard(e, PM_UNIT_CTRL, in, (pm_unit)u, f, &ov, t, err);
-                    w = max_u64(w, f->finish);
+                    if (cfg->hazard_mode != PM_HAZARD_REPORT) w = max_u64(w, f->finish);
+                    else if (!worst || f->finish > worst->finish) worst = f, worst_unit = u, worst_ov = ov;
                 }
             }
+            if (worst) return hazard(e, PM_UNIT_CTRL, in, (pm_unit)worst_unit, worst, &worst_ov, t, err);
             stall(sim, e, in->opcode, t, w);
             t = w;
         }
@@ -413,7 +443,7 @@ pm_status pm_sim_run(pm_sim *sim, const pm_run_options *opts, pm_error *err)
     if (!any) return pm_error_set(err, PM_ERR_INVALID, "pm_sim_run: no engine has a program loaded");
     memset(sim->flags, 0, (cfg->flags ? cfg->flags : 1) * sizeof *sim->flags);
     sim->event_head = sim->event_count = 0;
-    sim->dram_free_cycle = 0;
+    pm_timeline_clear(&sim->dram_channel, 1); /* one transfer at a time */
     sim->tracing = opts && opts->trace_path;
     sim->trace_count = 0;
     sim->trace_dropped = 0;

@@ -1159,13 +1159,16 @@ TEST(test_determinism_and_counters)
     CHECK(fabs(k->dram_energy_j - 4 * 4096 * cfg.energy_dram_pj_per_byte * pj) < 1e-18);
     CHECK(fabs(k->sram_energy_j - (double)(k->sram_read_bytes + k->sram_write_bytes) * cfg.energy_sram_pj_per_byte * pj) <
           1e-18);
-    CHECK(fabs(k->unit[PM_UNIT_VEC].energy_j - 2048 * cfg.energy_vector_pj_per_elem * pj) < 1e-18);
-    CHECK(fabs(k->unit[PM_UNIT_CTRL].energy_j - (double)k->instructions * cfg.energy_ctrl_pj_per_insn * pj) < 1e-18);
+    CHECK(fabs(k->unit[PM_UNIT_VEC].compute_energy_j - 2048 * cfg.energy_vector_pj_per_elem * pj) < 1e-18);
+    CHECK(fabs(k->unit[PM_UNIT_CTRL].compute_energy_j - (double)k->instructions * cfg.energy_ctrl_pj_per_insn * pj) <
+          1e-18);
     CHECK(fabs(k->seconds - (double)k->cycles / (cfg.clock_mhz * 1e6)) < 1e-15);
     CHECK(fabs(k->static_energy_j - cfg.static_power_w * k->seconds) < 1e-18);
-    double total = k->dram_energy_j + k->sram_energy_j + k->static_energy_j;
-    for (int u = 0; u < PM_UNIT_COUNT; u++) total += k->unit[u].energy_j;
-    CHECK(fabs(k->energy_j - total) < 1e-18);
+    double by_memory = k->dram_energy_j + k->sram_energy_j + k->compute_energy_j + k->static_energy_j;
+    double by_unit = k->static_energy_j;
+    for (int u = 0; u < PM_UNIT_COUNT; u++) by_unit += k->unit[u].energy_j;
+    CHECK(fabs(k->energy_j - by_memory) <= 1e-12 * k->energy_j);
+    CHECK(fabs(k->energy_j - by_unit) <= 1e-12 * k->energy_j);
     /* counters accumulate over runs and reset on request */
     pm_sim *sim = make_sim(&cfg);
     pm_error err;
@@ -1177,6 +1180,206 @@ TEST(test_determinism_and_counters)
     pm_sim_reset_counters(sim);
     pm_sim_counters(sim, &twice);
     CHECK(twice.cycles == 0 && twice.instructions == 0 && twice.energy_j == 0);
+    pm_sim_destroy(sim);
+}
+
+/* Every unit's energy is its own events plus the memory bytes its
+ * instructions moved; the memories' view adds up the same joules. */
+TEST(test_energy_per_unit)
+{
+    pm_config cfg = edge();
+    pm_sim *sim = make_sim(&cfg);
+    pm_error err;
+    pm_status st = run(sim,
+                       "li r1, 4096\n li r2, 1\n dma.shape r1, r2, r2\n"
+                       "dma.ld r0, r0\n"                      /* DRAM 4096 read, SRAM 4096 written */
+                       "li r3, 1024\n li r4, 0x10000\n"
+                       "vadd.f32 r4, r0, r0, r3\n"            /* SRAM 8192 read, 4096 written */
+                       "lfu.cfg 0, exp\n li r5, 0x20000\n"
+                       "lfu.f32 0, r5, r4, r3\n"              /* SRAM 4096 read, 4096 written */
+                       "li r6, 0x100000\n dma.st r6, r5\n"    /* SRAM 4096 read, DRAM 4096 written */
+                       "li r7, 77\n li r9, 0x30000\n sw r7, r9, 0\n lw r8, r9, 0\n" /* SRAM 4 + 4 */
+                       "halt\n",
+                       &err);
+    CHECK_MSG(st == PM_OK, "%s", err.message);
+    pm_counters c;
+    pm_sim_counters(sim, &c);
+    const struct {
+        pm_unit u;
+        uint64_t dram, sram;
+        double compute_pj;
+    } want[] = {
+        {PM_UNIT_CTRL, 0, 8, (double)c.instructions * cfg.energy_ctrl_pj_per_insn},
+        {PM_UNIT_DMA_LD, 4096, 4096, 0},
+        {PM_UNIT_DMA_ST, 4096, 4096, 0},
+        {PM_UNIT_VEC, 0, 12288, 1024 * cfg.energy_vector_pj_per_elem},
+        {PM_UNIT_LFU, 0, 8192, 1024 * cfg.energy_lfu_pj_per_eval},
+        {PM_UNIT_TENSOR, 0, 0, 0},
+    };
+    uint64_t dram = 0, sram = 0;
+    double units = 0;
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        const pm_unit_counters *uc = &c.unit[want[k].u];
+        CHECK_MSG(uc->dram_bytes == want[k].dram && uc->sram_bytes == want[k].sram, "unit %d: %llu / %llu bytes",
+                  (int)want[k].u, (unsigned long long)uc->dram_bytes, (unsigned long long)uc->sram_bytes);
+        double pj = want[k].compute_pj + (double)want[k].dram * cfg.energy_dram_pj_per_byte +
+                    (double)want[k].sram * cfg.energy_sram_pj_per_byte;
+        CHECK_MSG(fabs(uc->energy_j - pj * 1e-12) <= 1e-12 * pj * 1e-12, "unit %d: %g J, want %g", (int)want[k].u,
+                  uc->energy_j, pj * 1e-12);
+        CHECK(fabs(uc->compute_energy_j - want[k].compute_pj * 1e-12) <= 1e-24 + 1e-12 * uc->compute_energy_j);
+        CHECK(fabs(uc->energy_j - uc->compute_energy_j - uc->memory_energy_j) <= 1e-12 * uc->energy_j);
+        dram += uc->dram_bytes;
+        sram += uc->sram_bytes;
+        units += uc->energy_j;
+    }
+    /* the DMA units carry the traffic they cause */
+    CHECK(c.unit[PM_UNIT_DMA_LD].energy_j > 0 && c.unit[PM_UNIT_DMA_ST].energy_j > 0);
+    /* both views of the same joules */
+    CHECK(dram == c.dram_read_bytes + c.dram_write_bytes && sram == c.sram_read_bytes + c.sram_write_bytes);
+    CHECK(c.static_energy_j > 0);
+    CHECK(fabs(units + c.static_energy_j - c.energy_j) <= 1e-12 * c.energy_j);
+    CHECK(fabs(c.dram_energy_j + c.sram_energy_j + c.compute_energy_j + c.static_energy_j - c.energy_j) <=
+          1e-12 * c.energy_j);
+    pm_sim_destroy(sim);
+}
+
+/* The DRAM channel is a calendar: a transfer takes the earliest free channel
+ * cycles at or after its start, so one issued later but ready earlier is not
+ * queued behind an older transfer that waits for a dependency. (The old
+ * model granted the channel in issue order with a single next-free cycle.) */
+static const char *arbitration_prog(uint64_t load_bytes)
+{
+    return fmt("li r1, 2048\n li r2, 1\n li r3, 0x40000\n li r4, 0x10000\n"
+               "vredsum.bf16 r3, r4, r2, r1\n"      /* 4: 2048 rows of 1 */
+               "li r5, 4096\n dma.shape r5, r2, r2\n li r6, 0x100000\n"
+               "dma.st r6, r3\n"                    /* 8: stores the sums: waits for the vredsum */
+               "li r7, 0x80000\n li r8, %llu\n dma.shape r8, r2, r2\n"
+               "dma.ld r7, r0\n"                    /* 12: independent load */
+               "halt\n",
+               (unsigned long long)load_bytes);
+}
+
+TEST(test_dram_arbitration)
+{
+    pm_config cfg = edge();
+    pm_sim *sim = make_sim(&cfg);
+    pm_error err;
+    /* edge: 51.2 B/cycle, 100-cycle latency, 256 B/cycle SRAM port, 32 lanes.
+     * vredsum (issue 4): 2048 cycles of lanes, 8192 SRAM bytes at 4 B/cycle
+     *   (8192 / 2048) on the port; free 2052, finish 2052 + 4 = 2056.
+     * dma.st (issue 8) reads the sums: starts at 2056; 4096 B = 80 channel
+     *   cycles [2056, 2136); port at 52 B/cycle for 79 cycles; finish 2136 + 100 = 2236.
+     * dma.ld of 4 KiB (issue 12): channel [12, 92) is free: finish 92 + 100 = 192,
+     *   hidden under the store: the run ends at 2236 (halt at 13).
+     *   The old issue-order channel put it at [2136, 2216): 2316 cycles. */
+    CHECK(run(sim, arbitration_prog(4096), &err) == PM_OK);
+    pm_counters c;
+    pm_sim_counters(sim, &c);
+    CHECK_MSG(c.cycles == 2236, "%llu", (unsigned long long)c.cycles);
+    CHECK_MSG(c.unit[PM_UNIT_DMA_LD].busy_cycles == 192 - 12, "%llu",
+              (unsigned long long)c.unit[PM_UNIT_DMA_LD].busy_cycles);
+    CHECK(c.unit[PM_UNIT_DMA_ST].busy_cycles == 2236 - 2056);
+    /* dma.ld of 128 KiB: 2560 channel cycles; 2044 fit in [12, 2056), the
+     * other 516 follow the store: [2136, 2652); finish 2752 (old: 2136 +
+     * 2560 + 100 = 4796). Its port share (52 B/cycle) never binds. */
+    pm_sim_reset_counters(sim);
+    CHECK(run(sim, arbitration_prog(131072), &err) == PM_OK);
+    CHECK_MSG(cycles(sim) == 2752, "%llu", (unsigned long long)cycles(sim));
+    pm_sim_destroy(sim);
+
+    /* Across engines: engine 0's delayed store does not hold up engine 1.
+     * Engine 1: csrr 0, taken bne 1 (bubble), li 3, loop 4..23, li 24, li 25,
+     * dma.shape 26, li 27, dma.ld 28: channel [28, 108), finish 208; the
+     * fence issues at 208, csrr at 209. Engine 0 runs the store two cycles later
+     * than above (channel [2058, 2138)); the old model queued engine 1's load
+     * behind it: 2138 + 80 + 100 = 2318. */
+    cfg.engines = 2;
+    sim = make_sim(&cfg);
+    CHECK(run(sim,
+              "csrr r9, engine_id\n bne r9, r0, other\n"
+              "li r1, 2048\n li r2, 1\n li r3, 0x40000\n li r4, 0x10000\n vredsum.bf16 r3, r4, r2, r1\n"
+              "li r5, 4096\n dma.shape r5, r2, r2\n li r6, 0x100000\n dma.st r6, r3\n halt\n"
+              "other: li r9, 20\n w: loop r9, w\n li r5, 4096\n li r2, 1\n dma.shape r5, r2, r2\n li r7, 0x200000\n"
+              "dma.ld r0, r7\n fence dma.ld\n csrr r20, cycle\n halt\n",
+              &err) == PM_OK);
+    CHECK_MSG(reg(sim, 1, 20) == 209, "%lld", (long long)reg(sim, 1, 20));
+    CHECK_MSG(cycles(sim) == 2238, "%llu", (unsigned long long)cycles(sim));
+    pm_sim_destroy(sim);
+}
+
+/* The SRAM port (sram.bytes_per_cycle) is shared by an engine's units: a
+ * port-bound vector op streaming next to a DMA gets what the DMA leaves. */
+TEST(test_sram_port_contention)
+{
+    pm_config cfg = edge();
+    pm_sim *sim = make_sim(&cfg);
+    pm_error err;
+    pm_sim_share_sram_port(sim, true);
+    const char *src = "li r1, 65536\n li r2, 1\n dma.shape r1, r2, r2\n li r3, 0x100000\n"
+                      "%s"
+                      "li r4, 4096\n li r5, 0x40000\n li r6, 0x50000\n li r7, 0x60000\n"
+                      "vadd.f32 r7, r5, r6, r4\n fence vec\n csrr r20, cycle\n halt\n";
+    /* csrr reads the vadd's finish + 1 (the fence issues at the finish).
+     * Alone: vadd issues at 8 (no dma.ld: 4 + 4 li), 4096 f32 = 128 lane
+     * cycles but 49152 SRAM bytes = 192 port cycles: finish 8 + 192 + 4 = 204. */
+    CHECK(run(sim, fmt(src, ""), &err) == PM_OK);
+    CHECK_MSG(reg(sim, 0, 20) == 204 + 1, "%lld", (long long)reg(sim, 0, 20));
+    /* With a 64 KiB dma.ld (issue 4, disjoint buffers): 1280 channel cycles,
+     * so its SRAM writes take ceil(65536 / 1280) = 52 B of the port per
+     * cycle from 4 on. The vadd (issue 9) gets 256 - 52 = 204 B/cycle:
+     * ceil(49152 / 204) = 241 cycles, finish 9 + 241 + 4 = 254. */
+    CHECK(run(sim, fmt(src, "dma.ld r0, r3\n"), &err) == PM_OK);
+    CHECK_MSG(reg(sim, 0, 20) == 254 + 1, "%lld", (long long)reg(sim, 0, 20));
+    /* unshared (the default), the vadd sees an idle port, as if alone */
+    pm_sim_share_sram_port(sim, false);
+    CHECK(run(sim, fmt(src, "dma.ld r0, r3\n"), &err) == PM_OK);
+    CHECK_MSG(reg(sim, 0, 20) == 9 + 192 + 4 + 1, "%lld", (long long)reg(sim, 0, 20));
+    pm_sim_share_sram_port(sim, true);
+    /* A vector op that is not port-bound is not slowed: vadd.bf16 needs
+     * 6 B x 32 lanes = 192 B/cycle, and 204 are left. 4096 / 32 = 128 cycles. */
+    CHECK(run(sim, fmt("li r1, 65536\n li r2, 1\n dma.shape r1, r2, r2\n li r3, 0x100000\n dma.ld r0, r3\n"
+                       "li r4, 4096\n li r5, 0x40000\n li r6, 0x50000\n li r7, 0x60000\n"
+                       "vadd.bf16 r7, r5, r6, r4\n fence vec\n csrr r20, cycle\n halt\n"),
+              &err) == PM_OK);
+    CHECK_MSG(reg(sim, 0, 20) == 9 + 128 + 4 + 1, "%lld", (long long)reg(sim, 0, 20));
+    pm_sim_destroy(sim);
+}
+
+/* Report mode names the conflicting instruction that finishes last (the one
+ * a fence would wait for), not the oldest or the first found. */
+TEST(test_hazard_names_latest_finisher)
+{
+    pm_config cfg = edge();
+    cfg.hazard_mode = PM_HAZARD_REPORT;
+    pm_sim *sim = make_sim(&cfg);
+    pm_error err;
+    /* pc 3 dma.ld writes SRAM [0x0, 0x40): 2 channel cycles, finish 3 + 2 + 100 = 105.
+     * pc 7 vmov writes [0x40, 0x10040): 16384 f32 = 512 lane cycles and 512
+     *   port cycles, finish 7 + 512 + 4 = 523.
+     * pc 0xb dma.st reads [0x0, 0x80) at cycle 11 while both are in flight:
+     *   the older dma.ld (also the first unit scanned) finishes first. */
+    pm_status st = run(sim,
+                       "li r1, 64\n li r2, 1\n dma.shape r1, r2, r2\n dma.ld r0, r0\n"
+                       "li r3, 16384\n li r4, 0x40\n li r6, 0x100000\n vmov.f32 r4, r6, r3\n"
+                       "li r1, 128\n dma.shape r1, r2, r2\n li r7, 0x200000\n dma.st r7, r0\n halt\n",
+                       &err);
+    CHECK(st == PM_ERR_HAZARD);
+    CHECK_MSG(strcmp(err.message, "engine 0 pc 0xb (dma.st): hazard: reads SRAM [0x40, 0x80) that pc 0x7 (vmov) on "
+                                  "vec writes; it finishes at cycle 523 but this instruction on dma.st starts at cycle "
+                                  "11 (missing fence)") == 0,
+              "%s", err.message);
+    /* A scalar store into a word two units are still reading: pc 4 dma.st
+     * reads [0x0, 0x40) (finish 4 + 2 + 100 = 106), pc 7 vmov reads
+     * [0x0, 0x10000) (finish 523). */
+    st = run(sim,
+             "li r1, 64\n li r2, 1\n dma.shape r1, r2, r2\n li r7, 0x200000\n dma.st r7, r0\n"
+             "li r3, 16384\n li r4, 0x40000\n vmov.f32 r4, r0, r3\n sw r3, r0, 8\n halt\n",
+             &err);
+    CHECK(st == PM_ERR_HAZARD);
+    CHECK_MSG(strcmp(err.message, "engine 0 pc 0x8 (sw): hazard: writes SRAM [0x8, 0xc) that pc 0x7 (vmov) on vec "
+                                  "reads; it finishes at cycle 523 but this instruction on ctrl starts at cycle 8 "
+                                  "(missing fence)") == 0,
+              "%s", err.message);
     pm_sim_destroy(sim);
 }
 
@@ -1331,6 +1534,10 @@ int main(void)
     RUN(test_flags_producer_consumer);
     RUN(test_deadlock_and_watchdog);
     RUN(test_determinism_and_counters);
+    RUN(test_energy_per_unit);
+    RUN(test_dram_arbitration);
+    RUN(test_sram_port_contention);
+    RUN(test_hazard_names_latest_finisher);
     RUN(test_trace);
     RUN(test_independent_sims);
     return TEST_SUMMARY();
