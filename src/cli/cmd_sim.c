@@ -118,8 +118,11 @@ static void shape_text(const uint64_t *shape, uint32_t rank, char *buf, size_t c
  * float and block format takes float arrays and gives float32. */
 static bool is_integer_format(const pm_format_info *fi) { return !fi->is_float && !fi->is_block; }
 
-/* Parses "NAME=FILE", finds the tensor and its device footprint. */
-static pm_status resolve_binding(const pm_program *prog, const char *spec, const char *what, binding *b, pm_error *err)
+/* Parses "NAME=FILE", finds the tensor and its device footprint, and checks
+ * that footprint against the chip's memory before anything is allocated for
+ * it (a declared shape may be far larger than any memory). */
+static pm_status resolve_binding(const pm_config *cfg, const pm_program *prog, const char *spec, const char *what,
+                                 binding *b, pm_error *err)
 {
     memset(b, 0, sizeof *b);
     const char *eq = strchr(spec, '=');
@@ -150,6 +153,14 @@ static pm_status resolve_binding(const pm_program *prog, const char *spec, const
     if (b->elems > SIZE_MAX / sizeof(float) || !pm_format_bytes(b->sym->dtype, (size_t)b->elems, &b->device_bytes))
         return pm_error_set(err, PM_ERR_INVALID, "--%s %s: %" PRIu64 " elements do not fill whole %s blocks", what,
                             b->name, b->elems, fi->name);
+    bool dram = b->sym->mem == PM_MEM_DRAM;
+    uint64_t size = dram ? cfg->dram_bytes : cfg->sram_bytes;
+    if (b->sym->addr > size || b->device_bytes > size - b->sym->addr)
+        return pm_error_set(err, PM_ERR_INVALID,
+                            "--%s %s: the tensor (%s at 0x%" PRIx64 ", %zu bytes) does not fit in %s (%" PRIu64
+                            " bytes on %s)",
+                            what, b->name, dram ? "DRAM" : "SRAM", b->sym->addr, b->device_bytes, dram ? "DRAM" : "SRAM",
+                            size, cfg->name);
     return PM_OK;
 }
 
@@ -206,7 +217,7 @@ static pm_status encode_input(binding *b, const pm_npy *a, pm_error *err)
 
 static pm_status prepare_input(sim_job *job, const char *spec, binding *b, pm_error *err)
 {
-    pm_status st = resolve_binding(&job->prog, spec, "input", b, err);
+    pm_status st = resolve_binding(&job->cfg, &job->prog, spec, "input", b, err);
     if (st != PM_OK) return st;
     for (int i = 0; i < job->input_count; i++)
         if (strcmp(job->inputs[i].name, b->name) == 0)
@@ -396,7 +407,8 @@ static pm_status prepare(sim_job *job, const pm_cli_parsed *p, pm_error *err)
         if (st != PM_OK) return st;
     }
     for (int i = 0; i < p->given[OPT_OUTPUT]; i++) {
-        st = resolve_binding(&job->prog, p->values[OPT_OUTPUT][i], "output", &job->outputs[job->output_count], err);
+        st = resolve_binding(&job->cfg, &job->prog, p->values[OPT_OUTPUT][i], "output", &job->outputs[job->output_count],
+                             err);
         job->output_count++;
         if (st != PM_OK) return st;
     }
