@@ -411,6 +411,15 @@ static pm_status prepare(sim_job *job, const pm_cli_parsed *p, pm_error *err)
                              err);
         job->output_count++;
         if (st != PM_OK) return st;
+        /* Two results into one file would silently keep only the last. */
+        const binding *b = &job->outputs[i];
+        for (int k = 0; k < i; k++)
+            if (strcmp(job->outputs[k].path, b->path) == 0)
+                return pm_error_set(err, PM_ERR_INVALID, "--output %s: %s is also the file of --output %s (a file named twice)",
+                                    b->name, b->path, job->outputs[k].name);
+        if (job->opts.trace_path && strcmp(job->opts.trace_path, b->path) == 0)
+            return pm_error_set(err, PM_ERR_INVALID, "--output %s: %s is also the --trace file (a file named twice)",
+                                b->name, b->path);
     }
     return PM_OK;
 }
@@ -477,9 +486,19 @@ int pm_cli_sim(int argc, char **argv)
     double wall_s = 0;
     pm_status st = prepare(job, &p, &err);
     if (st == PM_OK) st = execute(job, &counters, &wall_s, &err);
-    /* Outputs only after a successful run; each file is written atomically. */
-    for (int i = 0; i < job->output_count && st == PM_OK; i++)
-        st = pm_write_file_atomic(job->outputs[i].path, job->outputs[i].bytes, job->outputs[i].len, &err);
+    /* Outputs only after a successful run, all or none: one unwritable
+     * destination leaves none of the others behind. */
+    if (st == PM_OK && job->output_count > 0) {
+        const char *paths[PM_CLI_MAX_VALUES];
+        const void *data[PM_CLI_MAX_VALUES];
+        size_t lens[PM_CLI_MAX_VALUES];
+        for (int i = 0; i < job->output_count; i++) {
+            paths[i] = job->outputs[i].path;
+            data[i] = job->outputs[i].bytes;
+            lens[i] = job->outputs[i].len;
+        }
+        st = pm_write_files_atomic((size_t)job->output_count, paths, data, lens, &err);
+    }
     int rc = PM_EXIT_OK;
     if (st != PM_OK) rc = pm_cli_fail_err("sim", &err);
     else if (job->json) print_json(job, &counters, wall_s);

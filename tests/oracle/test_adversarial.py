@@ -613,6 +613,15 @@ def test_output_unwritable(io, dest):
     assert listing(io) == before
 
 
+def test_outputs_are_all_or_nothing(io):
+    """Two outputs, the second unwritable: neither appears (the first used to
+    be left behind on its own)."""
+    before = listing(io)
+    r = run("sim", io / "io.pasm", "--output", f"x={io / 'x.npy'}", "--output", "q=/nonexistent/dir/q.npy")
+    assert "/nonexistent/dir/q.npy" in user_error(r, "sim")
+    assert listing(io) == before
+
+
 def test_output_to_device_keeps_the_device(io, tmp_path):
     """A result written to an existing FIFO goes into the FIFO; the FIFO is not
     replaced by a regular file (with /dev/null as root, the device was)."""
@@ -624,6 +633,13 @@ def test_output_to_device_keeps_the_device(io, tmp_path):
     assert r.returncode == 0, r.stderr
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert data[:6] == b"\x93NUMPY"
+
+
+def test_same_output_path_twice(io):
+    o = io / "o.npy"
+    line = user_error(run("sim", io / "io.pasm", "--output", f"x={o}", "--output", f"q={o}"), "sim")
+    assert "o.npy" in line and "twice" in line
+    assert "o.npy" not in listing(io)
 
 
 @pytest.mark.parametrize("dest", ["/nonexistent/t.json", "DIR"])
