@@ -185,7 +185,18 @@ static int help_verb(int argc, char **argv)
     return PM_EXIT_OK;
 }
 
-int main(int argc, char **argv)
+/* Help, version and preset text go to standard output like every result: a
+ * write that fails there (a full disk, a closed pipe) must not exit 0. */
+static int finish(int argc, char **argv, int rc)
+{
+    if ((fflush(stdout) != 0 || ferror(stdout)) && rc == PM_EXIT_OK) {
+        const char *verb = argc > 1 && (pm_cli_find_verb(argv[1]) || strcmp(argv[1], "help") == 0) ? argv[1] : NULL;
+        return pm_cli_fail(verb, "cannot write to standard output");
+    }
+    return rc;
+}
+
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         print_usage(stderr);
@@ -208,3 +219,5 @@ int main(int argc, char **argv)
     }
     return v->run(argc - 1, argv + 1);
 }
+
+int main(int argc, char **argv) { return finish(argc, argv, dispatch(argc, argv)); }

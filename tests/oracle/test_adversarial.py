@@ -664,6 +664,23 @@ def test_trace_of_a_faulted_run_is_complete(tmp_path):
 
 
 # --------------------------------------------------------------------------
+# Standard output that cannot be written
+# --------------------------------------------------------------------------
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["presets"], ["presets", "edge"], ["--help"], ["sim", "--help"], ["help", "asm"],
+                                  ["--version"], ["sim", "PROG"], ["sim", "PROG", "--json"], ["dis", "PMP"]])
+def test_stdout_write_failure_is_an_error(tmp_path, args):
+    prog = write(tmp_path / "h.pasm", HALT)
+    assert run("asm", prog, "-o", tmp_path / "h.pmp").returncode == 0
+    args = [str(prog) if a == "PROG" else str(tmp_path / "h.pmp") if a == "PMP" else a for a in args]
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run([str(POLYMORPH), *args], stdout=full, stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 1, (args, r.returncode)
+    assert b"cannot write to standard output" in r.stderr
+
+
+# --------------------------------------------------------------------------
 # Known defects in files owned by the simulator's maintainer (src/sim/):
 # kept here as expected failures until they are fixed there.
 # --------------------------------------------------------------------------
