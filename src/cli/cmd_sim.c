@@ -303,6 +303,11 @@ static void print_json(const sim_job *job, const pm_counters *c, double wall_s)
         fprintf(f, "%s\"%s\": {\"instructions\": %" PRIu64 ", \"busy_cycles\": %" PRIu64 ", \"utilisation\": ",
                 u ? ", " : "", pm_unit_name((pm_unit)u), uc->instructions, uc->busy_cycles);
         json_number(f, utilisation(c, uc->busy_cycles));
+        fprintf(f, ", \"dram_bytes\": %" PRIu64 ", \"sram_bytes\": %" PRIu64, uc->dram_bytes, uc->sram_bytes);
+        fputs(", \"compute_energy_j\": ", f);
+        json_number(f, uc->compute_energy_j);
+        fputs(", \"memory_energy_j\": ", f);
+        json_number(f, uc->memory_energy_j);
         fputs(", \"energy_j\": ", f);
         json_number(f, uc->energy_j);
         fputc('}', f);
@@ -314,7 +319,8 @@ static void print_json(const sim_job *job, const pm_counters *c, double wall_s)
             c->dram_read_bytes, c->dram_write_bytes, c->sram_read_bytes, c->sram_write_bytes, c->vector_elems,
             c->lfu_evals, c->tensor_macs);
     const struct { const char *key; double v; } tail[] = {
-        {"dram_energy_j", c->dram_energy_j}, {"sram_energy_j", c->sram_energy_j},
+        {"compute_energy_j", c->compute_energy_j}, {"dram_energy_j", c->dram_energy_j},
+        {"sram_energy_j", c->sram_energy_j},
         {"static_energy_j", c->static_energy_j}, {"energy_j", c->energy_j}, {"wall_s", wall_s},
     };
     for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++) {
@@ -345,11 +351,14 @@ static void print_table(const sim_job *job, const pm_counters *c, double wall_s)
     printf("  %-18s %s\n", "simulated time", t);
     printf("  %-18s %" PRIu64 "\n", "instructions", c->instructions);
     printf("  %-18s %" PRIu64 "\n", "stall cycles", c->stall_cycles);
-    printf("\n  %-8s %14s %14s %12s %14s\n", "unit", "instructions", "busy cycles", "utilisation", "energy (J)");
+    /* a unit's energy: its own events plus the DRAM/SRAM bytes it moved */
+    printf("\n  %-8s %14s %14s %12s %14s %14s %14s\n", "unit", "instructions", "busy cycles", "utilisation",
+           "DRAM bytes", "SRAM bytes", "energy (J)");
     for (int u = 0; u < PM_UNIT_COUNT; u++) {
         const pm_unit_counters *uc = &c->unit[u];
-        printf("  %-8s %14" PRIu64 " %14" PRIu64 " %11.1f%% %14.4g\n", pm_unit_name((pm_unit)u), uc->instructions,
-               uc->busy_cycles, 100.0 * utilisation(c, uc->busy_cycles), uc->energy_j);
+        printf("  %-8s %14" PRIu64 " %14" PRIu64 " %11.1f%% %14" PRIu64 " %14" PRIu64 " %14.4g\n",
+               pm_unit_name((pm_unit)u), uc->instructions, uc->busy_cycles, 100.0 * utilisation(c, uc->busy_cycles),
+               uc->dram_bytes, uc->sram_bytes, uc->energy_j);
     }
     printf("\n  %-18s %" PRIu64 " bytes\n", "DRAM read", c->dram_read_bytes);
     printf("  %-18s %" PRIu64 " bytes\n", "DRAM write", c->dram_write_bytes);
@@ -358,7 +367,8 @@ static void print_table(const sim_job *job, const pm_counters *c, double wall_s)
     printf("  %-18s %" PRIu64 "\n", "vector elements", c->vector_elems);
     printf("  %-18s %" PRIu64 "\n", "LFU evaluations", c->lfu_evals);
     printf("  %-18s %" PRIu64 "\n", "tensor MACs", c->tensor_macs);
-    printf("\n  %-18s %.4g J\n", "energy DRAM", c->dram_energy_j);
+    printf("\n  %-18s %.4g J\n", "energy compute", c->compute_energy_j);
+    printf("  %-18s %.4g J\n", "energy DRAM", c->dram_energy_j);
     printf("  %-18s %.4g J\n", "energy SRAM", c->sram_energy_j);
     printf("  %-18s %.4g J\n", "energy static", c->static_energy_j);
     printf("  %-18s %.4g J\n", "energy total", c->energy_j);

@@ -242,8 +242,18 @@ def test_json_output_parses(tmp_path):
         assert key in j, key
     assert set(j["units"]) == {"ctrl", "dma.ld", "dma.st", "vec", "lfu", "tensor"}
     for u in j["units"].values():
-        assert set(u) == {"instructions", "busy_cycles", "utilisation", "energy_j"}
+        assert set(u) == {"instructions", "busy_cycles", "utilisation", "dram_bytes", "sram_bytes",
+                          "compute_energy_j", "memory_energy_j", "energy_j"}
         assert 0.0 <= u["utilisation"] <= 1.0
+        assert u["energy_j"] == pytest.approx(u["compute_energy_j"] + u["memory_energy_j"], rel=1e-12)
+    # every byte's energy is charged to the unit that moved it: both views agree
+    units = j["units"].values()
+    assert sum(u["dram_bytes"] for u in units) == j["dram_read_bytes"] + j["dram_write_bytes"]
+    assert sum(u["sram_bytes"] for u in units) == j["sram_read_bytes"] + j["sram_write_bytes"]
+    assert j["units"]["dma.ld"]["dram_bytes"] >= 2 * N * 4 and j["units"]["dma.ld"]["energy_j"] > 0
+    assert sum(u["energy_j"] for u in units) + j["static_energy_j"] == pytest.approx(j["energy_j"], rel=1e-12)
+    assert (j["compute_energy_j"] + j["dram_energy_j"] + j["sram_energy_j"] + j["static_energy_j"]
+            == pytest.approx(j["energy_j"], rel=1e-12))
     assert j["config"] == "edge" and j["engines"] == 1
     assert j["cycles"] > 0 and j["instructions"] > 0
     assert j["seconds"] == pytest.approx(j["cycles"] / 1e9)
@@ -258,7 +268,7 @@ def test_table_output(tmp_path):
     r = run("sim", VADD, *args)
     assert r.returncode == 0, r.stderr
     for word in ["cycles", "simulated time", "instructions", "utilisation", "DRAM read", "SRAM write",
-                 "energy total", "sim wall time", "dma.ld", "vec"]:
+                 "DRAM bytes", "SRAM bytes", "energy compute", "energy total", "sim wall time", "dma.ld", "vec"]:
         assert word in r.stdout, word
 
 
