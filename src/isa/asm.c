@@ -494,8 +494,11 @@ static pm_status parse_primary(expr *e, int64_t *v)
     char c = *s->p;
     if (c >= '0' && c <= '9') return parse_number(e, v);
     if (c == '(') {
+        /* each parenthesis is one nesting level (as is each unary operator) */
+        if (++e->depth > ASM_MAX_EXPR_DEPTH) return fail_at(a, s, s->p, "expression is nested too deeply");
         s->p++;
         pm_status st = parse_or(e, v);
+        e->depth--;
         if (st) return st;
         return expect_char(a, s, ')', "')'");
     }
@@ -549,12 +552,6 @@ static pm_status parse_unary(expr *e, int64_t *v)
         if (op == '-') *v = (int64_t)(0 - (uint64_t)*v);
         else if (op == '~') *v = ~*v;
         return PM_OK;
-    }
-    if (s->p < s->end && *s->p == '(') {
-        if (++e->depth > ASM_MAX_EXPR_DEPTH) return fail_at(e->a, s, s->p, "expression is nested too deeply");
-        pm_status st = parse_primary(e, v);
-        e->depth--;
-        return st;
     }
     return parse_primary(e, v);
 }
@@ -638,13 +635,7 @@ static pm_status parse_level(expr *e, int level, int64_t *v)
     return PM_OK;
 }
 
-static pm_status parse_or(expr *e, int64_t *v)
-{
-    if (++e->depth > ASM_MAX_EXPR_DEPTH) return fail_at(e->a, e->s, e->s->p, "expression is nested too deeply");
-    pm_status st = parse_level(e, 0, v);
-    e->depth--;
-    return st;
-}
+static pm_status parse_or(expr *e, int64_t *v) { return parse_level(e, 0, v); }
 
 /* Evaluate one expression. *unresolved (may be NULL) reports a pass-1
  * placeholder; with must_know every name must already have a value. */

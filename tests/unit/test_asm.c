@@ -391,6 +391,24 @@ TEST(hostile_input)
     CHECK(pm_assemble("t.pasm", line, &prog, &err) == PM_ERR_PARSE && strstr(err.message, "nested too deeply"));
     free(neg);
     free(line);
+    /* the documented limit: 128 levels of parentheses or unary operators
+     * are fine, 129 are not (each parenthesis used to count twice, so 64
+     * was the real limit) */
+    const char *pieces[2][2] = {{"(", ")"}, {"-", ""}};
+    for (int k = 0; k < 2; k++)
+        for (size_t n = 127; n <= 129; n++) {
+            char *open_ = repeat(pieces[k][0], n, "1");
+            char *close_ = repeat(pieces[k][1], n, "\nhalt\n");
+            char *src = malloc(strlen(open_) + strlen(close_) + 16);
+            sprintf(src, ".equ A, %s%s", open_, close_);
+            pm_status st = pm_assemble("t.pasm", src, &prog, &err);
+            CHECK_MSG(n <= 128 ? st == PM_OK : (st == PM_ERR_PARSE && strstr(err.message, "nested too deeply")),
+                      "%s x %zu: %s", pieces[k][0], n, err.message);
+            pm_program_free(&prog);
+            free(open_);
+            free(close_);
+            free(src);
+        }
     /* a 1 MB line: the message stays bounded */
     char *longline = repeat("x", 1 << 20, ": nop\n");
     CHECK(pm_assemble("t.pasm", longline, &prog, &err) == PM_ERR_PARSE && strstr(err.message, "longer than 63"));
