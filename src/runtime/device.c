@@ -29,6 +29,13 @@ pm_status pm_device_open(const pm_config *cfg, pm_device **out, pm_error *err)
 {
     *out = NULL;
     if (!cfg) return pm_error_set(err, PM_ERR_INVALID, "device: no configuration given");
+    /* The config layer's rules, not only what the simulator can represent:
+     * a struct built in code gets the same field-named checks as a file. */
+    pm_status vst = pm_config_validate(cfg, err);
+    if (vst != PM_OK) {
+        pm_error_prefix(err, "device: ");
+        return vst;
+    }
     pm_device *dev = calloc(1, sizeof *dev);
     if (!dev) return pm_error_set(err, PM_ERR_NOMEM, "device: out of memory");
     dev->cfg = *cfg;

@@ -177,6 +177,33 @@ TEST(write_files_all_or_none)
     remove(b);
 }
 
+/* ---- the device API with configs built in code ---- */
+
+/* pm_device_open used to rely on the simulator's own, looser limits
+ * (engines up to 4096), so a struct the config layer rejects (engines 1..64)
+ * opened a device anyway. */
+TEST(device_open_validates_the_config)
+{
+    pm_config cfg;
+    pm_error err = {0};
+    pm_device *dev = (pm_device *)&cfg;
+    CHECK(pm_config_preset("edge", &cfg, &err) == PM_OK);
+    cfg.engines = 100;
+    cfg.dram_bytes = (uint64_t)1 << 40;
+    CHECK(pm_device_open(&cfg, &dev, &err) == PM_ERR_CONFIG);
+    CHECK(dev == NULL);
+    CHECK_MSG(strstr(err.message, "device: edge: chip.engines: 100 is out of range (must be 1..64)"), "%s", err.message);
+
+    pm_config_init_unset(&cfg);
+    CHECK(pm_device_open(&cfg, &dev, &err) == PM_ERR_CONFIG);
+    CHECK_MSG(strstr(err.message, "missing"), "%s", err.message);
+
+    CHECK(pm_config_preset("fpga", &cfg, &err) == PM_OK);
+    cfg.sram_bytes = 3; /* not a multiple of the port width */
+    CHECK(pm_device_open(&cfg, &dev, &err) == PM_ERR_CONFIG);
+    CHECK_MSG(strstr(err.message, "sram.bytes"), "%s", err.message);
+}
+
 int main(void)
 {
     make_tmpdir();
@@ -188,6 +215,7 @@ int main(void)
     RUN(write_atomic_to_directory_is_named);
     RUN(write_atomic_missing_directory_leaves_nothing);
     RUN(write_files_all_or_none);
+    RUN(device_open_validates_the_config);
     rmdir(tmpdir);
     return TEST_SUMMARY();
 }
