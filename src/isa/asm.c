@@ -1262,6 +1262,7 @@ static pm_status check_text(asm_ctx *a, uint32_t file)
         const char *why = NULL;
         if (c == 0) why = "NUL byte in source";
         else if (n == 0) why = "invalid UTF-8 byte";
+        else if (c == '\r' && (p + 1 == end || p[1] != '\n')) why = "carriage return without a line feed";
         else if ((c < 0x20 && c != '\t' && c != '\r') || c == 0x7F) why = "control character in source";
         if (why) {
             const char *le = memchr(line, '\n', (size_t)(end - (const unsigned char *)line));
@@ -1278,6 +1279,8 @@ static pm_status assemble_file_lines(asm_ctx *a, uint32_t file)
     pm_status st;
     if (a->pass == 1 && (st = check_text(a, file))) return st;
     const char *p = a->files[file].text, *end = p + a->files[file].len;
+    /* A UTF-8 byte-order mark (editors on Windows write one) is not text. */
+    if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
     uint32_t lineno = 0;
     while (p < end || lineno == 0) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));

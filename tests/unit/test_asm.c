@@ -289,6 +289,22 @@ TEST(includes)
     CHECK_MSG(strstr(err.message, "nul.pasm:2:6: NUL byte"), "%s", err.message);
 }
 
+/* A UTF-8 byte-order mark at the start of a file is skipped (it used to be
+ * reported as an invisible unexpected character); columns on line 1 count
+ * from after it. */
+TEST(byte_order_mark_is_skipped)
+{
+    pm_program plain;
+    pm_program_init(&plain);
+    CHECK(pm_assemble("t.pasm", "li r1, 5\nhalt\n", &plain, &err) == PM_OK);
+    CHECK_MSG(pm_assemble("t.pasm", "\xEF\xBB\xBFli r1, 5\nhalt\n", &prog, &err) == PM_OK, "%s", err.message);
+    CHECK(prog.code_count == plain.code_count && prog.code_count == 2 && prog.code[0] == plain.code[0]);
+    pm_program_free(&prog);
+    pm_program_free(&plain);
+    CHECK(pm_assemble("t.pasm", "\xEF\xBB\xBFli r1, r99\n", &prog, &err) == PM_ERR_PARSE);
+    CHECK_MSG(strstr(err.message, "t.pasm:1:8: "), "%s", err.message);
+}
+
 /* Each class of error: the exact place and message. */
 TEST(errors_point_at_the_problem)
 {
@@ -343,6 +359,11 @@ TEST(errors_point_at_the_problem)
         {"@\n", "t.pasm:1:1: expected a label, instruction or directive, found '@'"},
         {"nop\n\x80\n", "t.pasm:2:1: invalid UTF-8 byte (0x80)"},
         {"nop\n\tnop \x01\n", "t.pasm:2:6: control character in source (0x01)"},
+        /* a lone CR (old Mac line end) used to surface as a confusing parse error later on the line */
+        {"li r1, 5\rhalt\n", "t.pasm:1:9: carriage return without a line feed (0x0d)"},
+        {"nop\r\nhalt\r", "t.pasm:2:5: carriage return without a line feed (0x0d)"},
+        /* a BOM is skipped only at the very start of a file */
+        {"\xEF\xBB\xBFnop\n\xEF\xBB\xBFhalt\n", "t.pasm:2:1: expected a label, instruction or directive"},
         {"li r1, A\nA = B\nB = 1\n", "t.pasm:1:8: 'A' is used before its .equ value is known"},
         {"nop\n.dram\n.zero 0x10000000\n", "t.pasm:3:1: data exceeds the assembler's limit"},
         {"li r1, f32(x)\n", "t.pasm:1:12: expected a number, found 'x'"},
@@ -648,6 +669,7 @@ int main(void)
     RUN(sections_and_symbols);
     RUN(text_org_align_and_local_labels);
     RUN(includes);
+    RUN(byte_order_mark_is_skipped);
     RUN(errors_point_at_the_problem);
     RUN(hostile_input);
     RUN(disassembly_reassembles_identically);
