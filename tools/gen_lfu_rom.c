@@ -5,7 +5,9 @@
  * Fit per segment: c0 is pinned to the correctly rounded value at the
  * segment's left end (t = 0); c1..c3 minimise the maximum relative error by
  * weighted least squares on 96 Chebyshev nodes with Lawson reweighting,
- * then are rounded to fp32 one at a time, refitting the rest after each. */
+ * then are rounded to fp32 one at a time, refitting the rest after each.
+ * Tails: the h sub-table is fitted the same way to h = f / exp(a) (no
+ * exponential left in it) and the exp sub-table is the exp ROM table's. */
 #include "polymorph/lfu.h"
 
 #include <math.h>
@@ -25,15 +27,20 @@ static long double t_exp2(long double r) { return exp2l(r); }
 static long double t_sigmoid(long double x) { return 1.0L / (1.0L + expl(-x)); }
 static long double t_tanh_over_x(long double x) { return x == 0.0L ? 1.0L : tanhl(x) / x; }
 static long double t_phi(long double x) { return 0.5L * erfcl(-x * SQRT1_2_L); }
+/* Tail factors h = f / exp(a) (docs/lfu.md, "Tails"): smooth, bounded, no
+ * exponential decay left, so a short uniform table holds them. */
+static long double t_sigmoid_over_exp(long double x) { return 1.0L / (1.0L + expl(x)); }
+static long double t_gelu_times_gauss(long double x) { return x * 0.5L * erfcl(-x * SQRT1_2_L) * expl(0.5L * x * x); }
 static long double t_rsqrt(long double w) { return 1.0L / sqrtl(w); }
 static long double t_recip(long double w) { return 1.0L / w; }
 
 typedef struct rom_spec {
     pm_lfu_func func;
     const char *c_name;
-    pm_lfu_table shape; /* every field but coeffs */
+    pm_lfu_table shape; /* every field but coeffs (the tail block filled in by add_tail) */
     long double (*target)(long double);
     const char *note;   /* one line in the generated file */
+    long double (*h_target)(long double); /* with a tail: what its h table approximates */
 } rom_spec;
 
 #define SHAPE(nm, mode_, form_, oor_, segs, lo, hi, bv, av, bs, as, p0, p1, p2, p3) \
@@ -43,6 +50,30 @@ typedef struct rom_spec {
 
 static rom_spec specs[PM_LFU_FUNC_COUNT];
 
+#define GELU_SEGMENTS 128
+#define SIGMOID_H_SEGMENTS 8
+#define GELU_H_SEGMENTS 128
+
+static void add_tail(rom_spec *sp, uint8_t kind, uint8_t form, float a_scale, uint16_t h_segments, float h_min, float h_max,
+                     long double (*h_target)(long double))
+{
+    pm_lfu_tail *tl = &sp->shape.tail;
+    const pm_lfu_table *e = &specs[PM_LFU_EXP].shape;
+    tl->kind = kind;
+    tl->form = form;
+    tl->a_scale = a_scale;
+    tl->h_segments = h_segments;
+    tl->h_min = h_min;
+    tl->h_max = h_max;
+    tl->e_segments = (uint16_t)e->segments;
+    tl->e_min = e->x_min;
+    tl->e_max = e->x_max;
+    tl->exp_c = e->param[PM_LFU_PARAM_EXP_C];
+    tl->exp_l_hi = e->param[PM_LFU_PARAM_EXP_L_HI];
+    tl->exp_l_lo = e->param[PM_LFU_PARAM_EXP_L_LO];
+    sp->h_target = h_target;
+}
+
 static void define_specs(void)
 {
     const float ln2_hi = (float)LN2_L;
@@ -51,30 +82,35 @@ static void define_specs(void)
     rom_spec s[PM_LFU_FUNC_COUNT] = {
         {PM_LFU_EXP, "exp",
          SHAPE("exp", PM_LFU_MODE_EXPONENT, 0, 0, 24, -0.375f, 0.375f, 0, 0, 0, 0, PM_LFU_RED_EXP2, log2e, ln2_hi, ln2_lo),
-         t_exp, "exp(x) = 2^n * p(r), n = rne(x*log2e), r = x - n*ln2 (Cody-Waite pair), p ~ e^r on [-0.375, 0.375]"},
+         t_exp, "exp(x) = 2^n * p(r), n = rne(x*log2e), r = x - n*ln2 (Cody-Waite pair), p ~ e^r on [-0.375, 0.375]", NULL},
         {PM_LFU_EXP2, "exp2",
          SHAPE("exp2", PM_LFU_MODE_EXPONENT, 0, 0, 32, -0.5f, 0.5f, 0, 0, 0, 0, PM_LFU_RED_EXP2, 1.0f, 1.0f, 0.0f),
-         t_exp2, "exp2(x) = 2^n * p(f), n = rne(x), f = x - n exact, p ~ 2^f on [-0.5, 0.5]"},
+         t_exp2, "exp2(x) = 2^n * p(f), n = rne(x), f = x - n exact, p ~ 2^f on [-0.5, 0.5]", NULL},
         {PM_LFU_SIGMOID, "sigmoid",
          SHAPE("sigmoid", PM_LFU_MODE_UNIFORM, PM_LFU_FORM_PLAIN, PM_LFU_OOR_CONST, 256, -16.0f, 16.0f, 0.0f, 1.0f, 0, 0, 0, 0, 0, 0),
-         t_sigmoid, "sigmoid(x) = p(x) on [-14, 18]; 0 below, 1 above"},
+         t_sigmoid, "sigmoid(x) = p(x) on [-16, 16]; tail below (h ~ 1/(1+e^x) on [-32, -16], exp(x)), 1 above", NULL},
         {PM_LFU_TANH, "tanh",
          SHAPE("tanh", PM_LFU_MODE_UNIFORM, PM_LFU_FORM_X_TIMES, PM_LFU_OOR_CONST, 256, -10.0f, 10.0f, -1.0f, 1.0f, 0, 0, 0, 0, 0, 0),
-         t_tanh_over_x, "tanh(x) = x * p(x), p ~ tanh(x)/x on [-10, 10]; -1 below, 1 above"},
+         t_tanh_over_x, "tanh(x) = x * p(x), p ~ tanh(x)/x on [-10, 10]; -1 below, 1 above", NULL},
         {PM_LFU_SILU, "silu",
          SHAPE("silu", PM_LFU_MODE_UNIFORM, PM_LFU_FORM_X_TIMES, PM_LFU_OOR_LINEAR, 256, -16.0f, 16.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0, 0, 0, 0),
-         t_sigmoid, "silu(x) = x * p(x), p ~ sigmoid(x) on [-14, 18]; 0 below, x above"},
+         t_sigmoid, "silu(x) = x * p(x), p ~ sigmoid(x) on [-16, 16]; tail below (x * h * exp(x), h as sigmoid's), x above", NULL},
         {PM_LFU_GELU, "gelu",
-         SHAPE("gelu", PM_LFU_MODE_UNIFORM, PM_LFU_FORM_X_TIMES, PM_LFU_OOR_LINEAR, 256, -9.0f, 7.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0, 0, 0, 0),
-         t_phi, "gelu(x) = x * p(x), p ~ Phi(x) = erfc(-x/sqrt2)/2 on [-8, 8]; 0 below, x above"},
+         SHAPE("gelu", PM_LFU_MODE_UNIFORM, PM_LFU_FORM_X_TIMES, PM_LFU_OOR_LINEAR, GELU_SEGMENTS, -2.0f, 6.0f, 0.0f, 0.0f, 0.0f, 1.0f, 0, 0, 0, 0),
+         t_phi, "gelu(x) = x * p(x), p ~ Phi(x) = erfc(-x/sqrt2)/2 on [-2, 6]; tail below (h * exp(-x^2/2), h ~ x Phi(x) e^(x^2/2) on [-18, -2]), x above", NULL},
         {PM_LFU_RSQRT, "rsqrt",
          SHAPE("rsqrt", PM_LFU_MODE_EXPONENT, 0, 0, 96, 1.0f, 4.0f, 0, 0, 0, 0, PM_LFU_RED_RSQRT, 0, 0, 0),
-         t_rsqrt, "rsqrt(x) = p(w) * 2^-k, x = w * 4^k, w in [1, 4), p ~ 1/sqrt(w)"},
+         t_rsqrt, "rsqrt(x) = p(w) * 2^-k, x = w * 4^k, w in [1, 4), p ~ 1/sqrt(w)", NULL},
         {PM_LFU_RECIP, "recip",
          SHAPE("recip", PM_LFU_MODE_EXPONENT, 0, 0, 32, 1.0f, 2.0f, 0, 0, 0, 0, PM_LFU_RED_RECIP, 0, 0, 0),
-         t_recip, "recip(x) = +-p(w) * 2^-e, |x| = w * 2^e, w in [1, 2), p ~ 1/w"},
+         t_recip, "recip(x) = +-p(w) * 2^-e, |x| = w * 2^e, w in [1, 2), p ~ 1/w", NULL},
     };
     memcpy(specs, s, sizeof specs);
+    /* Tails: h over [h_min, h_max] and an exp sub-table shaped like the exp ROM table. */
+    add_tail(&specs[PM_LFU_SIGMOID], PM_LFU_TAIL_EXP_LINEAR, PM_LFU_FORM_PLAIN, 1.0f, SIGMOID_H_SEGMENTS, -32.0f, -16.0f, t_sigmoid_over_exp);
+    add_tail(&specs[PM_LFU_SILU], PM_LFU_TAIL_EXP_LINEAR, PM_LFU_FORM_X_TIMES, 1.0f, SIGMOID_H_SEGMENTS, -32.0f, -16.0f, t_sigmoid_over_exp);
+    add_tail(&specs[PM_LFU_GELU], PM_LFU_TAIL_EXP_SQUARE, PM_LFU_FORM_PLAIN, -0.5f, GELU_H_SEGMENTS, -18.0f, -2.0f,
+             t_gelu_times_gauss);
 }
 
 /* ---- fitting ---- */
@@ -148,9 +184,14 @@ static long double poly(const long double c[4], int degree, long double t)
 
 /* Fit one segment; returns the max relative error of the fp32 coefficients
  * over a dense grid (approximation error only, no evaluation rounding). */
-static long double fit_segment(const rom_spec *sp, float scale, float bias, uint32_t s, float out[4])
+typedef struct sub_spec {
+    long double (*target)(long double);
+    int degree;
+} sub_spec;
+
+static long double fit_segment(const sub_spec *sp, float scale, float bias, uint32_t s, float out[4])
 {
-    int degree = sp->shape.degree;
+    int degree = sp->degree;
     float c_off = bias - (float)s; /* exactly what the evaluator adds */
     seg_fit f;
     for (int j = 0; j < NODES; j++) {
@@ -224,6 +265,28 @@ static const char *hexf(float v, char buf[32])
     return buf;
 }
 
+/* Fit and emit the segments of one (sub-)table; report its worst relative
+ * approximation error on stderr. */
+static void emit_sub(text *o, const char *name, const char *part, long double (*target)(long double), int degree,
+                     uint32_t segments, float lo, float hi)
+{
+    sub_spec ss = {target, degree};
+    float scale, bias;
+    char b[4][32];
+    pm_lfu_segment_map(segments, lo, hi, &scale, &bias);
+    long double worst = 0.0L;
+    for (uint32_t s = 0; s < segments; s++) {
+        float c[4];
+        long double e = fit_segment(&ss, scale, bias, s, c);
+        if (e > worst) worst = e;
+        emit(o, "   ");
+        for (int k = 0; k <= degree; k++) emit(o, " %s,", hexf(c[k], b[k]));
+        emit(o, "\n");
+    }
+    fprintf(stderr, "%-8s%-7s %4u segments, degree %d: max relative approximation error %.3Le (%.3Lf ulp at 2^-24)\n", name,
+            part, segments, degree, worst, worst * 16777216.0L);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -238,27 +301,23 @@ int main(int argc, char **argv)
              " *   make BUILD=build build/tools/gen_lfu_rom && build/tools/gen_lfu_rom src/lfu/lfu_rom.c\n"
              " * Cubic per segment in t in [0, 1]; c0 pinned to the correctly rounded value at t = 0,\n"
              " * c1..c3 minimax in relative error (weighted least squares, Lawson iterations),\n"
-             " * fitted in long double, rounded to fp32 one coefficient at a time. */\n"
+             " * fitted in long double, rounded to fp32 one coefficient at a time. A table with a\n"
+             " * below-domain tail (sigmoid, silu, gelu) holds its h and exp sub-tables after the main\n"
+             " * segments, fitted the same way (docs/lfu.md, \"Tails\"). */\n"
              "#include \"lfu_internal.h\"\n\n");
     int bad = 0;
     for (int i = 0; i < PM_LFU_FUNC_COUNT; i++) {
         const rom_spec *sp = &specs[i];
-        float scale, bias;
-        pm_lfu_uniform_map(&sp->shape, &scale, &bias);
-        long double worst = 0.0L;
-        emit(&o, "/* %s */\nstatic const float %s_coeffs[%u] = {\n", sp->note, sp->c_name,
-             sp->shape.segments * (sp->shape.degree + 1u));
-        for (uint32_t s = 0; s < sp->shape.segments; s++) {
-            float c[4];
-            long double e = fit_segment(sp, scale, bias, s, c);
-            if (e > worst) worst = e;
-            emit(&o, "   ");
-            for (int k = 0; k <= sp->shape.degree; k++) emit(&o, " %s,", hexf(c[k], b[k]));
-            emit(&o, "\n");
+        const pm_lfu_table *sh = &sp->shape;
+        emit(&o, "/* %s */\nstatic const float %s_coeffs[%zu] = {\n", sp->note, sp->c_name, pm_lfu_coeff_count(sh));
+        emit_sub(&o, sp->c_name, "", sp->target, sh->degree, sh->segments, sh->x_min, sh->x_max);
+        if (sh->tail.kind != PM_LFU_TAIL_NONE) {
+            emit(&o, "    /* tail h(x) on [%g, %g] */\n", (double)sh->tail.h_min, (double)sh->tail.h_max);
+            emit_sub(&o, sp->c_name, " tail h", sp->h_target, sh->degree, sh->tail.h_segments, sh->tail.h_min, sh->tail.h_max);
+            emit(&o, "    /* tail exp(r) on [%g, %g] */\n", (double)sh->tail.e_min, (double)sh->tail.e_max);
+            emit_sub(&o, sp->c_name, " tail e", t_exp, sh->degree, sh->tail.e_segments, sh->tail.e_min, sh->tail.e_max);
         }
         emit(&o, "};\n\n");
-        fprintf(stderr, "%-8s %4u segments, degree %u: max relative approximation error %.3Le (%.3Lf ulp at 2^-24)\n",
-                sp->c_name, sp->shape.segments, (unsigned)sp->shape.degree, worst, worst * 16777216.0L);
     }
     emit(&o, "const pm_lfu_rom_entry pm_lfu_rom[PM_LFU_FUNC_COUNT] = {\n");
     for (int i = 0; i < PM_LFU_FUNC_COUNT; i++) {
@@ -268,7 +327,13 @@ int main(int argc, char **argv)
              hexf(t->x_min, b[0]), hexf(t->x_max, b[1]), hexf(t->below_value, b[2]), hexf(t->above_value, b[3]),
              hexf(t->below_slope, b[4]), hexf(t->above_slope, b[5]));
         for (int k = 0; k < 8; k++) emit(&o, "%s%s", k ? ", " : "", hexf(t->param[k], b[0]));
-        emit(&o, "},\n            %s_coeffs},\n", specs[i].c_name);
+        emit(&o, "},\n            %s_coeffs", specs[i].c_name);
+        const pm_lfu_tail *tl = &t->tail;
+        emit(&o, ",\n            {%u, %u, %u, %u, %s, %s, %s, %s, %s, %s, %s, %s}", (unsigned)tl->kind, (unsigned)tl->form,
+             (unsigned)tl->h_segments, (unsigned)tl->e_segments, hexf(tl->a_scale, b[0]), hexf(tl->h_min, b[1]),
+             hexf(tl->h_max, b[2]), hexf(tl->e_min, b[3]), hexf(tl->e_max, b[4]), hexf(tl->exp_c, b[5]),
+             hexf(tl->exp_l_hi, b[6]), hexf(tl->exp_l_lo, b[7]));
+        emit(&o, "},\n");
     }
     emit(&o, "};\n");
     pm_error err;

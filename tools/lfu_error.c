@@ -28,8 +28,9 @@ static long double r_gelu(long double x) { return x * 0.5L * erfcl(-x * SQRT1_2_
 static long double r_rsqrt(long double x) { return 1.0L / sqrtl(x); }
 static long double r_recip(long double x) { return 1.0L / x; }
 
-/* Which samples of a range a row counts, by the correctly rounded fp32 result. */
-enum { KEEP_ALL, KEEP_NORMAL, KEEP_SUBNORMAL };
+/* Which samples of a range a row counts, by the correctly rounded fp32
+ * result; SPLIT prints normal and subnormal-or-zero results as two lines. */
+enum { KEEP_ALL, KEEP_NORMAL, KEEP_SUBNORMAL, SPLIT };
 
 typedef struct row_spec {
     const char *what;   /* the row's domain, in words */
@@ -37,6 +38,8 @@ typedef struct row_spec {
     float lo2, hi2;     /* optional second range (lo2 < hi2), e.g. negative x */
     int keep;
     float dense_lo, dense_hi; /* every pattern in [dense_lo, dense_hi) too (empty if equal) */
+    const char *what_sub; /* SPLIT: the second line's domain */
+    int bands;            /* 1: also fill the GELU tail band table */
 } row_spec;
 
 typedef struct func_spec {
@@ -45,30 +48,39 @@ typedef struct func_spec {
     row_spec rows[3];
 } func_spec;
 
+/* Just below -16 and -2: the tails start where the main tables end. */
+#define BELOW_16 (-0x1.000002p4f)
+#define BELOW_2 (-0x1.000002p1f)
+
+/* The dense windows of the tail rows hold every input whose result is not
+ * zero (sigmoid(x) rounds to +0 below -103.98, SiLU below -108.5, GELU
+ * below -14.5), so over the tails the table is exhaustive, not sampled. */
 static const func_spec funcs[] = {
     {PM_LFU_EXP, r_exp,
-     {{"x in [-88, 89], normal results", -88.0f, 89.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f},
-      {"x in [-104, -87], subnormal results", -104.0f, -87.0f, 0, 0, KEEP_SUBNORMAL, -100.0f, -96.0f}}},
+     {{"x in [-88, 89], normal results", -88.0f, 89.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f, NULL, 0},
+      {"x in [-104, -87], subnormal results", -104.0f, -87.0f, 0, 0, KEEP_SUBNORMAL, -100.0f, -96.0f, NULL, 0}}},
     {PM_LFU_EXP2, r_exp2,
-     {{"x in [-127, 129], normal results", -127.0f, 129.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f},
-      {"x in [-151, -125], subnormal results", -151.0f, -125.0f, 0, 0, KEEP_SUBNORMAL, -140.0f, -136.0f}}},
+     {{"x in [-127, 129], normal results", -127.0f, 129.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f, NULL, 0},
+      {"x in [-151, -125], subnormal results", -151.0f, -125.0f, 0, 0, KEEP_SUBNORMAL, -140.0f, -136.0f, NULL, 0}}},
     {PM_LFU_SIGMOID, r_sigmoid,
-     {{"x >= -16 (all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f},
-      {"x < -16 (tail: constant 0)", -FLT_MAX, -16.0f, 0, 0, KEEP_ALL, 0, 0}}},
+     {{"x >= -16 (main table, all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f, NULL, 0},
+      {"x < -16 (tail), normal results", -FLT_MAX, BELOW_16, 0, 0, SPLIT, -104.0f, -16.0f,
+       "x < -16 (tail), subnormal or zero results", 0}}},
     {PM_LFU_TANH, r_tanh,
-     {{"all finite x", -FLT_MAX, FLT_MAX, 0, 0, KEEP_ALL, 0.5f, 1.0f}}},
+     {{"all finite x", -FLT_MAX, FLT_MAX, 0, 0, KEEP_ALL, 0.5f, 1.0f, NULL, 0}}},
     {PM_LFU_SILU, r_silu,
-     {{"x >= -16 (all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f},
-      {"x < -16 (tail: 0)", -FLT_MAX, -16.0f, 0, 0, KEEP_ALL, 0, 0}}},
+     {{"x >= -16 (main table, all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f, NULL, 0},
+      {"x < -16 (tail), normal results", -FLT_MAX, BELOW_16, 0, 0, SPLIT, -112.0f, -16.0f,
+       "x < -16 (tail), subnormal or zero results", 0}}},
     {PM_LFU_GELU, r_gelu,
-     {{"x >= -2 (all finite)", -2.0f, FLT_MAX, 0, 0, KEEP_ALL, -2.0f, -1.0f},
-      {"x in [-9, -2)", -9.0f, -0x1.fffffep0f, 0, 0, KEEP_ALL, -4.0f, -2.0f},
-      {"x < -9 (tail: 0)", -FLT_MAX, -9.0f, 0, 0, KEEP_ALL, 0, 0}}},
+     {{"x >= -2 (main table, all finite)", -2.0f, FLT_MAX, 0, 0, KEEP_ALL, -2.0f, -1.0f, NULL, 0},
+      {"x < -2 (tail), normal results", -FLT_MAX, BELOW_2, 0, 0, SPLIT, -16.0f, -2.0f,
+       "x < -2 (tail), subnormal or zero results", 1}}},
     {PM_LFU_RSQRT, r_rsqrt,
-     {{"all finite x > 0 (subnormal x too)", FLT_TRUE_MIN, FLT_MAX, 0, 0, KEEP_ALL, 1.0f, 4.0f}}},
+     {{"all finite x > 0 (subnormal x too)", FLT_TRUE_MIN, FLT_MAX, 0, 0, KEEP_ALL, 1.0f, 4.0f, NULL, 0}}},
     {PM_LFU_RECIP, r_recip,
-     {{"finite x != 0, normal results", FLT_TRUE_MIN, FLT_MAX, -FLT_MAX, -FLT_TRUE_MIN, KEEP_NORMAL, 1.0f, 2.0f},
-      {"abs(x) > 2^126, subnormal results", 0x1p126f, FLT_MAX, -FLT_MAX, -0x1p126f, KEEP_SUBNORMAL, 0, 0}}},
+     {{"finite x != 0, normal results", FLT_TRUE_MIN, FLT_MAX, -FLT_MAX, -FLT_TRUE_MIN, KEEP_NORMAL, 1.0f, 2.0f, NULL, 0},
+      {"abs(x) > 2^126, subnormal results", 0x1p126f, FLT_MAX, -FLT_MAX, -0x1p126f, KEEP_SUBNORMAL, 0, 0, NULL, 0}}},
 };
 
 /* ---- orderings and roundings ---- */
@@ -106,14 +118,6 @@ static uint16_t bf16_of_ld(long double v)
     return (uint16_t)(sign | (pm_f32_bits((float)r) >> 16));
 }
 
-static int classify_keep(float ref, int keep)
-{
-    if (keep == KEEP_ALL) return 1;
-    float a = fabsf(ref);
-    if (keep == KEEP_NORMAL) return a >= FLT_MIN && a <= FLT_MAX;
-    return a < FLT_MIN;
-}
-
 /* ---- measuring ---- */
 
 typedef struct stats {
@@ -123,64 +127,68 @@ typedef struct stats {
     float worst32, worst16, worst_abs;
 } stats;
 
+/* Result classes, by the correctly rounded fp32 result. */
+enum { CLS_NORMAL, CLS_SUB, CLS_INF, CLS_COUNT };
+
+#define BANDS 7 /* GELU's tail in bands of 2: [-4, -2) ... [-16, -14) */
+
+typedef struct meter {
+    const pm_lfu_table *t;
+    long double (*ref)(long double);
+    stats cls[CLS_COUNT];
+    stats *bands; /* GELU tail bands, or NULL */
+} meter;
+
+static void merge(stats *into, const stats *s)
+{
+    into->samples += s->samples;
+    if (s->ulp32 > into->ulp32) into->ulp32 = s->ulp32, into->worst32 = s->worst32;
+    if (s->ulp16 > into->ulp16) into->ulp16 = s->ulp16, into->worst16 = s->worst16;
+    if (s->abs_err > into->abs_err) into->abs_err = s->abs_err, into->worst_abs = s->worst_abs;
+    if (s->rel_err > into->rel_err) into->rel_err = s->rel_err;
+}
+
+static void account(stats *st, float x, float y, long double r, float rf)
+{
+    st->samples++;
+    int64_t d32 = y != y ? INT64_MAX / 4 : llabs(key32(y) - key32(rf));
+    int64_t d16 = y != y ? INT64_MAX / 4 : llabs(key16(bf16_of_f32(y)) - key16(bf16_of_ld(r)));
+    long double ae = isinf(r) && y == r ? 0.0L : fabsl((long double)y - r);
+    if (d32 > st->ulp32) st->ulp32 = d32, st->worst32 = x;
+    if (d16 > st->ulp16) st->ulp16 = d16, st->worst16 = x;
+    if (ae > st->abs_err) st->abs_err = ae, st->worst_abs = x;
+    if (fabsf(rf) >= FLT_MIN && !isinf(rf) && ae / fabsl(r) > st->rel_err) st->rel_err = ae / fabsl(r);
+}
+
 #define CHUNK 4096
 
-static void measure_keys(const pm_lfu_table *t, long double (*ref)(long double), int keep, int64_t k0, int64_t k1,
-                         int64_t stride, stats *st)
+static void measure_keys(meter *mt, int64_t k0, int64_t k1, int64_t stride)
 {
     float xs[CHUNK], ys[CHUNK];
     int64_t k = k0;
     while (k <= k1) {
         size_t n = 0;
         for (; n < CHUNK && k <= k1; n++, k += stride) xs[n] = from_key32(k);
-        pm_lfu_eval_array(t, xs, ys, n);
+        pm_lfu_eval_array(mt->t, xs, ys, n);
         for (size_t i = 0; i < n; i++) {
-            long double r = ref((long double)xs[i]);
-            float rf = (float)r;
-            if (!classify_keep(rf, keep)) continue;
-            st->samples++;
-            int64_t d32 = ys[i] != ys[i] ? INT64_MAX / 4 : llabs(key32(ys[i]) - key32(rf));
-            int64_t d16 = ys[i] != ys[i] ? INT64_MAX / 4 : llabs(key16(bf16_of_f32(ys[i])) - key16(bf16_of_ld(r)));
-            long double ae = isinf(r) && ys[i] == r ? 0.0L : fabsl((long double)ys[i] - r);
-            if (d32 > st->ulp32) st->ulp32 = d32, st->worst32 = xs[i];
-            if (d16 > st->ulp16) st->ulp16 = d16, st->worst16 = xs[i];
-            if (ae > st->abs_err) st->abs_err = ae, st->worst_abs = xs[i];
-            if (fabsf(rf) >= FLT_MIN && !isinf(rf) && ae / fabsl(r) > st->rel_err) st->rel_err = ae / fabsl(r);
+            long double r = mt->ref((long double)xs[i]);
+            float rf = (float)r, a = fabsf(rf);
+            int c = a > FLT_MAX ? CLS_INF : a >= FLT_MIN ? CLS_NORMAL : CLS_SUB;
+            account(&mt->cls[c], xs[i], ys[i], r, rf);
+            if (mt->bands && xs[i] < -2.0f && xs[i] >= -16.0f) account(&mt->bands[(int)((-xs[i] - 2.0f) / 2.0f)], xs[i], ys[i], r, rf);
         }
     }
 }
 
 /* Every stride-th pattern of [lo, hi] (stride odd, about `target` samples). */
-static void measure_range(const pm_lfu_table *t, long double (*ref)(long double), int keep, float lo, float hi,
-                          int64_t target, stats *st)
+static void measure_range(meter *mt, float lo, float hi, int64_t target)
 {
     int64_t k0 = key32(lo), k1 = key32(hi);
     int64_t stride = (k1 - k0 + 1) / target;
     if (stride < 1) stride = 1;
     stride |= 1;
-    measure_keys(t, ref, keep, k0, k1, stride, st);
-    if (((k1 - k0) % stride) != 0) measure_keys(t, ref, keep, k1, k1, 1, st); /* the far end too */
-}
-
-/* GELU's fp32 ulp error grows down its Gaussian tail; say where, band by
- * band, over every fp32 value (not a sample). */
-static int gelu_bands(void)
-{
-    pm_lfu_table table;
-    pm_error err;
-    if (pm_lfu_builtin(PM_LFU_GELU, &table, &err) != PM_OK) {
-        fprintf(stderr, "lfu_error: %s\n", err.message);
-        return 1;
-    }
-    printf("\n| gelu, every fp32 x in | max ulp fp32 | max ulp bf16 |\n| --- | ---: | ---: |\n");
-    for (float hi = -2.0f; hi > -9.0f; hi -= 1.0f) {
-        stats st;
-        memset(&st, 0, sizeof st);
-        measure_keys(&table, r_gelu, KEEP_ALL, key32(hi - 1.0f), key32(hi) - 1, 1, &st);
-        printf("| [%g, %g) | %lld | %lld |\n", (double)(hi - 1.0f), (double)hi, (long long)st.ulp32, (long long)st.ulp16);
-    }
-    pm_lfu_table_free(&table);
-    return 0;
+    measure_keys(mt, k0, k1, stride);
+    if (((k1 - k0) % stride) != 0) measure_keys(mt, k1, k1, 1); /* the far end too */
 }
 
 static double now_s(void)
@@ -188,6 +196,12 @@ static double now_s(void)
     struct timespec ts;
     timespec_get(&ts, TIME_UTC);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void print_row(const char *name, const char *what, const stats *st)
+{
+    printf("| %s | %s | %llu | %lld | %lld | %.3Le | %.3Le | %a |\n", name, what, (unsigned long long)st->samples,
+           (long long)st->ulp32, (long long)st->ulp16, st->abs_err, st->rel_err, (double)st->worst32);
 }
 
 int main(int argc, char **argv)
@@ -198,10 +212,14 @@ int main(int argc, char **argv)
         return 2;
     }
     const int64_t target = quick ? (1 << 18) : (1 << 22);
+    enum { NF = sizeof funcs / sizeof funcs[0] };
+    stats total[NF][CLS_COUNT], bands[BANDS];
+    memset(total, 0, sizeof total);
+    memset(bands, 0, sizeof bands);
     double t_start = now_s();
     printf("| function | domain | samples | max ulp fp32 | max ulp bf16 | max abs error | max rel error (normal results) | worst x (fp32 ulp) |\n");
     printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
-    for (size_t f = 0; f < sizeof funcs / sizeof funcs[0]; f++) {
+    for (size_t f = 0; f < NF; f++) {
         const func_spec *fs = &funcs[f];
         pm_lfu_table table;
         pm_error err;
@@ -212,20 +230,45 @@ int main(int argc, char **argv)
         double t0 = now_s();
         for (int r = 0; r < 3 && fs->rows[r].what; r++) {
             const row_spec *rs = &fs->rows[r];
-            stats st;
-            memset(&st, 0, sizeof st);
-            measure_range(&table, fs->ref, rs->keep, rs->lo, rs->hi, target, &st);
-            if (rs->lo2 < rs->hi2) measure_range(&table, fs->ref, rs->keep, rs->lo2, rs->hi2, target, &st);
-            if (rs->dense_lo < rs->dense_hi)
-                measure_keys(&table, fs->ref, rs->keep, key32(rs->dense_lo), key32(rs->dense_hi) - 1, 1, &st);
-            printf("| %s | %s | %llu | %lld | %lld | %.3Le | %.3Le | %a |\n", table.name, rs->what,
-                   (unsigned long long)st.samples, (long long)st.ulp32, (long long)st.ulp16, st.abs_err,
-                   st.rel_err, (double)st.worst32);
+            meter mt;
+            memset(&mt, 0, sizeof mt);
+            mt.t = &table;
+            mt.ref = fs->ref;
+            mt.bands = rs->bands ? bands : NULL;
+            measure_range(&mt, rs->lo, rs->hi, target);
+            if (rs->lo2 < rs->hi2) measure_range(&mt, rs->lo2, rs->hi2, target);
+            if (rs->dense_lo < rs->dense_hi) measure_keys(&mt, key32(rs->dense_lo), key32(rs->dense_hi) - 1, 1);
+            /* A row shows the classes it keeps; SPLIT rows show normal (and
+             * overflowing) results and subnormal-or-zero results apart. */
+            stats shown[2];
+            memset(shown, 0, sizeof shown);
+            for (int c = 0; c < CLS_COUNT; c++) {
+                int keep = rs->keep == KEEP_ALL || (rs->keep == KEEP_NORMAL && c == CLS_NORMAL) ||
+                           (rs->keep == KEEP_SUBNORMAL && c == CLS_SUB) || rs->keep == SPLIT;
+                if (!keep) continue;
+                merge(&shown[rs->keep == SPLIT && c == CLS_SUB], &mt.cls[c]);
+                merge(&total[f][c], &mt.cls[c]);
+            }
+            print_row(table.name, rs->what, &shown[0]);
+            if (rs->keep == SPLIT) print_row(table.name, rs->what_sub, &shown[1]);
         }
         fprintf(stderr, "%-8s %.1f s\n", table.name, now_s() - t0);
         pm_lfu_table_free(&table);
     }
-    if (gelu_bands() != 0) return 1;
+
+    printf("\n| function | normal results: samples | max ulp fp32 | max ulp bf16 | subnormal or zero results: samples | max ulp fp32 | max ulp bf16 | max abs error |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (size_t f = 0; f < NF; f++) {
+        const stats *n = &total[f][CLS_NORMAL], *u = &total[f][CLS_SUB];
+        printf("| %s | %llu | %lld | %lld | %llu | %lld | %lld | %.3Le |\n", pm_lfu_func_name(funcs[f].func),
+               (unsigned long long)n->samples, (long long)n->ulp32, (long long)n->ulp16, (unsigned long long)u->samples,
+               (long long)u->ulp32, (long long)u->ulp16, u->abs_err);
+    }
+
+    printf("\n| gelu, every fp32 x in | max ulp fp32 | max ulp bf16 | max abs error |\n| --- | ---: | ---: | ---: |\n");
+    for (int b = 0; b < BANDS; b++)
+        printf("| [%d, %d) | %lld | %lld | %.3Le |\n", -4 - 2 * b, -2 - 2 * b, (long long)bands[b].ulp32,
+               (long long)bands[b].ulp16, bands[b].abs_err);
     printf("\nmeasured in %.1f s (%s sampling)\n", now_s() - t_start, quick ? "quick" : "full");
     return 0;
 }

@@ -72,8 +72,39 @@ typedef struct pm_lfu_table {
     float below_value, above_value; /* for OOR_CONST (and the slopes for OOR_LINEAR) */
     float below_slope, above_slope;
     float param[8];    /* mode-specific constants (e.g. range-reduction constants) */
-    float *coeffs;     /* segments * (degree + 1) fp32 values, owned by the table */
+    float *coeffs;     /* pm_lfu_coeff_count() fp32 values, owned by the table: the
+                        * main segments, then (with a tail) h's, then exp's */
+    struct pm_lfu_tail {
+        /* Optional below-domain tail of a uniform table (docs/lfu.md, "Tails"):
+         * for x < x_min, y = [x *] h(x) * exp(a(x)) with a(x) = a_scale * x^k,
+         * k = 1 (PM_LFU_TAIL_EXP_LINEAR) or 2 (PM_LFU_TAIL_EXP_SQUARE). h is a
+         * uniform sub-table over [h_min, h_max] (clamped), exp(a) is reduced
+         * Cody-Waite style (exp_c, exp_l_hi, exp_l_lo) onto an embedded
+         * sub-table over [e_min, e_max]; both use the table's degree; the
+         * [x *] factor is the tail's own `form`. All zero when kind is NONE. */
+        uint8_t kind;         /* pm_lfu_tail_kind */
+        uint8_t form;         /* pm_lfu_form of the tail: plain y = h*e, x-times y = (x*h)*e */
+        uint16_t h_segments;  /* 1..PM_LFU_MAX_SEGMENTS */
+        uint16_t e_segments;  /* 1..PM_LFU_MAX_SEGMENTS */
+        float a_scale;        /* a power of two: > 0 for LINEAR (x_min <= 0), < 0 for SQUARE */
+        float h_min, h_max;
+        float e_min, e_max;
+        float exp_c, exp_l_hi, exp_l_lo; /* n = rne(a*C), r = a - n*(L_hi + L_lo) */
+    } tail;
 } pm_lfu_table;
+
+typedef struct pm_lfu_tail pm_lfu_tail;
+
+typedef enum pm_lfu_tail_kind {
+    PM_LFU_TAIL_NONE = 0,
+    PM_LFU_TAIL_EXP_LINEAR = 1, /* a(x) = a_scale * x   (sigmoid, SiLU: e^x) */
+    PM_LFU_TAIL_EXP_SQUARE = 2, /* a(x) = a_scale * x^2 (GELU: e^(-x^2/2)), x^2 as an exact hi+lo pair */
+    PM_LFU_TAIL_KIND_COUNT
+} pm_lfu_tail_kind;
+
+/* Number of fp32 coefficients a table holds:
+ * (segments + tail.h_segments + tail.e_segments) * (degree + 1). */
+size_t pm_lfu_coeff_count(const pm_lfu_table *t);
 
 void pm_lfu_table_free(pm_lfu_table *t);
 pm_status pm_lfu_table_copy(pm_lfu_table *dst, const pm_lfu_table *src, pm_error *err);
@@ -124,13 +155,18 @@ typedef enum pm_lfu_reduction {
 /* The uniform segment map of t (scale and bias as defined above). Fitters
  * use it so their local coordinate is bit-for-bit the evaluator's. */
 void pm_lfu_uniform_map(const pm_lfu_table *t, float *scale, float *bias);
+/* The same map for any (sub-)table of `segments` over [lo, hi]: the tail's
+ * h table uses (h_segments, h_min, h_max), its exp table (e_segments, e_min,
+ * e_max). */
+void pm_lfu_segment_map(uint32_t segments, float lo, float hi, float *scale, float *bias);
 
-/* Serialised layout ("PMLF" version 1, little-endian): a fixed header of
- * PM_LFU_SERIAL_HEADER_BYTES, then segments*(degree+1) fp32 coefficients.
- * Deserialisation reads exactly that many bytes; bytes after them are
+/* Serialised layout ("PMLF" version 2, little-endian): a fixed header of
+ * PM_LFU_SERIAL_HEADER_BYTES (version 1's 108 bytes plus the 36-byte tail
+ * block), then pm_lfu_coeff_count() fp32 coefficients. Only version 2 is
+ * read. Deserialisation reads exactly that many bytes; bytes after them are
  * ignored (so lfu.ld may pass the rest of SRAM). */
-#define PM_LFU_SERIAL_VERSION 1
-#define PM_LFU_SERIAL_HEADER_BYTES 108
+#define PM_LFU_SERIAL_VERSION 2
+#define PM_LFU_SERIAL_HEADER_BYTES 144
 
 #ifdef __cplusplus
 }

@@ -63,41 +63,122 @@ static float scale_pow2(float y, int n)
     return y * pow2_normal(n);
 }
 
+/* m * 2^n rounded once, for any finite m and integer n (|n| < 2^20): m's
+ * own exponent is folded into n, so the only rounding is scale_pow2's (an
+ * exponent add and, for a subnormal result, one rounding shift). Zero,
+ * infinity and NaN pass through. */
+static float ldexp_once(float m, int n);
+
 /* ---- the segment map and polynomial ---- */
 
-typedef struct lfu_map {
+/* One uniformly segmented polynomial table as the evaluator latches it:
+ * coefficients, segment count, degree and the fp32 map of t. */
+typedef struct lfu_sub {
+    const float *c;
+    uint32_t segments, degree;
     float scale, bias;
+} lfu_sub;
+
+/* Everything the evaluator derives from a table once (what a hardware LFU
+ * latches at table-load time): the main map and, with a tail, the h and
+ * exp sub-tables, which sit after the main segments in coeffs. */
+typedef struct lfu_map {
+    lfu_sub main, h, e;
 } lfu_map;
+
+void pm_lfu_segment_map(uint32_t segments, float lo, float hi, float *scale, float *bias)
+{
+    float s = (float)segments / (hi - lo);
+    *scale = s;
+    *bias = -(lo * s);
+}
 
 void pm_lfu_uniform_map(const pm_lfu_table *t, float *scale, float *bias)
 {
-    float s = (float)t->segments / (t->x_max - t->x_min);
-    *scale = s;
-    *bias = -(t->x_min * s);
+    pm_lfu_segment_map(t->segments, t->x_min, t->x_max, scale, bias);
+}
+
+size_t pm_lfu_coeff_count(const pm_lfu_table *t)
+{
+    if (!t) return 0;
+    size_t segs = (size_t)t->segments;
+    if (t->tail.kind != PM_LFU_TAIL_NONE) segs += (size_t)t->tail.h_segments + t->tail.e_segments;
+    return segs * (t->degree + 1u);
+}
+
+static lfu_sub sub_of(const float *c, uint32_t segments, uint32_t degree, float lo, float hi)
+{
+    lfu_sub u = {c, segments, degree, 0.0f, 0.0f};
+    pm_lfu_segment_map(segments, lo, hi, &u.scale, &u.bias);
+    return u;
 }
 
 static lfu_map map_of(const pm_lfu_table *t)
 {
     lfu_map m;
-    pm_lfu_uniform_map(t, &m.scale, &m.bias);
+    memset(&m, 0, sizeof m);
+    m.main = sub_of(t->coeffs, t->segments, t->degree, t->x_min, t->x_max);
+    if (t->tail.kind != PM_LFU_TAIL_NONE) {
+        const float *hc = t->coeffs + (size_t)t->segments * (t->degree + 1u);
+        const float *ec = hc + (size_t)t->tail.h_segments * (t->degree + 1u);
+        m.h = sub_of(hc, t->tail.h_segments, t->degree, t->tail.h_min, t->tail.h_max);
+        m.e = sub_of(ec, t->tail.e_segments, t->degree, t->tail.e_min, t->tail.e_max);
+    }
     return m;
 }
 
 /* p(x) of the segment x falls in (edge segments for x outside the domain,
  * which then extrapolate). t is computed with one rounding from the exact
  * x*scale, so it keeps fp32 accuracy in [0, 1] whatever x's magnitude. */
-static float poly_at(const pm_lfu_table *t, const lfu_map *m, float x)
+static float poly_at(const lfu_sub *m, float x)
 {
     float u = fmaf(x, m->scale, m->bias);
     uint32_t s;
     if (!(u >= 1.0f)) s = 0;
-    else if (u >= (float)t->segments) s = t->segments - 1;
+    else if (u >= (float)m->segments) s = m->segments - 1;
     else s = (uint32_t)u; /* truncation is floor here: u >= 1 */
     float local = fmaf(x, m->scale, m->bias - (float)s);
-    const float *c = t->coeffs + (size_t)s * (t->degree + 1u);
-    float y = c[t->degree];
-    for (int k = (int)t->degree - 1; k >= 0; k--) y = fmaf(y, local, c[k]);
+    const float *c = m->c + (size_t)s * (m->degree + 1u);
+    float y = c[m->degree];
+    for (int k = (int)m->degree - 1; k >= 0; k--) y = fmaf(y, local, c[k]);
     return y;
+}
+
+/* ---- the below-domain tail ---- */
+
+/* Below this z = a*C the result is a signed zero whatever the factor:
+ * |[x *] h * p| < 2^129 (an fp32 product), so |y| < 2^(129 - 511) < 2^-150.
+ * Above it |z| <= 512 keeps n exact and r within ~2^-15 of [-L/2, L/2]. */
+#define TAIL_Z_MIN (-512.0f)
+
+/* y = [x *] h(x) * exp(a(x)) for x < x_min (docs/lfu.md, "Tails"):
+ *   a = a_scale * x, or a_scale * (q + q_lo) with q = x*x, q_lo = fmaf(x, x, -q)
+ *   (exact: a_scale is a power of two), a_lo = 0 for the linear kind;
+ *   n = rne(a*C); r = fmaf(-n, L_hi, a) (exact) + fmaf(-n, L_lo, a_lo) (one rounding);
+ *   y = (([x *] h(x)) * e(r)) * 2^n, the power of two applied with one rounding.
+ * Folding x and h in before 2^n keeps SiLU's results normal-accurate where
+ * e^x alone would already be subnormal. */
+static float eval_tail(const pm_lfu_table *t, const lfu_map *m, float x)
+{
+    const pm_lfu_tail *tl = &t->tail;
+    float xh = x < tl->h_min ? tl->h_min : x > tl->h_max ? tl->h_max : x; /* h is clamped */
+    float h = poly_at(&m->h, xh);
+    int xtimes = tl->form == PM_LFU_FORM_X_TIMES;
+    int square = tl->kind == PM_LFU_TAIL_EXP_SQUARE;
+    float q = square ? x * x : x;
+    float a = tl->a_scale * q;
+    float z = a * tl->exp_c;
+    if (!(z >= TAIL_Z_MIN)) { /* also x = -inf and an overflowing x*x (z = -inf): a signed zero */
+        uint32_t sign = (pm_f32_bits(h) ^ (xtimes ? pm_f32_bits(x) : 0u)) & 0x80000000u;
+        return pm_f32_from_bits(sign);
+    }
+    float a_lo = square ? tl->a_scale * fmaf(x, x, -q) : 0.0f; /* x*x - q exactly (q is finite here) */
+    float nf = (z + 0x1.8p23f) - 0x1.8p23f; /* round half even; z in [-512, 0] */
+    float r = fmaf(-nf, tl->exp_l_hi, a);
+    r = r + fmaf(-nf, tl->exp_l_lo, a_lo);
+    float e = poly_at(&m->e, r);
+    float f = xtimes ? x * h : h;
+    return ldexp_once(f * e, (int)nf);
 }
 
 /* ---- uniform mode ---- */
@@ -108,6 +189,7 @@ static float eval_uniform(const pm_lfu_table *t, const lfu_map *m, float x)
     float xe = x;
     if (!(x >= t->x_min) || x > t->x_max) {
         int below = x < t->x_min;
+        if (below && t->tail.kind != PM_LFU_TAIL_NONE) return eval_tail(t, m, x);
         switch (t->oor) {
         case PM_LFU_OOR_CONST:
             return below ? t->below_value : t->above_value;
@@ -124,7 +206,7 @@ static float eval_uniform(const pm_lfu_table *t, const lfu_map *m, float x)
             break;
         }
     }
-    float p = poly_at(t, m, xe);
+    float p = poly_at(&m->main, xe);
     return t->form == PM_LFU_FORM_X_TIMES ? xe * p : p;
 }
 
@@ -140,7 +222,7 @@ static float eval_exp2(const pm_lfu_table *t, const lfu_map *m, float x)
     float nf = (z + 0x1.8p23f) - 0x1.8p23f;           /* round half even, |z| < 2^22 */
     float r = fmaf(-nf, t->param[PM_LFU_PARAM_EXP_L_HI], x);
     r = fmaf(-nf, t->param[PM_LFU_PARAM_EXP_L_LO], r);
-    return scale_pow2(poly_at(t, m, r), (int)nf);
+    return scale_pow2(poly_at(&m->main, r), (int)nf);
 }
 
 /* Unbiased exponent and the mantissa bits of a finite nonzero |x|;
@@ -156,8 +238,20 @@ static void split(uint32_t abs_bits, int *e, uint32_t *mant)
     *mant = abs_bits & 0x7fffffu;
 }
 
+static float ldexp_once(float m, int n)
+{
+    uint32_t b = pm_f32_bits(m), a = b & 0x7fffffffu;
+    if (a == 0 || a >= INF_BITS) return m;
+    int e;
+    uint32_t mant;
+    split(a, &e, &mant);
+    float w = pm_f32_from_bits((b & 0x80000000u) | (127u << 23) | mant); /* +-[1, 2), exact */
+    return scale_pow2(w, n + e);
+}
+
 static float eval_rsqrt(const pm_lfu_table *t, const lfu_map *m, float x)
 {
+    (void)t; /* the map holds everything; t is for the common reduction signature */
     uint32_t b = pm_f32_bits(x);
     if (x != x) return canonical_nan();
     if (b == 0x80000000u) return pm_f32_from_bits(0x80000000u | INF_BITS); /* IEEE rSqrt(-0) = -inf */
@@ -170,11 +264,12 @@ static float eval_rsqrt(const pm_lfu_table *t, const lfu_map *m, float x)
     int odd = (e + 256) & 1;       /* e + 256 > 0: parity without signed bit tricks */
     int k = (e + 256 - odd) / 2 - 128; /* x = w * 4^k, w = m * 2^odd in [1, 4) */
     float w = pm_f32_from_bits(((uint32_t)(127 + odd) << 23) | mant);
-    return scale_pow2(poly_at(t, m, w), -k);
+    return scale_pow2(poly_at(&m->main, w), -k);
 }
 
 static float eval_recip(const pm_lfu_table *t, const lfu_map *m, float x)
 {
+    (void)t;
     uint32_t b = pm_f32_bits(x);
     uint32_t sign = b & 0x80000000u, a = b & 0x7fffffffu;
     if (x != x) return canonical_nan();
@@ -184,7 +279,7 @@ static float eval_recip(const pm_lfu_table *t, const lfu_map *m, float x)
     uint32_t mant;
     split(a, &e, &mant);
     float w = pm_f32_from_bits((127u << 23) | mant);
-    float y = scale_pow2(poly_at(t, m, w), -e);
+    float y = scale_pow2(poly_at(&m->main, w), -e);
     return sign ? -y : y;
 }
 
@@ -217,6 +312,16 @@ static int evaluable(const pm_lfu_table *t)
     if (!t || !t->coeffs || t->segments < 1 || t->segments > PM_LFU_MAX_SEGMENTS || t->degree < 1 ||
         t->degree > PM_LFU_MAX_DEGREE)
         return 0;
+    const pm_lfu_tail *tl = &t->tail;
+    if (tl->kind != PM_LFU_TAIL_NONE) {
+        /* The tail's reduction relies on z = a*C <= 0 (so n fits an int). */
+        int decays = tl->kind == PM_LFU_TAIL_EXP_LINEAR ? tl->a_scale > 0.0f && t->x_min <= 0.0f
+                                                          : tl->a_scale < 0.0f;
+        if (tl->kind >= PM_LFU_TAIL_KIND_COUNT || t->mode != PM_LFU_MODE_UNIFORM || !decays || !(tl->exp_c > 0.0f) ||
+            tl->h_segments < 1 || tl->h_segments > PM_LFU_MAX_SEGMENTS || tl->e_segments < 1 ||
+            tl->e_segments > PM_LFU_MAX_SEGMENTS)
+            return 0;
+    }
     if (t->mode == PM_LFU_MODE_EXPONENT) {
         float red = t->param[PM_LFU_PARAM_REDUCTION];
         return red >= 0.0f && red < (float)PM_LFU_RED_COUNT;
@@ -263,6 +368,7 @@ enum {
     OFF_MODE = 6, OFF_FORM = 7, OFF_OOR = 8, OFF_DEGREE = 9, OFF_SEGMENTS = 12, OFF_NAME = 16,
     OFF_X_MIN = 48, OFF_X_MAX = 52, OFF_BELOW_VALUE = 56, OFF_ABOVE_VALUE = 60,
     OFF_BELOW_SLOPE = 64, OFF_ABOVE_SLOPE = 68, OFF_PARAM = 72, OFF_COEFFS = PM_LFU_SERIAL_HEADER_BYTES,
+    OFF_TAIL_KIND = 10, OFF_TAIL_FORM = 11, OFF_TAIL_H_SEGMENTS = 108, OFF_TAIL_E_SEGMENTS = 110, OFF_TAIL_FLOATS = 112,
 };
 
 static const char *const param_names[8] = {"param[0]", "param[1]", "param[2]", "param[3]",
@@ -300,6 +406,63 @@ static int check_exponent(const pm_lfu_table *t, pm_lfu_problem *p)
     return 0;
 }
 
+static int is_pow2(float v)
+{
+    uint32_t b = pm_f32_bits(v) & 0x7fffffffu;
+    return (b & 0x7fffffu) == 0 && (b >> 23) >= 1 && (b >> 23) <= 254;
+}
+
+/* The tail block (PMLF bytes 10, 11 and 108..143). */
+static int check_tail(const pm_lfu_table *t, pm_lfu_problem *p)
+{
+    const pm_lfu_tail *tl = &t->tail;
+    const float fl[8] = {tl->a_scale, tl->h_min, tl->h_max, tl->e_min, tl->e_max, tl->exp_c, tl->exp_l_hi, tl->exp_l_lo};
+    static const char *const fn[8] = {"tail.a_scale", "tail.h_min", "tail.h_max", "tail.e_min",
+                                      "tail.e_max", "tail.exp_c", "tail.exp_l_hi", "tail.exp_l_lo"};
+    if (tl->kind >= PM_LFU_TAIL_KIND_COUNT)
+        return problem(p, OFF_TAIL_KIND, "tail.kind", "%u is not 0 (none), 1 (exp linear) or 2 (exp square)",
+                       (unsigned)tl->kind);
+    if (tl->kind != PM_LFU_TAIL_NONE && tl->form > PM_LFU_FORM_X_TIMES)
+        return problem(p, OFF_TAIL_FORM, "tail.form", "%u is not 0 (plain) or 1 (x-times)", (unsigned)tl->form);
+    if (tl->kind == PM_LFU_TAIL_NONE) {
+        if (tl->form) return problem(p, OFF_TAIL_FORM, "tail.form", "must be 0 without a tail, is %u", (unsigned)tl->form);
+        if (tl->h_segments) return problem(p, OFF_TAIL_H_SEGMENTS, "tail.h_segments", "must be 0 without a tail, is %u", (unsigned)tl->h_segments);
+        if (tl->e_segments) return problem(p, OFF_TAIL_E_SEGMENTS, "tail.e_segments", "must be 0 without a tail, is %u", (unsigned)tl->e_segments);
+        for (int i = 0; i < 8; i++)
+            if (pm_f32_bits(fl[i]) != 0) return problem(p, OFF_TAIL_FLOATS + 4u * i, fn[i], "must be 0 without a tail, is %g", (double)fl[i]);
+        return 0;
+    }
+    if (t->mode != PM_LFU_MODE_UNIFORM) return problem(p, OFF_TAIL_KIND, "tail.kind", "a tail needs uniform mode");
+    if (t->below_value != 0.0f) return problem(p, OFF_BELOW_VALUE, "below_value", "unused with a tail, must be 0, is %g", (double)t->below_value);
+    if (t->below_slope != 0.0f) return problem(p, OFF_BELOW_SLOPE, "below_slope", "unused with a tail, must be 0, is %g", (double)t->below_slope);
+    if (tl->h_segments < 1 || tl->h_segments > PM_LFU_MAX_SEGMENTS)
+        return problem(p, OFF_TAIL_H_SEGMENTS, "tail.h_segments", "%u outside 1..%d", (unsigned)tl->h_segments, PM_LFU_MAX_SEGMENTS);
+    if (tl->e_segments < 1 || tl->e_segments > PM_LFU_MAX_SEGMENTS)
+        return problem(p, OFF_TAIL_E_SEGMENTS, "tail.e_segments", "%u outside 1..%d", (unsigned)tl->e_segments, PM_LFU_MAX_SEGMENTS);
+    for (int i = 0; i < 8; i++)
+        if (!finite(fl[i])) return problem(p, OFF_TAIL_FLOATS + 4u * i, fn[i], "%g is not finite", (double)fl[i]);
+    /* a(x) must fall towards -inf below x_min, so the tail decays and z = a*C <= 0. */
+    if (!is_pow2(tl->a_scale)) return problem(p, OFF_TAIL_FLOATS, "tail.a_scale", "%g is not a normal power of two", (double)tl->a_scale);
+    if (tl->kind == PM_LFU_TAIL_EXP_LINEAR && !(tl->a_scale > 0.0f && t->x_min <= 0.0f))
+        return problem(p, OFF_TAIL_FLOATS, "tail.a_scale", "an exp(a_scale*x) tail needs a_scale > 0 and x_min <= 0 (a = %g, x_min = %g)",
+                       (double)tl->a_scale, (double)t->x_min);
+    if (tl->kind == PM_LFU_TAIL_EXP_SQUARE && !(tl->a_scale < 0.0f))
+        return problem(p, OFF_TAIL_FLOATS, "tail.a_scale", "an exp(a_scale*x^2) tail needs a_scale < 0, is %g", (double)tl->a_scale);
+    for (int k = 0; k < 2; k++) {
+        float lo = fl[1 + 2 * k], hi = fl[2 + 2 * k], scale, bias;
+        uint32_t segs = k ? tl->e_segments : tl->h_segments;
+        if (!(lo < hi)) return problem(p, OFF_TAIL_FLOATS + 8u + 8u * k, fn[2 + 2 * k], "%g is not above %g", (double)hi, (double)lo);
+        pm_lfu_segment_map(segs, lo, hi, &scale, &bias);
+        if (!finite(scale) || scale <= 0.0f || !finite(bias))
+            return problem(p, OFF_TAIL_FLOATS + 8u + 8u * k, fn[2 + 2 * k], "domain width %g gives no finite segment map", (double)hi - (double)lo);
+    }
+    double prod = (double)tl->exp_c * ((double)tl->exp_l_hi + (double)tl->exp_l_lo);
+    if (!(tl->exp_c > 0.0f) || !(tl->exp_l_hi > 0.0f) || !(prod > 1.0 - 0x1p-10 && prod < 1.0 + 0x1p-10))
+        return problem(p, OFF_TAIL_FLOATS + 20, "tail.exp_c", "C = %g is not 1/L for L = %g (both must be > 0)", (double)tl->exp_c,
+                       (double)tl->exp_l_hi + (double)tl->exp_l_lo);
+    return 0;
+}
+
 int pm_lfu_check(const pm_lfu_table *t, pm_lfu_problem *p)
 {
     if (t->mode > PM_LFU_MODE_EXPONENT) return problem(p, OFF_MODE, "mode", "%u is not 0 (uniform) or 1 (exponent)", (unsigned)t->mode);
@@ -330,8 +493,9 @@ int pm_lfu_check(const pm_lfu_table *t, pm_lfu_problem *p)
             if (t->param[i] != 0.0f)
                 return problem(p, OFF_PARAM + 4u * i, param_names[i], "unused in uniform mode, must be 0, is %g", (double)t->param[i]);
     }
+    if (check_tail(t, p)) return -1;
     if (t->coeffs) {
-        size_t count = (size_t)t->segments * (t->degree + 1u);
+        size_t count = pm_lfu_coeff_count(t);
         for (size_t i = 0; i < count; i++)
             if (!finite(t->coeffs[i]))
                 return problem(p, OFF_COEFFS + 4 * i, "coeffs", "coefficient %zu is not finite (%g)", i, (double)t->coeffs[i]);
@@ -364,7 +528,7 @@ pm_status pm_lfu_table_copy(pm_lfu_table *dst, const pm_lfu_table *src, pm_error
     if (!dst || !src) return pm_error_set(err, PM_ERR_INVALID, "lfu table copy: NULL argument");
     pm_status st = pm_lfu_table_validate(src, err);
     if (st != PM_OK) return st;
-    size_t count = (size_t)src->segments * (src->degree + 1u);
+    size_t count = pm_lfu_coeff_count(src);
     float *c = malloc(count * sizeof *c);
     if (!c) return pm_error_set(err, PM_ERR_NOMEM, "lfu table '%s': no memory for %zu coefficients", src->name, count);
     memcpy(c, src->coeffs, count * sizeof *c);
@@ -394,6 +558,7 @@ pm_status pm_lfu_builtin(pm_lfu_func f, pm_lfu_table *out, pm_error *err)
     view.below_slope = r->below_slope;
     view.above_slope = r->above_slope;
     memcpy(view.param, r->param, sizeof view.param);
+    view.tail = r->tail;
     view.coeffs = (float *)(uintptr_t)r->coeffs; /* read only by the copy below */
     return pm_lfu_table_copy(out, &view, err);
 }

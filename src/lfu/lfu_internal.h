@@ -16,7 +16,8 @@ typedef struct pm_lfu_rom_entry {
     float x_min, x_max;
     float below_value, above_value, below_slope, above_slope;
     float param[8];
-    const float *coeffs;
+    const float *coeffs; /* pm_lfu_coeff_count() values: main, then the tail's h and exp */
+    pm_lfu_tail tail;
 } pm_lfu_rom_entry;
 
 extern const pm_lfu_rom_entry pm_lfu_rom[PM_LFU_FUNC_COUNT];

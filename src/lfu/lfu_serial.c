@@ -1,13 +1,16 @@
 /* PMLF: the binary form of an LFU table, what `lfu.ld` reads from SRAM and
- * what fitting tools write. Little-endian, fixed 108-byte header then the
+ * what fitting tools write. Little-endian, fixed 144-byte header then the
  * fp32 coefficients; the reader checks every field against the buffer length
  * before touching it and names the byte offset of the first problem.
+ * Version 2 (this one) added the tail block; version 1 images are refused.
  *
- *   0 "PMLF"   4 u16 version   6 u8 mode   7 u8 form   8 u8 oor   9 u8 degree
- *  10 u16 reserved (0)        12 u32 segments         16 char name[32] (NUL-padded)
+ *   0 "PMLF"   4 u16 version (2)   6 u8 mode   7 u8 form   8 u8 oor   9 u8 degree
+ *  10 u8 tail.kind   11 u8 tail.form   12 u32 segments   16 char name[32] (NUL-padded)
  *  48 f32 x_min  52 x_max  56 below_value  60 above_value  64 below_slope  68 above_slope
- *  72 f32 param[8]           104 u32 coefficient count = segments*(degree+1)
- * 108 f32 coeffs[count] */
+ *  72 f32 param[8]           104 u32 coefficient count = (segments + h_segments + e_segments)*(degree+1)
+ * 108 u16 tail.h_segments  110 u16 tail.e_segments
+ * 112 f32 tail.a_scale  116 h_min  120 h_max  124 e_min  128 e_max  132 exp_c  136 exp_l_hi  140 exp_l_lo
+ * 144 f32 coeffs[count]: main segments, then h's, then exp's */
 #include "lfu_internal.h"
 #include "polymorph/numerics.h"
 
@@ -33,12 +36,10 @@ static uint32_t get_u32(const uint8_t *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
-static size_t coeff_count(const pm_lfu_table *t) { return (size_t)t->segments * (t->degree + 1u); }
-
 size_t pm_lfu_table_serialized_size(const pm_lfu_table *t)
 {
     if (!t) return 0;
-    return PM_LFU_SERIAL_HEADER_BYTES + 4 * coeff_count(t);
+    return PM_LFU_SERIAL_HEADER_BYTES + 4 * pm_lfu_coeff_count(t);
 }
 
 pm_status pm_lfu_table_serialize(const pm_lfu_table *t, uint8_t *dst, size_t cap, size_t *written, pm_error *err)
@@ -57,6 +58,8 @@ pm_status pm_lfu_table_serialize(const pm_lfu_table *t, uint8_t *dst, size_t cap
     dst[7] = t->form;
     dst[8] = t->oor;
     dst[9] = t->degree;
+    dst[10] = t->tail.kind;
+    dst[11] = t->tail.form;
     put_u32(dst + 12, t->segments);
     size_t name_len = 0;
     while (name_len < sizeof t->name && t->name[name_len]) name_len++;
@@ -64,7 +67,12 @@ pm_status pm_lfu_table_serialize(const pm_lfu_table *t, uint8_t *dst, size_t cap
     const float fields[6] = {t->x_min, t->x_max, t->below_value, t->above_value, t->below_slope, t->above_slope};
     for (int i = 0; i < 6; i++) put_u32(dst + 48 + 4 * i, pm_f32_bits(fields[i]));
     for (int i = 0; i < 8; i++) put_u32(dst + 72 + 4 * i, pm_f32_bits(t->param[i]));
-    size_t count = coeff_count(t);
+    put_u16(dst + 108, t->tail.h_segments);
+    put_u16(dst + 110, t->tail.e_segments);
+    const float tail[8] = {t->tail.a_scale, t->tail.h_min, t->tail.h_max, t->tail.e_min,
+                           t->tail.e_max, t->tail.exp_c, t->tail.exp_l_hi, t->tail.exp_l_lo};
+    for (int i = 0; i < 8; i++) put_u32(dst + 112 + 4 * i, pm_f32_bits(tail[i]));
+    size_t count = pm_lfu_coeff_count(t);
     put_u32(dst + 104, (uint32_t)count);
     for (size_t i = 0; i < count; i++) put_u32(dst + PM_LFU_SERIAL_HEADER_BYTES + 4 * i, pm_f32_bits(t->coeffs[i]));
     if (written) *written = need;
@@ -93,7 +101,6 @@ pm_status pm_lfu_table_deserialize(const uint8_t *src, size_t len, pm_lfu_table 
         snprintf(what, sizeof what, "version %u, this build reads %d", version, PM_LFU_SERIAL_VERSION);
         return bad(err, 4, "version", what);
     }
-    if (get_u16(src + 10) != 0) return bad(err, 10, "reserved", "reserved bytes must be 0");
 
     pm_lfu_table t;
     memset(&t, 0, sizeof t);
@@ -101,6 +108,13 @@ pm_status pm_lfu_table_deserialize(const uint8_t *src, size_t len, pm_lfu_table 
     t.form = src[7];
     t.oor = src[8];
     t.degree = src[9];
+    t.tail.kind = src[10];
+    t.tail.form = src[11];
+    t.tail.h_segments = get_u16(src + 108);
+    t.tail.e_segments = get_u16(src + 110);
+    float *tail[8] = {&t.tail.a_scale, &t.tail.h_min, &t.tail.h_max, &t.tail.e_min,
+                      &t.tail.e_max, &t.tail.exp_c, &t.tail.exp_l_hi, &t.tail.exp_l_lo};
+    for (int i = 0; i < 8; i++) *tail[i] = pm_f32_from_bits(get_u32(src + 112 + 4 * i));
     t.segments = get_u32(src + 12);
     memcpy(t.name, src + 16, sizeof t.name);
     float *fields[6] = {&t.x_min, &t.x_max, &t.below_value, &t.above_value, &t.below_slope, &t.above_slope};
@@ -111,11 +125,11 @@ pm_status pm_lfu_table_deserialize(const uint8_t *src, size_t len, pm_lfu_table 
      * size arithmetic uses them. */
     pm_lfu_problem p;
     if (pm_lfu_check(&t, &p)) return bad(err, p.offset, p.field, p.what);
-    size_t count = coeff_count(&t);
+    size_t count = pm_lfu_coeff_count(&t);
     uint32_t stored = get_u32(src + 104);
     if (stored != count) {
-        snprintf(what, sizeof what, "count %u, but %u segments of degree %u need %zu", stored, t.segments,
-                 (unsigned)t.degree, count);
+        snprintf(what, sizeof what, "count %u, but %u+%u+%u segments of degree %u need %zu", stored, t.segments,
+                 (unsigned)t.tail.h_segments, (unsigned)t.tail.e_segments, (unsigned)t.degree, count);
         return bad(err, 104, "coeff_count", what);
     }
     size_t need = PM_LFU_SERIAL_HEADER_BYTES + 4 * count;

@@ -100,31 +100,47 @@ static pm_lfu_table builtin(pm_lfu_func f)
 
 /* ---- accuracy: the bounds are the measured ones in docs/lfu.md ---- */
 
+/* Which samples a case counts, by the correctly rounded fp32 result. */
+enum { ALL = 0, NORMAL = 1, SUBNORMAL_OR_ZERO = 2 };
+
 typedef struct accuracy_case {
     pm_lfu_func func;
     long double (*ref)(long double);
     float lo, hi;
-    int keep_normal; /* count only samples whose rounded result is normal */
+    int keep;
     int64_t max_ulp32, max_ulp16;
 } accuracy_case;
 
 static const accuracy_case accuracy[] = {
-    {PM_LFU_EXP, r_exp, -88.0f, 89.0f, 1, 1, 1},
-    {PM_LFU_EXP, r_exp, -104.0f, -87.0f, 0, 1, 1}, /* subnormal results */
-    {PM_LFU_EXP2, r_exp2, -127.0f, 129.0f, 1, 1, 1},
-    {PM_LFU_EXP2, r_exp2, -151.0f, -125.0f, 0, 1, 1},
-    {PM_LFU_SIGMOID, r_sigmoid, -16.0f, FLT_MAX, 0, 2, 1},
-    {PM_LFU_SIGMOID, r_sigmoid, -16.0f, 16.0f, 0, 2, 1},
-    {PM_LFU_TANH, r_tanh, -FLT_MAX, FLT_MAX, 0, 2, 1},
-    {PM_LFU_TANH, r_tanh, -10.0f, 10.0f, 0, 2, 1},
-    {PM_LFU_SILU, r_silu, -16.0f, FLT_MAX, 0, 3, 1},
-    {PM_LFU_SILU, r_silu, -16.0f, 16.0f, 0, 3, 1},
-    {PM_LFU_GELU, r_gelu, -2.0f, FLT_MAX, 0, 2, 1},
-    {PM_LFU_GELU, r_gelu, -2.0f, 7.0f, 0, 2, 1},
-    {PM_LFU_GELU, r_gelu, -9.0f, -2.0f, 0, 564, 1}, /* relative accuracy of the Gaussian tail */
-    {PM_LFU_RSQRT, r_rsqrt, FLT_TRUE_MIN, FLT_MAX, 0, 1, 1},
-    {PM_LFU_RECIP, r_recip, FLT_TRUE_MIN, FLT_MAX, 0, 1, 1},
-    {PM_LFU_RECIP, r_recip, -FLT_MAX, -FLT_TRUE_MIN, 0, 1, 1},
+    {PM_LFU_EXP, r_exp, -88.0f, 89.0f, NORMAL, 1, 1},
+    {PM_LFU_EXP, r_exp, -104.0f, -87.0f, ALL, 1, 1}, /* subnormal results */
+    {PM_LFU_EXP2, r_exp2, -127.0f, 129.0f, NORMAL, 1, 1},
+    {PM_LFU_EXP2, r_exp2, -151.0f, -125.0f, ALL, 1, 1},
+    /* sigmoid, SiLU, GELU: the whole real line; the tails (x < -16, x < -2)
+     * are exhaustively measured in docs/lfu.md, so their bounds are maxima
+     * over every input, not over a sample. */
+    {PM_LFU_SIGMOID, r_sigmoid, -FLT_MAX, FLT_MAX, NORMAL, 2, 1},
+    {PM_LFU_SIGMOID, r_sigmoid, -16.0f, 16.0f, ALL, 2, 1},
+    {PM_LFU_SIGMOID, r_sigmoid, -88.0f, -16.0f, NORMAL, 2, 1},           /* tail */
+    {PM_LFU_SIGMOID, r_sigmoid, -FLT_MAX, -86.0f, SUBNORMAL_OR_ZERO, 1, 1}, /* tail */
+    {PM_LFU_SIGMOID, r_sigmoid, -106.0f, -86.0f, SUBNORMAL_OR_ZERO, 1, 1},
+    {PM_LFU_TANH, r_tanh, -FLT_MAX, FLT_MAX, ALL, 2, 1},
+    {PM_LFU_TANH, r_tanh, -10.0f, 10.0f, ALL, 2, 1},
+    {PM_LFU_SILU, r_silu, -FLT_MAX, FLT_MAX, NORMAL, 3, 1},
+    {PM_LFU_SILU, r_silu, -16.0f, 16.0f, ALL, 3, 1},
+    {PM_LFU_SILU, r_silu, -93.0f, -16.0f, NORMAL, 3, 1},
+    {PM_LFU_SILU, r_silu, -FLT_MAX, -90.0f, SUBNORMAL_OR_ZERO, 1, 1},
+    {PM_LFU_SILU, r_silu, -111.0f, -90.0f, SUBNORMAL_OR_ZERO, 1, 1},
+    {PM_LFU_SILU, r_silu, -0x1p-124f, 0x1p-124f, SUBNORMAL_OR_ZERO, 1, 1}, /* x-times form at tiny x */
+    {PM_LFU_GELU, r_gelu, -FLT_MAX, FLT_MAX, NORMAL, 3, 1},
+    {PM_LFU_GELU, r_gelu, -2.0f, 6.0f, ALL, 2, 1},
+    {PM_LFU_GELU, r_gelu, -2.0f, FLT_MAX, ALL, 2, 1},
+    {PM_LFU_GELU, r_gelu, -14.0f, -2.0f, NORMAL, 3, 1},                 /* tail: the Gaussian */
+    {PM_LFU_GELU, r_gelu, -FLT_MAX, -12.5f, SUBNORMAL_OR_ZERO, 2, 1},
+    {PM_LFU_GELU, r_gelu, -15.0f, -12.5f, SUBNORMAL_OR_ZERO, 2, 1},
+    {PM_LFU_RSQRT, r_rsqrt, FLT_TRUE_MIN, FLT_MAX, ALL, 1, 1},
+    {PM_LFU_RECIP, r_recip, FLT_TRUE_MIN, FLT_MAX, ALL, 1, 1},
+    {PM_LFU_RECIP, r_recip, -FLT_MAX, -FLT_TRUE_MIN, ALL, 1, 1},
 };
 
 TEST(test_builtin_accuracy)
@@ -132,18 +148,21 @@ TEST(test_builtin_accuracy)
     for (size_t c = 0; c < sizeof accuracy / sizeof accuracy[0]; c++) {
         const accuracy_case *ac = &accuracy[c];
         pm_lfu_table t = builtin(ac->func);
-        int64_t worst32 = 0, worst16 = 0;
+        int64_t worst32 = 0, worst16 = 0, kept = 0;
         float at32 = 0, at16 = 0;
         for (int i = 0; i < 60000; i++) {
             float x = draw(ac->lo, ac->hi);
             long double r = ac->ref(x);
             float rf = (float)r;
-            if (ac->keep_normal && !(fabsf(rf) >= FLT_MIN && fabsf(rf) <= FLT_MAX)) continue;
+            int normal = fabsf(rf) >= FLT_MIN && fabsf(rf) <= FLT_MAX;
+            if ((ac->keep == NORMAL && !normal) || (ac->keep == SUBNORMAL_OR_ZERO && fabsf(rf) >= FLT_MIN)) continue;
+            kept++;
             float y = pm_lfu_eval(&t, x);
             int64_t d32 = ulp32(y, r), d16 = ulp16(y, r);
             if (d32 > worst32) worst32 = d32, at32 = x;
             if (d16 > worst16) worst16 = d16, at16 = x;
         }
+        CHECK_MSG(kept >= 5000, "%s on [%g, %g]: only %lld samples kept", t.name, (double)ac->lo, (double)ac->hi, (long long)kept);
         CHECK_MSG(worst32 <= ac->max_ulp32, "%s on [%g, %g]: %lld fp32 ulp at x = %a (bound %lld)", t.name,
                   (double)ac->lo, (double)ac->hi, (long long)worst32, (double)at32, (long long)ac->max_ulp32);
         CHECK_MSG(worst16 <= ac->max_ulp16, "%s on [%g, %g]: %lld bf16 ulp at x = %a (bound %lld)", t.name,
@@ -152,24 +171,36 @@ TEST(test_builtin_accuracy)
     }
 }
 
-/* The documented absolute error of the out-of-domain tails. */
+/* The tails beyond the normal range: subnormal results within the measured
+ * absolute error (about one subnormal ulp), and far enough out an exact
+ * signed zero where the true value is below half the smallest subnormal. */
 TEST(test_builtin_tails)
 {
-    static const struct { pm_lfu_func f; long double (*ref)(long double); float lo, hi; long double max_abs; } tails[] = {
-        {PM_LFU_SIGMOID, r_sigmoid, -FLT_MAX, -16.0f, 1.13e-7L},
-        {PM_LFU_SILU, r_silu, -FLT_MAX, -16.0f, 1.81e-6L},
-        {PM_LFU_GELU, r_gelu, -FLT_MAX, -9.0f, 1.02e-18L},
-        {PM_LFU_GELU, r_gelu, -9.0f, -2.0f, 5.93e-9L},
+    static const struct {
+        pm_lfu_func f;
+        long double (*ref)(long double);
+        float lo, hi;        /* results subnormal or zero here */
+        long double max_abs; /* measured by tools/lfu_error (exhaustive over the tails), last digit rounded up */
+        float zero_below;    /* every x below gives exactly zero_bits */
+        uint32_t zero_bits;
+    } tails[] = {
+        {PM_LFU_SIGMOID, r_sigmoid, -104.0f, -87.4f, 1.411e-45L, -104.0f, 0x00000000u},
+        {PM_LFU_SILU, r_silu, -109.0f, -91.9f, 1.963e-45L, -109.0f, 0x80000000u},
+        {PM_LFU_GELU, r_gelu, -14.6f, -13.2f, 2.438e-45L, -14.6f, 0x80000000u},
     };
     for (size_t c = 0; c < sizeof tails / sizeof tails[0]; c++) {
         pm_lfu_table t = builtin(tails[c].f);
         long double worst = 0.0L;
+        int zeros_ok = 1;
         for (int i = 0; i < 20000; i++) {
             float x = draw(tails[c].lo, tails[c].hi);
             long double e = fabsl((long double)pm_lfu_eval(&t, x) - tails[c].ref(x));
             if (e > worst) worst = e;
+            float z = draw(-FLT_MAX, tails[c].zero_below);
+            zeros_ok &= pm_f32_bits(pm_lfu_eval(&t, z)) == tails[c].zero_bits && fabsl(tails[c].ref(z)) < 0x1p-150L;
         }
         CHECK_MSG(worst <= tails[c].max_abs, "%s tail: abs error %Lg > %Lg", t.name, worst, tails[c].max_abs);
+        CHECK_MSG(zeros_ok, "%s below %g is not the signed zero %08x", t.name, (double)tails[c].zero_below, tails[c].zero_bits);
         pm_lfu_table_free(&t);
     }
 }
@@ -230,9 +261,30 @@ TEST(test_special_values)
     CHECK(pm_lfu_eval(th, inf) == 1.0f && pm_lfu_eval(th, -inf) == -1.0f);
     CHECK(bits_of(th, 0.0f) == 0 && bits_of(th, -0.0f) == 0x80000000u);
     CHECK(pm_lfu_eval(th, 1e-30f) == 1e-30f && pm_lfu_eval(th, -FLT_TRUE_MIN) == -FLT_TRUE_MIN); /* x-times form */
-    CHECK(pm_lfu_eval(si, inf) == inf && bits_of(si, -inf) == 0 && pm_lfu_eval(si, 1e-30f) == 0.5e-30f);
-    CHECK(pm_lfu_eval(ge, inf) == inf && bits_of(ge, -inf) == 0 && pm_lfu_eval(ge, 1e-30f) == 0.5e-30f);
+    /* SiLU and GELU approach 0 from below as x -> -inf: -0 (the sign of the
+     * rounded tiny negative value), never the NaN of -inf * 0. */
+    CHECK(pm_lfu_eval(si, inf) == inf && bits_of(si, -inf) == 0x80000000u && pm_lfu_eval(si, 1e-30f) == 0.5e-30f);
+    CHECK(pm_lfu_eval(ge, inf) == inf && bits_of(ge, -inf) == 0x80000000u && pm_lfu_eval(ge, 1e-30f) == 0.5e-30f);
     CHECK(pm_lfu_eval(si, 100.0f) == 100.0f && pm_lfu_eval(ge, 100.0f) == 100.0f);
+    /* Largest finite values: the limits, through the tails' underflow path below. */
+    CHECK(pm_lfu_eval(sg, FLT_MAX) == 1.0f && bits_of(sg, -FLT_MAX) == 0);
+    CHECK(pm_lfu_eval(si, FLT_MAX) == FLT_MAX && bits_of(si, -FLT_MAX) == 0x80000000u);
+    CHECK(pm_lfu_eval(ge, FLT_MAX) == FLT_MAX && bits_of(ge, -FLT_MAX) == 0x80000000u);
+    CHECK(bits_of(ge, -0x1p64f) == 0x80000000u); /* x*x overflows fp32: still -0 */
+    /* Signed zeros and the smallest subnormals. sigmoid(0) = 0.5 exactly;
+     * x-times forms keep the sign of a zero x. silu(+-2^-149) and
+     * gelu(+-2^-149) are x * 0.5 = a tie at 2^-150, rounded to even: +-0
+     * (the true +|value| is a hair above the tie: one subnormal ulp off, the
+     * documented worst case for subnormal results). */
+    CHECK(pm_lfu_eval(sg, -0.0f) == 0.5f && pm_lfu_eval(sg, FLT_TRUE_MIN) == 0.5f && pm_lfu_eval(sg, -FLT_TRUE_MIN) == 0.5f);
+    CHECK(bits_of(si, 0.0f) == 0 && bits_of(si, -0.0f) == 0x80000000u);
+    CHECK(bits_of(ge, 0.0f) == 0 && bits_of(ge, -0.0f) == 0x80000000u);
+    CHECK(bits_of(si, FLT_TRUE_MIN) == 0 && bits_of(si, -FLT_TRUE_MIN) == 0x80000000u);
+    CHECK(bits_of(ge, FLT_TRUE_MIN) == 0 && bits_of(ge, -FLT_TRUE_MIN) == 0x80000000u);
+    CHECK(pm_lfu_eval(si, 2 * FLT_TRUE_MIN) == FLT_TRUE_MIN && pm_lfu_eval(ge, -4 * FLT_TRUE_MIN) == -2 * FLT_TRUE_MIN);
+    /* Tail boundaries: the last inputs with a nonzero result, and the first zero. */
+    CHECK(pm_lfu_eval(sg, -103.0f) > 0.0f && pm_lfu_eval(si, -108.0f) < 0.0f && pm_lfu_eval(ge, -14.3f) < 0.0f);
+    CHECK(bits_of(sg, -104.0f) == 0 && bits_of(si, -109.0f) == 0x80000000u && bits_of(ge, -14.4f) == 0x80000000u);
     for (int f = 0; f < PM_LFU_FUNC_COUNT; f++) pm_lfu_table_free(&t[f]);
 }
 
@@ -290,6 +342,87 @@ TEST(test_uniform_map_and_policies)
     pm_lfu_table xt = line_table(PM_LFU_OOR_CLAMP, PM_LFU_FORM_X_TIMES); /* y = x * (2x + 1) */
     for (float x = -3.0f; x <= 5.0f; x += 0.25f) CHECK(pm_lfu_eval(&xt, x) == x * (2.0f * x + 1.0f));
     CHECK(pm_lfu_eval(&xt, 7.0f) == 5.0f * 11.0f); /* clamp applies to the factor too */
+}
+
+/* A hand-made tail with exactly known results: exp2 base (C = 1, L = 1, so
+ * n = rne(a) and r = a - n), degree 1, one segment per sub-table.
+ *   main: y = 0 on [0, 1];  h(x) = h0 (constant);  e(r) = e0 + e1*r on [0, 1]
+ * (bias 0, so t = r exactly). */
+static pm_lfu_table tail_table(uint8_t kind, uint8_t form, float a_scale, float h0, float e0, float e1)
+{
+    static float coeffs[6];
+    pm_lfu_table t;
+    memset(&t, 0, sizeof t);
+    strcpy(t.name, "tail");
+    t.mode = PM_LFU_MODE_UNIFORM;
+    t.oor = PM_LFU_OOR_CONST;
+    t.degree = 1;
+    t.segments = 1;
+    t.x_min = 0.0f;
+    t.x_max = 1.0f;
+    const float c[6] = {0, 0, h0, 0, e0, e1};
+    memcpy(coeffs, c, sizeof c);
+    t.coeffs = coeffs;
+    t.tail = (pm_lfu_tail){.kind = kind, .form = form, .h_segments = 1, .e_segments = 1, .a_scale = a_scale,
+                           .h_min = -4.0f, .h_max = 0.0f, .e_min = 0.0f, .e_max = 1.0f,
+                           .exp_c = 1.0f, .exp_l_hi = 1.0f, .exp_l_lo = 0.0f};
+    return t;
+}
+
+TEST(test_tail_datapath)
+{
+    pm_error err;
+    /* y = 1.5 * 2^rne(x): the power of two is applied with one rounding. */
+    pm_lfu_table t = tail_table(PM_LFU_TAIL_EXP_LINEAR, PM_LFU_FORM_PLAIN, 1.0f, 1.5f, 1.0f, 0.0f);
+    CHECK_MSG(pm_lfu_table_validate(&t, &err) == PM_OK, "%s", err.message);
+    CHECK(pm_lfu_coeff_count(&t) == 6);
+    CHECK(pm_lfu_eval(&t, -3.0f) == 0.1875f && pm_lfu_eval(&t, -2.5f) == 0.375f); /* rne(-2.5) = -2 */
+    CHECK(pm_lfu_eval(&t, -126.0f) == 1.5f * 0x1p-126f);
+    CHECK(pm_lfu_eval(&t, -149.0f) == 2 * FLT_TRUE_MIN); /* 1.5 subnormal ulps: tie to even */
+    CHECK(pm_lfu_eval(&t, -150.0f) == FLT_TRUE_MIN);     /* 0.75 ulp */
+    CHECK(bits_of(&t, -151.0f) == 0 && bits_of(&t, -1e30f) == 0 && bits_of(&t, -INFINITY) == 0);
+    CHECK(pm_lfu_eval(&t, 0.0f) == 0.0f && pm_lfu_eval(&t, 2.0f) == 0.0f); /* main table and oor above */
+
+    /* x-times: y = (x * 1.5) * 2^n, x folded in before the power of two. */
+    t = tail_table(PM_LFU_TAIL_EXP_LINEAR, PM_LFU_FORM_X_TIMES, 1.0f, 1.5f, 1.0f, 0.0f);
+    CHECK(pm_lfu_eval(&t, -3.0f) == -0.5625f && pm_lfu_eval(&t, -140.0f) == -210.0f * 0x1p-140f);
+    CHECK(bits_of(&t, -INFINITY) == 0x80000000u && bits_of(&t, -200.0f) == 0x80000000u);
+
+    /* Square kind with e(r) = r: y = r * 2^n exposes the reduced argument,
+     * r = fl(x*x*a_scale - n) rounded once from the exact x^2 (hi + lo). */
+    t = tail_table(PM_LFU_TAIL_EXP_SQUARE, PM_LFU_FORM_PLAIN, -0.5f, 1.0f, 0.0f, 1.0f);
+    CHECK_MSG(pm_lfu_table_validate(&t, &err) == PM_OK, "%s", err.message);
+    int exact = 1, visible = 0;
+    for (int32_t k = -3000; k <= 3000; k++) { /* x within 3000 ulps of -sqrt(2): n = -1, |r| tiny */
+        float x = pm_f32_from_bits((uint32_t)((int32_t)pm_f32_bits(-0x1.6a09e6p0f) + k));
+        long double r = 1.0L - (long double)x * x / 2; /* exact in long double */
+        float want = (float)r * 0.5f;
+        exact &= pm_lfu_eval(&t, x) == want;
+        visible |= (float)r != (float)(1.0L - (long double)(x * x) / 2); /* the lo part mattered */
+    }
+    CHECK(exact && visible);
+    CHECK(pm_lfu_eval(&t, -2.0f) == 0.0f && pm_lfu_eval(&t, -3.0f) == -0.5f * 0x1p-4f); /* r = 0; r = -0.5, n = -4 */
+    CHECK(bits_of(&t, -0x1p70f) == 0 && bits_of(&t, -FLT_MAX) == 0); /* x*x overflows: +0 (h > 0, plain) */
+
+    /* Validation of the tail block. */
+    pm_lfu_table g = tail_table(PM_LFU_TAIL_EXP_LINEAR, PM_LFU_FORM_PLAIN, 1.0f, 1.5f, 1.0f, 0.0f), b;
+    b = g; b.tail.kind = 3; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.kind"));
+    b = g; b.tail.form = 2; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.form"));
+    b = g; b.tail.h_segments = 0; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.h_segments"));
+    b = g; b.tail.e_segments = PM_LFU_MAX_SEGMENTS + 1; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.e_segments"));
+    b = g; b.tail.a_scale = 3.0f; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "power of two"));
+    b = g; b.tail.a_scale = -1.0f; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.a_scale"));
+    b = g; b.x_min = 0.5f; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.a_scale")); /* x_min > 0 */
+    b = g; b.tail.kind = PM_LFU_TAIL_EXP_SQUARE; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "a_scale < 0"));
+    b = g; b.tail.h_max = -5.0f; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.h_max"));
+    b = g; b.tail.e_min = NAN; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.e_min"));
+    b = g; b.tail.exp_c = 2.0f; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "tail.exp_c"));
+    b = g; b.below_value = 1.0f; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "below_value"));
+    b = g; b.mode = PM_LFU_MODE_EXPONENT; b.oor = 0; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK);
+    b = g; b.tail.kind = PM_LFU_TAIL_NONE; CHECK(pm_lfu_table_validate(&b, &err) != PM_OK && strstr(err.message, "without a tail"));
+    /* An unvalidated table whose tail would not decay never reaches the reduction: NaN. */
+    b = g; b.tail.a_scale = -1.0f; CHECK(bits_of(&b, -3.0f) == 0x7fc00000u);
+    b = g; b.tail.h_segments = 0; CHECK(bits_of(&b, -3.0f) == 0x7fc00000u);
 }
 
 /* Segment starts (t = 0) return c0 exactly, and the ROM pins c0 to the
@@ -399,7 +532,13 @@ static int same_table(const pm_lfu_table *a, const pm_lfu_table *b)
     const float fa[6] = {a->x_min, a->x_max, a->below_value, a->above_value, a->below_slope, a->above_slope};
     const float fb[6] = {b->x_min, b->x_max, b->below_value, b->above_value, b->below_slope, b->above_slope};
     if (memcmp(fa, fb, sizeof fa) || memcmp(a->param, b->param, sizeof a->param)) return 0;
-    return memcmp(a->coeffs, b->coeffs, sizeof(float) * a->segments * (a->degree + 1u)) == 0;
+    const pm_lfu_tail *ta = &a->tail, *tb = &b->tail;
+    if (ta->kind != tb->kind || ta->form != tb->form || ta->h_segments != tb->h_segments || ta->e_segments != tb->e_segments)
+        return 0;
+    const float ga[8] = {ta->a_scale, ta->h_min, ta->h_max, ta->e_min, ta->e_max, ta->exp_c, ta->exp_l_hi, ta->exp_l_lo};
+    const float gb[8] = {tb->a_scale, tb->h_min, tb->h_max, tb->e_min, tb->e_max, tb->exp_c, tb->exp_l_hi, tb->exp_l_lo};
+    if (memcmp(ga, gb, sizeof ga)) return 0;
+    return memcmp(a->coeffs, b->coeffs, sizeof(float) * pm_lfu_coeff_count(a)) == 0;
 }
 
 TEST(test_serialize_roundtrip)
@@ -409,7 +548,7 @@ TEST(test_serialize_roundtrip)
         pm_lfu_table t = f < PM_LFU_FUNC_COUNT ? builtin((pm_lfu_func)f) : line_table(PM_LFU_OOR_LINEAR, PM_LFU_FORM_X_TIMES);
         size_t len;
         uint8_t *buf = serialize(&t, &len);
-        CHECK(len == PM_LFU_SERIAL_HEADER_BYTES + 4 * t.segments * (t.degree + 1u));
+        CHECK(len == PM_LFU_SERIAL_HEADER_BYTES + 4 * pm_lfu_coeff_count(&t));
         CHECK(memcmp(buf, "PMLF", 4) == 0 && buf[4] == PM_LFU_SERIAL_VERSION && buf[5] == 0);
         pm_lfu_table back;
         CHECK_MSG(pm_lfu_table_deserialize(buf, len, &back, &err) == PM_OK, "%s", err.message);
@@ -472,16 +611,41 @@ TEST(test_deserialize_names_offset)
     size_t len;
     uint8_t *buf = serialize(&t, &len);
     expect_offset(buf, len, 0, 'X', "byte 0 (magic)");
-    expect_offset(buf, len, 4, 2, "byte 4 (version)");
+    expect_offset(buf, len, 4, 1, "byte 4 (version)"); /* a version 1 image: refused */
+    expect_offset(buf, len, 4, 3, "byte 4 (version)");
     expect_offset(buf, len, 6, 5, "byte 6 (mode)");
     expect_offset(buf, len, 9, 0, "byte 9 (degree)");
-    expect_offset(buf, len, 10, 1, "byte 10 (reserved)");
+    expect_offset(buf, len, 10, 3, "byte 10 (tail.kind)");
+    expect_offset(buf, len, 10, 1, "byte 10 (tail.kind)");            /* a tail needs uniform mode */
+    expect_offset(buf, len, 11, 1, "byte 11 (tail.form)");            /* no tail: must be 0 */
+    expect_offset(buf, len, 108, 1, "byte 108 (tail.h_segments)");    /* no tail: must be 0 */
+    expect_offset(buf, len, 110, 1, "byte 110 (tail.e_segments)");
+    expect_offset(buf, len, 143, 0x3f, "byte 140 (tail.exp_l_lo)");
     expect_offset(buf, len, 14, 1, "byte 12 (segments)");          /* 65560 segments */
     expect_offset(buf, len, 51, 0x7f, "byte 48 (x_min)");          /* x_min becomes NaN-ish/huge */
     expect_offset(buf, len, 60 + 3, 0x3f, "byte 60 (above_value)"); /* unused in exponent mode */
     expect_offset(buf, len, 72 + 2, 0x20, "byte 72 (param[0])");   /* reduction 2^-149*k: not an integer */
     expect_offset(buf, len, 104, 1, "byte 104 (coeff_count)");
-    expect_offset(buf, len, 108 + 4 * 5 + 3, 0x7f, "byte 128 (coeffs)"); /* coefficient 5 becomes NaN */
+    expect_offset(buf, len, 144 + 4 * 5 + 3, 0x7f, "byte 164 (coeffs)"); /* coefficient 5 becomes NaN */
+    free(buf);
+    pm_lfu_table_free(&t);
+
+    /* A table with a tail (GELU: main 128 segments, h 128, exp 24). */
+    t = builtin(PM_LFU_GELU);
+    buf = serialize(&t, &len);
+    CHECK(len == 144 + 4 * 4 * (128 + 128 + 24) && buf[10] == PM_LFU_TAIL_EXP_SQUARE && buf[11] == PM_LFU_FORM_PLAIN);
+    expect_offset(buf, len, 10, 3, "byte 10 (tail.kind)");
+    expect_offset(buf, len, 11, 2, "byte 11 (tail.form)");
+    expect_offset(buf, len, 108, 0, "byte 108 (tail.h_segments)");   /* 128 -> 0 */
+    expect_offset(buf, len, 109, 0x10, "byte 108 (tail.h_segments)"); /* 4224 > 4096 */
+    expect_offset(buf, len, 110, 0, "byte 110 (tail.e_segments)");
+    expect_offset(buf, len, 115, 0x3f, "byte 112 (tail.a_scale)");    /* -0.5 -> +0.5: no decay */
+    expect_offset(buf, len, 114, 0x01, "byte 112 (tail.a_scale)");    /* not a power of two */
+    expect_offset(buf, len, 116 + 3, 0x7f, "byte 116 (tail.h_min)");   /* NaN */
+    expect_offset(buf, len, 120 + 3, 0xc2, "byte 120 (tail.h_max)");   /* below h_min */
+    expect_offset(buf, len, 135, 0x40, "byte 132 (tail.exp_c)");      /* C no longer 1/L */
+    expect_offset(buf, len, 104, 0, "byte 104 (coeff_count)");
+    expect_offset(buf, len, 56 + 3, 0x3f, "byte 56 (below_value)");   /* unused with a tail */
     free(buf);
     pm_lfu_table_free(&t);
 }
@@ -542,6 +706,7 @@ int main(void)
     RUN(test_builtin_tails);
     RUN(test_special_values);
     RUN(test_uniform_map_and_policies);
+    RUN(test_tail_datapath);
     RUN(test_segment_starts_exact);
     RUN(test_eval_array_matches_scalar);
     RUN(test_validate_rejects);
