@@ -6,7 +6,12 @@
  * distance in representable values (ulps) between the LFU result (rounded
  * RNE to bf16 for the bf16 column) and that correctly rounded reference,
  * plus the absolute and relative error against the long double value itself
- * (relative error over results whose rounded value is normal). */
+ * (relative error over results whose rounded value is normal).
+ * Rows sample every k-th bit pattern of a range plus every pattern of a
+ * dense window; the sigmoid/SiLU/GELU tail windows hold every input with a
+ * nonzero result, so the tails are measured exhaustively. A second table
+ * gives each function's maxima over normal results and over subnormal-or-
+ * zero results; a third GELU's tail in bands of 2. */
 #include "polymorph/lfu.h"
 #include "polymorph/numerics.h"
 
