@@ -74,7 +74,7 @@ pm_status pm_sim_run(pm_sim *sim, const pm_run_options *opts, pm_error *err);
 
 /* SRAM port sharing (docs/simulator.md, "SRAM port"): when on, an engine's
  * units compete for its sram.bytes_per_cycle (a DMA streaming next to a
- * port-bound vector op slows it); when off (the default), each instruction
+ * port-bound vector op slows it; the default); when off, each instruction
  * is bounded by the port on its own, as if it had it alone. Applies to the
  * following runs. */
 void pm_sim_share_sram_port(pm_sim *sim, bool on);

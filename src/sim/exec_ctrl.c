@@ -103,8 +103,8 @@ static pm_status branch_to(pm_engine *e, int64_t target, bool taken, bool bubble
 {
     if (!taken) return PM_OK;
     if (target < 0 || target >= (int64_t)e->code_count)
-        return pm_sim_fault(err, "branch target %lld is outside the program (%u instructions)", (long long)target,
-                            e->code_count);
+        return pm_sim_fault(err, "branch target %lld is outside the program (%u instruction%s)",
+                            (long long)target, e->code_count, e->code_count == 1 ? "" : "s");
     c->next_pc = (uint32_t)target;
     c->branch_taken = bubble;
     return PM_OK;

@@ -45,10 +45,15 @@ static pm_status extent(const pm_engine *e, const char *mem, bool write, int64_t
                             (long long)row_stride, (long long)plane_stride);
     pm_wide l = (pm_wide)base + (rs < 0 ? rs : 0) + (ps < 0 ? ps : 0);
     pm_wide h = (pm_wide)base + (rs > 0 ? rs : 0) + (ps > 0 ? ps : 0) + e->dma_row_bytes;
-    if (l < 0 || h > (pm_wide)size)
-        return pm_sim_fault(err, "%s %s [0x%llx, 0x%llx) is out of bounds (%s is 0x%llx bytes)", mem,
-                            write ? "write" : "read", (long long)l < 0 ? 0ull : (unsigned long long)l,
-                            (unsigned long long)h, mem, (unsigned long long)size);
+    if (l < 0 || h > (pm_wide)size) {
+        /* Print the range as computed, signed: an access that starts below
+         * address 0 must not be shown as starting at 0. */
+        unsigned long long lo_mag = (unsigned long long)(l < 0 ? -l : l);
+        unsigned long long hi_mag = (unsigned long long)(h < 0 ? -h : h);
+        return pm_sim_fault(err, "%s %s [%s0x%llx, %s0x%llx) is out of bounds (%s is 0x%llx bytes)", mem,
+                            write ? "write" : "read", l < 0 ? "-" : "", lo_mag, h < 0 ? "-" : "", hi_mag, mem,
+                            (unsigned long long)size);
+    }
     *lo = (uint64_t)l;
     *hi = (uint64_t)h;
     return PM_OK;
@@ -73,7 +78,16 @@ static pm_status transfer(pm_engine *e, const pm_insn *in, bool load, pm_cost *c
         return pm_sim_fault(err, "DMA shape too large (row_bytes %lld, rows %lld, planes %lld)", (long long)rb,
                             (long long)rows, (long long)planes);
     pm_wide total_w = (pm_wide)rb * rows * planes;
-    if (total_w > PM_DMA_MAX_EXTENT) return pm_sim_fault(err, "DMA moves more than 2^50 bytes");
+    /* One descriptor moves at most what the scratchpad holds: every byte has
+     * its SRAM side, and a larger transfer could only rewrite SRAM bytes.
+     * This also bounds the work of one instruction (the watchdog counts
+     * instructions), so a zero-stride descriptor cannot run for days. */
+    if (total_w > (pm_wide)e->cfg->sram_bytes)
+        return pm_sim_fault(err,
+                            "DMA moves row_bytes %lld x rows %lld x planes %lld bytes, more than the engine's "
+                            "SRAM (%llu bytes); split it into several transfers",
+                            (long long)rb, (long long)rows, (long long)planes,
+                            (unsigned long long)e->cfg->sram_bytes);
     uint64_t total = (uint64_t)total_w;
     int64_t sbase = e->regs[pm_areg(sram_op)], dbase = e->regs[pm_areg(dram_op)];
     int64_t srs = e->dma_sram_row_stride, sps = e->dma_sram_plane_stride;

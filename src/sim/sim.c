@@ -77,6 +77,9 @@ pm_status pm_sim_create(const pm_config *cfg, pm_sim **out, pm_error *err)
     if (!sim) return pm_error_set(err, PM_ERR_NOMEM, "out of host memory for the simulator");
     sim->cfg = *cfg;
     cfg = &sim->cfg;
+    /* The units of an engine share its SRAM port (docs/simulator.md); tests
+     * may turn that off with pm_sim_share_sram_port to isolate one unit. */
+    sim->share_sram_port = true;
     sim->dram_page_count = (cfg->dram_bytes + PM_DRAM_PAGE_BYTES - 1) >> PM_DRAM_PAGE_SHIFT;
     sim->dram_pages = calloc(sim->dram_page_count, sizeof *sim->dram_pages);
     sim->flags = calloc(cfg->flags ? cfg->flags : 1, sizeof *sim->flags);

@@ -366,10 +366,11 @@ static pm_status step(pm_sim *sim, pm_engine *e, uint64_t max_instructions, pm_e
 {
     if (e->pc >= e->code_count)
         return pm_error_set(err, PM_ERR_FAULT, "engine %u pc 0x%x (end of program): ran past the last instruction "
-                                               "(%u instructions) without halt",
-                            e->id, e->pc, e->code_count);
+                                               "(%u instruction%s) without halt",
+                            e->id, e->pc, e->code_count, e->code_count == 1 ? "" : "s");
     if (e->retired >= max_instructions) {
-        pm_sim_fault(err, "watchdog: %llu instructions without halt", (unsigned long long)max_instructions);
+        pm_sim_fault(err, "watchdog: %llu instruction%s without halt", (unsigned long long)max_instructions,
+                     max_instructions == 1 ? "" : "s");
         return engine_fault(e, err);
     }
     const pm_insn *in = &e->code[e->pc];

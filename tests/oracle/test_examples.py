@@ -172,7 +172,10 @@ def test_double_and_single_buffer(tmp_path, seed):
     # same work, same traffic ...
     for key in ("vector_elems", "dram_read_bytes", "dram_write_bytes"):
         assert jd[key] == js[key], key
-    assert jd["units"]["vec"]["busy_cycles"] == js["units"]["vec"]["busy_cycles"]
+    # the vector unit does the same work; overlapped with DMA it shares the
+    # SRAM port, so it may be busy a little longer, never shorter
+    assert js["units"]["vec"]["busy_cycles"] <= jd["units"]["vec"]["busy_cycles"] <= \
+        1.25 * js["units"]["vec"]["busy_cycles"]
     # ... in clearly fewer cycles: loads of tile i+1 overlap compute on tile i
     assert jd["cycles"] < 0.9 * js["cycles"], (jd["cycles"], js["cycles"])
 
