@@ -4,6 +4,8 @@
  * loops live here, the block formats' in blocks.c and gguf.c. */
 #include "numerics_internal.h"
 
+#include <string.h>
+
 #include <ctype.h>
 #include <stdio.h>
 
@@ -12,15 +14,25 @@ typedef void (*decode_fn)(const uint8_t *src, size_t n, float *dst);
 
 /* ---- element formats: plain loops over the inline scalar conversions ---- */
 
+/* fp32 storage is the host's own float on a little-endian host: one memcpy
+ * (the simulator's f32 vector ops spend their time here). */
 static void enc_f32(const float *s, size_t n, uint8_t *d)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(d, s, n * sizeof *s);
+#else
     for (size_t i = 0; i < n; i++)
         pm_num_store_le32(d + 4 * i, pm_f32_bits(s[i]));
+#endif
 }
 static void dec_f32(const uint8_t *s, size_t n, float *d)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(d, s, n * sizeof *d);
+#else
     for (size_t i = 0; i < n; i++)
         d[i] = pm_f32_from_bits(pm_num_load_le32(s + 4 * i));
+#endif
 }
 static void enc_bf16(const float *s, size_t n, uint8_t *d)
 {
