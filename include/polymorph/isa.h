@@ -150,11 +150,21 @@ void pm_program_init(pm_program *p);
 void pm_program_free(pm_program *p);
 const pm_symbol *pm_program_find_symbol(const pm_program *p, const char *name);
 
+/* Sorts p's sections and symbols in place into the canonical order of
+ * docs/program-format.md: sections by memory (DRAM, then SRAM), then
+ * address; symbols code labels, then DRAM, then SRAM, each by address, ties
+ * by name (bytewise). This is the order pm_assemble builds and
+ * pm_program_read returns. */
+void pm_program_canonicalize(pm_program *p);
+
 /* Program file ("PMPG"): header with magic, version, entry and a section
  * table; see docs/program-format.md. pm_program_read validates everything
- * (magic, version, counts, offsets, sizes against len, every code word
- * decodes, entry in range, symbol names terminated) and names the byte
- * offset of the first problem. */
+ * (magic, version, counts, the fixed layout, sizes against len, every code
+ * word decodes, entry in range, symbol names terminated, both tables in
+ * canonical order) and names the byte offset of the first problem, so every
+ * file it accepts is exactly the bytes pm_program_write makes of the result.
+ * pm_program_write writes the tables in canonical order whatever order p
+ * holds them in (p itself is not changed). */
 pm_status pm_program_read(const uint8_t *bytes, size_t len, pm_program *out, pm_error *err);
 pm_status pm_program_write(const pm_program *p, uint8_t **bytes, size_t *len, pm_error *err);
 pm_status pm_program_load_file(const char *path, pm_program *out, pm_error *err);

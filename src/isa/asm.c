@@ -45,7 +45,6 @@ typedef struct asm_sym {
     bool local;    /* .L names: usable, never exported */
     int64_t value;
     uint32_t file, line;
-    size_t order;  /* definition order, for a stable symbol table */
     bool is_tensor;
     pm_format dtype;
     uint32_t rank;
@@ -293,7 +292,6 @@ static pm_status sym_add(asm_ctx *a, const char *name, asm_sym **out)
     asm_sym *sym = &a->syms[a->sym_count];
     memset(sym, 0, sizeof *sym);
     snprintf(sym->name, sizeof sym->name, "%s", name);
-    sym->order = a->sym_count;
     size_t i = name_hash(name) & (a->hash_cap - 1);
     while (a->hash[i]) i = (i + 1) & (a->hash_cap - 1);
     a->hash[i] = (uint32_t)(a->sym_count + 1);
@@ -954,6 +952,20 @@ static pm_status eval_layout(asm_ctx *a, scan *s, uint64_t *out, const char *wha
     return PM_OK;
 }
 
+/* Evaluates an address that must be known now. Addresses span the whole
+ * unsigned 64-bit space a program file allows, so the value's 64-bit pattern
+ * is the address (0xFFFFFFFFFFFFFFF0 and -16 name the same one); otherwise a
+ * file with a section near the top of memory could not be disassembled. */
+static pm_status eval_address(asm_ctx *a, scan *s, uint64_t *out)
+{
+    skip_ws(s);
+    int64_t v;
+    pm_status st = eval(a, s, 0, true, &v, NULL);
+    if (st) return st;
+    *out = (uint64_t)v;
+    return PM_OK;
+}
+
 static pm_status dir_section(asm_ctx *a, scan *s, const char *at, pm_mem_kind mem)
 {
     if (at_stmt_end(s)) {
@@ -965,7 +977,7 @@ static pm_status dir_section(asm_ctx *a, scan *s, const char *at, pm_mem_kind me
         return open_chunk(a, s, at, mem, 0);
     }
     uint64_t addr;
-    pm_status st = eval_layout(a, s, &addr, "address");
+    pm_status st = eval_address(a, s, &addr);
     if (st) return st;
     return open_chunk(a, s, at, mem, addr);
 }
@@ -1067,7 +1079,7 @@ static pm_status d_zero(asm_ctx *a, scan *s, const char *at)
 static pm_status d_org(asm_ctx *a, scan *s, const char *at)
 {
     uint64_t target;
-    pm_status st = eval_layout(a, s, &target, "address");
+    pm_status st = eval_address(a, s, &target);
     return st ? st : pad_to(a, s, at, target, ".org");
 }
 
@@ -1166,7 +1178,8 @@ static pm_status dir_tensor(asm_ctx *a, scan *s, const char *at)
         bool unresolved;
         if ((st = eval(a, s, 0, false, &d, &unresolved))) return st;
         if (a->pass == 2 && d < 1) return fail_at(a, s, dat, "tensor dimension %" PRId64 " must be at least 1", d);
-        if (a->pass == 2 && elems > UINT64_MAX / (uint64_t)d) return fail_at(a, s, dat, "tensor element count overflows");
+        if (a->pass == 2 && elems > (uint64_t)INT64_MAX / (uint64_t)d)
+            return fail_at(a, s, dat, "tensor element count overflows (more than 2^63 - 1 elements)");
         if (a->pass == 2) elems *= (uint64_t)d;
         shape[rank++] = (uint64_t)d;
     }
@@ -1423,15 +1436,6 @@ static int chunk_cmp(const void *x, const void *y)
     return p->addr < q->addr ? -1 : p->addr > q->addr;
 }
 
-static int sym_order_cmp(const void *x, const void *y)
-{
-    const asm_sym *p = *(const asm_sym *const *)x, *q = *(const asm_sym *const *)y;
-    int rp = pm_isa_mem_rank((pm_mem_kind)p->mem), rq = pm_isa_mem_rank((pm_mem_kind)q->mem);
-    if (rp != rq) return rp < rq ? -1 : 1;
-    if (p->value != q->value) return (uint64_t)p->value < (uint64_t)q->value ? -1 : 1;
-    return p->order < q->order ? -1 : p->order > q->order;
-}
-
 /* Error at a recorded place (file, line, column) after parsing finished. */
 static pm_status fail_recorded(asm_ctx *a, uint32_t file, uint32_t line, unsigned col, const char *msg)
 {
@@ -1486,9 +1490,7 @@ static pm_status build_program(asm_ctx *a, pm_program *out)
     for (size_t i = 0; i < a->sym_count; i++)
         nsym += (a->syms[i].kind == SYM_CODE || a->syms[i].kind == SYM_DATA) && !a->syms[i].local;
     out->symbols = calloc(nsym ? nsym : 1, sizeof *out->symbols);
-    const asm_sym **order = malloc((nsym ? nsym : 1) * sizeof *order);
-    if (!out->sections || !out->symbols || !order) {
-        free(order);
+    if (!out->sections || !out->symbols) {
         pm_program_free(out);
         return pm_error_set(a->err, PM_ERR_NOMEM, "assembler: out of memory");
     }
@@ -1499,13 +1501,10 @@ static pm_status build_program(asm_ctx *a, pm_program *out)
     }
     a->chunk_count = 0;
     out->section_count = kept;
-    size_t k = 0;
-    for (size_t i = 0; i < a->sym_count; i++)
-        if ((a->syms[i].kind == SYM_CODE || a->syms[i].kind == SYM_DATA) && !a->syms[i].local) order[k++] = &a->syms[i];
-    qsort(order, nsym, sizeof *order, sym_order_cmp);
-    for (size_t i = 0; i < nsym; i++) {
-        const asm_sym *s = order[i];
-        pm_symbol *o = &out->symbols[i];
+    for (size_t i = 0; i < a->sym_count; i++) {
+        const asm_sym *s = &a->syms[i];
+        if ((s->kind != SYM_CODE && s->kind != SYM_DATA) || s->local) continue;
+        pm_symbol *o = &out->symbols[out->symbol_count++];
         memcpy(o->name, s->name, sizeof o->name);
         o->mem = (pm_mem_kind)s->mem;
         o->addr = (uint64_t)s->value;
@@ -1516,8 +1515,9 @@ static pm_status build_program(asm_ctx *a, pm_program *out)
             memcpy(o->shape, s->shape, sizeof o->shape);
         }
     }
-    out->symbol_count = nsym;
-    free(order);
+    /* The file format's canonical order (ties between labels at one address
+     * by name), so the table never depends on the order of the source. */
+    pm_program_canonicalize(out);
     return PM_OK;
 }
 

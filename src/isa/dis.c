@@ -131,7 +131,7 @@ static void emit(text *t, const char *fmt, ...)
 typedef struct dis_ctx {
     const pm_program *p;
     size_t *code_first; /* per code index (0..code_count): first symbol index in code_syms, or SIZE_MAX */
-    size_t *code_syms;  /* code symbol indices ordered by address, table order within one address */
+    size_t *code_syms;  /* code symbol indices in canonical order (address, then name) */
     size_t code_sym_count;
     uint8_t *is_target; /* per code index: some branch goes there */
 } dis_ctx;
@@ -156,12 +156,14 @@ static void emit_code_labels(text *t, const dis_ctx *d, size_t index)
     if (!any && index < d->p->code_count && d->is_target[index]) emit(t, ".L%zu:\n", index);
 }
 
-/* Stable order of data symbols by (memory, address, table position). */
+/* Symbols are printed in the file format's canonical order (memory, address,
+ * name), the order the assembler gives the table back in whatever order p
+ * holds it; table position only separates entries a valid program cannot
+ * have (two of one name). */
 static int data_sym_cmp(const pm_program *p, size_t a, size_t b)
 {
-    const pm_symbol *x = &p->symbols[a], *y = &p->symbols[b];
-    if (x->mem != y->mem) return x->mem < y->mem ? -1 : 1;
-    if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
+    int c = pm_isa_symbol_cmp(&p->symbols[a], &p->symbols[b]);
+    if (c) return c;
     return a < b ? -1 : a > b;
 }
 
@@ -234,6 +236,10 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
         const pm_symbol *s = &p->symbols[i];
         if (!pm_isa_name_valid(s->name, strnlen(s->name, PM_SYMBOL_NAME_MAX))) {
             st = pm_error_set(err, PM_ERR_INVALID, "disassemble: symbol %zu has an invalid name", i);
+            goto done;
+        }
+        if (s->mem != PM_MEM_CODE && s->mem != PM_MEM_DRAM && s->mem != PM_MEM_SRAM) {
+            st = pm_error_set(err, PM_ERR_INVALID, "disassemble: symbol %s has a bad memory kind", s->name);
             goto done;
         }
         if (s->mem == PM_MEM_CODE) {
@@ -316,10 +322,6 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
     for (size_t k = 0; k < ndata; k++) {
         const pm_symbol *s = &p->symbols[data_syms[k]];
         if (printed[data_syms[k]]) continue;
-        if (s->mem != PM_MEM_DRAM && s->mem != PM_MEM_SRAM) {
-            st = pm_error_set(err, PM_ERR_INVALID, "disassemble: symbol %s has a bad memory kind", s->name);
-            goto done;
-        }
         emit(&t, "\n%s 0x%" PRIx64 "\n%s:\n", mem_directive(s->mem), s->addr, s->name);
     }
     bool heading = false;

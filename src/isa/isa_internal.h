@@ -12,8 +12,12 @@
 bool pm_isa_name_valid(const char *name, size_t len);
 bool pm_isa_name_is_register(const char *name, size_t len, int *reg);
 
-/* Sort order of symbols in an assembled program: code labels, then DRAM, then
- * SRAM, each by address; the disassembler prints them in this order. */
+/* The canonical order of a program's tables (docs/program-format.md), which
+ * pm_program_write writes, pm_program_read requires and pm_assemble builds:
+ * sections by memory (DRAM, SRAM), then address; symbols by memory rank
+ * (code 0, DRAM 1, SRAM 2), then address, then name bytewise. strcmp-like. */
 int pm_isa_mem_rank(pm_mem_kind mem);
+int pm_isa_section_cmp(const pm_section *a, const pm_section *b);
+int pm_isa_symbol_cmp(const pm_symbol *a, const pm_symbol *b);
 
 #endif

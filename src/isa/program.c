@@ -1,8 +1,10 @@
 /* The program container and its file format ("PMPG", docs/program-format.md).
  * The reader trusts nothing: every count, offset and field is checked against
  * the buffer before use, and the first problem is reported with its byte
- * offset. The writer re-reads what it produced, so it can never emit a file
- * the reader rejects. */
+ * offset. The layout is fixed and both tables are in one canonical order,
+ * so an accepted file is exactly what the writer makes of its program. The
+ * writer re-reads what it produced, so it can never emit a file the reader
+ * rejects. */
 #include "isa_internal.h"
 
 #include <inttypes.h>
@@ -90,18 +92,6 @@ static void wr64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (u
 
 /* ---- reader ---- */
 
-/* A byte range of the file and what it holds, for the coverage check. */
-typedef struct region {
-    uint64_t offset, size;
-    char what[48];
-} region;
-
-static int region_cmp(const void *a, const void *b)
-{
-    const region *x = a, *y = b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
-
 /* offset + count * unit must lie inside the file; no arithmetic may wrap. */
 static pm_status check_range(uint64_t offset, uint64_t count, uint64_t unit, size_t len, size_t field_at,
                              const char *what, pm_error *err)
@@ -116,37 +106,47 @@ static pm_status check_range(uint64_t offset, uint64_t count, uint64_t unit, siz
     return PM_OK;
 }
 
-static int section_order_cmp_ctx(const pm_section *s, size_t a, size_t b)
+/* ---- canonical order (docs/program-format.md, "Canonical order") ---- */
+
+int pm_isa_section_cmp(const pm_section *x, const pm_section *y)
 {
-    const pm_section *x = &s[a], *y = &s[b];
     if (x->mem != y->mem) return x->mem < y->mem ? -1 : 1;
     return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-/* Index sort without global state: a plain merge sort over indices. */
-static void sort_indices(size_t *idx, size_t *tmp, size_t n, const void *base,
-                         int (*cmp)(const void *, size_t, size_t))
+int pm_isa_symbol_cmp(const pm_symbol *x, const pm_symbol *y)
 {
-    if (n < 2) return;
-    size_t h = n / 2;
-    sort_indices(idx, tmp, h, base, cmp);
-    sort_indices(idx + h, tmp, n - h, base, cmp);
-    size_t i = 0, j = h, k = 0;
-    while (i < h && j < n) tmp[k++] = cmp(base, idx[j], idx[i]) < 0 ? idx[j++] : idx[i++];
-    while (i < h) tmp[k++] = idx[i++];
-    while (j < n) tmp[k++] = idx[j++];
-    memcpy(idx, tmp, n * sizeof *idx);
+    int rx = pm_isa_mem_rank(x->mem), ry = pm_isa_mem_rank(y->mem);
+    if (rx != ry) return rx < ry ? -1 : 1;
+    if (x->addr != y->addr) return x->addr < y->addr ? -1 : 1;
+    return strncmp(x->name, y->name, PM_SYMBOL_NAME_MAX); /* strncmp compares bytes as unsigned char */
 }
 
-static int section_cmp_idx(const void *base, size_t a, size_t b)
+static int section_qsort_cmp(const void *a, const void *b) { return pm_isa_section_cmp(a, b); }
+static int symbol_qsort_cmp(const void *a, const void *b) { return pm_isa_symbol_cmp(a, b); }
+
+void pm_program_canonicalize(pm_program *p)
 {
-    return section_order_cmp_ctx(base, a, b);
+    /* Both orders are total on a valid program (sections of one memory do
+     * not share an address, names are unique), so qsort's instability cannot
+     * show. */
+    if (p->section_count > 1) qsort(p->sections, p->section_count, sizeof *p->sections, section_qsort_cmp);
+    if (p->symbol_count > 1) qsort(p->symbols, p->symbol_count, sizeof *p->symbols, symbol_qsort_cmp);
 }
 
-static int symbol_name_cmp_idx(const void *base, size_t a, size_t b)
+/* Duplicate-name search: symbols by name, then by table position, so the
+ * first pair of a group names the earliest repeat. */
+static int symbol_ptr_name_cmp(const void *a, const void *b)
 {
-    const pm_symbol *s = base;
-    return strcmp(s[a].name, s[b].name);
+    const pm_symbol *x = *(const pm_symbol *const *)a, *y = *(const pm_symbol *const *)b;
+    int c = strncmp(x->name, y->name, PM_SYMBOL_NAME_MAX);
+    if (c) return c;
+    return x < y ? -1 : x > y;
+}
+
+static void describe_symbol(char *buf, size_t cap, const pm_symbol *s)
+{
+    snprintf(buf, cap, "\"%s\", %s 0x%" PRIx64, s->name, mem_name(s->mem), s->addr);
 }
 
 static pm_status read_symbol(const uint8_t *e, size_t at, size_t index, uint32_t code_count, pm_symbol *sym,
@@ -208,8 +208,9 @@ static pm_status read_symbol(const uint8_t *e, size_t at, size_t index, uint32_t
         if (d >= rank && sym->shape[d] != 0)
             return pm_error_set(err, PM_ERR_FORMAT, "program: byte %zu: symbol %s: tensor dimension %d is set beyond rank %u", fo, sym->name, d, rank);
         if (d < rank) {
-            if (elems > UINT64_MAX / sym->shape[d])
-                return pm_error_set(err, PM_ERR_FORMAT, "program: byte %zu: symbol %s: tensor element count overflows", fo, sym->name);
+            /* At most 2^63 - 1 elements: the assembler's values are signed 64-bit. */
+            if (elems > (uint64_t)INT64_MAX / sym->shape[d])
+                return pm_error_set(err, PM_ERR_FORMAT, "program: byte %zu: symbol %s: tensor element count overflows (more than 2^63 - 1 elements)", fo, sym->name);
             elems *= sym->shape[d];
         }
     }
@@ -239,24 +240,33 @@ pm_status pm_program_read(const uint8_t *bytes, size_t len, pm_program *out, pm_
     if ((st = check_range(sec_off, section_count, SECTION_ENTRY_BYTES, len, 32, "section table", err))) return st;
     if ((st = check_range(sym_off, symbol_count, SYMBOL_ENTRY_BYTES, len, 40, "symbol table", err))) return st;
 
-    /* Every region is in bounds, so the counts are bounded by len. */
-    size_t nregions = 4 + (size_t)section_count;
-    region *regions = calloc(nregions, sizeof *regions);
+    /* The layout is fixed: header, code, section table, symbol table, then
+     * each section's data in table order, with no gap and nothing after.
+     * Every byte of a valid file is thus decided by the program it holds. */
+    if (code_off != HEADER_BYTES)
+        return pm_error_set(err, PM_ERR_FORMAT, "program: byte 24: code offset %" PRIu64 " is not %u (the code follows the header directly)",
+                            code_off, HEADER_BYTES);
+    uint64_t want = code_off + (uint64_t)code_count * 8;
+    if (sec_off != want)
+        return pm_error_set(err, PM_ERR_FORMAT, "program: byte 32: section table offset %" PRIu64 " is not %" PRIu64 " (the table follows the code directly)",
+                            sec_off, want);
+    want = sec_off + (uint64_t)section_count * SECTION_ENTRY_BYTES;
+    if (sym_off != want)
+        return pm_error_set(err, PM_ERR_FORMAT, "program: byte 40: symbol table offset %" PRIu64 " is not %" PRIu64 " (the table follows the section table directly)",
+                            sym_off, want);
+    uint64_t data_pos = sym_off + (uint64_t)symbol_count * SYMBOL_ENTRY_BYTES;
+
+    /* Every table is in bounds, so the counts are bounded by len. */
     out->code = malloc((size_t)code_count * sizeof *out->code);
     out->sections = calloc(section_count ? section_count : 1, sizeof *out->sections);
     out->symbols = calloc(symbol_count ? symbol_count : 1, sizeof *out->symbols);
-    size_t *idx = malloc((section_count + (size_t)symbol_count + 1) * sizeof *idx);
-    size_t *tmp = malloc((section_count + (size_t)symbol_count + 1) * sizeof *tmp);
-    if (!regions || !out->code || !out->sections || !out->symbols || !idx || !tmp) {
+    const pm_symbol **by_name = malloc((symbol_count ? symbol_count : 1) * sizeof *by_name);
+    if (!out->code || !out->sections || !out->symbols || !by_name) {
         st = pm_error_set(err, PM_ERR_NOMEM, "program: out of memory");
         goto fail;
     }
     out->entry = entry;
     out->code_count = code_count;
-    regions[0] = (region){0, HEADER_BYTES, "the header"};
-    regions[1] = (region){code_off, (uint64_t)code_count * 8, "the code"};
-    regions[2] = (region){sec_off, (uint64_t)section_count * SECTION_ENTRY_BYTES, "the section table"};
-    regions[3] = (region){sym_off, (uint64_t)symbol_count * SYMBOL_ENTRY_BYTES, "the symbol table"};
 
     for (uint32_t i = 0; i < code_count; i++) {
         size_t at = (size_t)code_off + 8 * (size_t)i;
@@ -295,84 +305,89 @@ pm_status pm_program_read(const uint8_t *bytes, size_t len, pm_program *out, pm_
         char what[48];
         snprintf(what, sizeof what, "section %" PRIu32 " data", i);
         if ((st = check_range(data_off, size, 1, len, at + 24, what, err))) goto fail;
+        if (data_off != data_pos) {
+            st = pm_error_set(err, PM_ERR_FORMAT,
+                              "program: byte %zu: section %" PRIu32 ": data offset %" PRIu64 " is not %" PRIu64
+                              " (section data follows the symbol table, in table order, without gaps)",
+                              at + 24, i, data_off, data_pos);
+            goto fail;
+        }
+        data_pos += size;
         pm_section *s = &out->sections[i];
+        s->mem = (pm_mem_kind)mem;
+        s->addr = addr;
+        s->size = size;
+        if (i > 0) {
+            /* Sorted, so only neighbours can overlap; equal starts overlap. */
+            const pm_section *prev = &out->sections[i - 1];
+            if (pm_isa_section_cmp(s, prev) < 0) {
+                st = pm_error_set(err, PM_ERR_FORMAT,
+                                  "program: byte %zu: section table entry %" PRIu32 " (%s 0x%" PRIx64 "): out of canonical order (sorts before entry %" PRIu32
+                                  " (%s 0x%" PRIx64 "); sections are ordered dram, sram, each by address)",
+                                  at, i, mem_name(s->mem), s->addr, i - 1, mem_name(prev->mem), prev->addr);
+                goto fail;
+            }
+            if (prev->mem == s->mem && s->addr < prev->addr + prev->size) {
+                st = pm_error_set(err, PM_ERR_FORMAT,
+                                  "program: byte %zu: section %" PRIu32 " (%s 0x%" PRIx64 "..0x%" PRIx64 ") overlaps section %" PRIu32 " (%s 0x%" PRIx64 "..0x%" PRIx64 ")",
+                                  at + 8, i, mem_name(s->mem), s->addr, s->addr + s->size, i - 1, mem_name(prev->mem), prev->addr,
+                                  prev->addr + prev->size);
+                goto fail;
+            }
+        }
         s->data = malloc((size_t)size);
         if (!s->data) {
             st = pm_error_set(err, PM_ERR_NOMEM, "program: out of memory");
             goto fail;
         }
         memcpy(s->data, bytes + data_off, (size_t)size);
-        s->mem = (pm_mem_kind)mem;
-        s->addr = addr;
-        s->size = size;
         out->section_count = i + 1;
-        regions[4 + i].offset = data_off;
-        regions[4 + i].size = size;
-        memcpy(regions[4 + i].what, what, sizeof what);
-    }
-    /* Sections of one memory must not overlap: which bytes would win? */
-    for (size_t i = 0; i < section_count; i++) idx[i] = i;
-    sort_indices(idx, tmp, section_count, out->sections, section_cmp_idx);
-    for (size_t k = 1; k < section_count; k++) {
-        const pm_section *a = &out->sections[idx[k - 1]], *b = &out->sections[idx[k]];
-        if (a->mem == b->mem && b->addr < a->addr + a->size) {
-            st = pm_error_set(err, PM_ERR_FORMAT,
-                              "program: byte %zu: section %zu (%s 0x%" PRIx64 "..0x%" PRIx64 ") overlaps section %zu (%s 0x%" PRIx64 "..0x%" PRIx64 ")",
-                              (size_t)sec_off + SECTION_ENTRY_BYTES * idx[k], idx[k], mem_name(b->mem), b->addr, b->addr + b->size,
-                              idx[k - 1], mem_name(a->mem), a->addr, a->addr + a->size);
-            goto fail;
-        }
     }
 
     for (uint32_t i = 0; i < symbol_count; i++) {
         size_t at = (size_t)sym_off + SYMBOL_ENTRY_BYTES * (size_t)i;
         if ((st = read_symbol(bytes + at, at, i, code_count, &out->symbols[i], err))) goto fail;
         out->symbol_count = i + 1;
+        if (i > 0 && pm_isa_symbol_cmp(&out->symbols[i], &out->symbols[i - 1]) < 0) {
+            char here[96], prev[96];
+            describe_symbol(here, sizeof here, &out->symbols[i]);
+            describe_symbol(prev, sizeof prev, &out->symbols[i - 1]);
+            st = pm_error_set(err, PM_ERR_FORMAT,
+                              "program: byte %zu: symbol table entry %" PRIu32 " (%s): out of canonical order (sorts before entry %" PRIu32
+                              " (%s); symbols are ordered code, dram, sram, then by address, then by name)",
+                              at, i, here, i - 1, prev);
+            goto fail;
+        }
     }
-    for (size_t i = 0; i < symbol_count; i++) idx[i] = i;
-    sort_indices(idx, tmp, symbol_count, out->symbols, symbol_name_cmp_idx);
+    for (size_t i = 0; i < symbol_count; i++) by_name[i] = &out->symbols[i];
+    if (symbol_count > 1) qsort(by_name, symbol_count, sizeof *by_name, symbol_ptr_name_cmp);
+    size_t dup = SIZE_MAX;
     for (size_t k = 1; k < symbol_count; k++)
-        if (strcmp(out->symbols[idx[k - 1]].name, out->symbols[idx[k]].name) == 0) {
-            size_t later = idx[k] > idx[k - 1] ? idx[k] : idx[k - 1];
-            st = pm_error_set(err, PM_ERR_FORMAT, "program: byte %zu: symbol %zu: duplicate name \"%s\"",
-                              (size_t)sym_off + SYMBOL_ENTRY_BYTES * later, later, out->symbols[later].name);
-            goto fail;
-        }
-
-    /* The regions must tile the file exactly: no overlap, no gap, nothing after. */
-    qsort(regions, nregions, sizeof *regions, region_cmp);
-    uint64_t pos = 0;
-    for (size_t k = 0; k < nregions; k++) {
-        if (regions[k].size == 0) continue;
-        if (regions[k].offset < pos) {
-            st = pm_error_set(err, PM_ERR_FORMAT, "program: byte %" PRIu64 ": %s overlaps the preceding region", regions[k].offset, regions[k].what);
-            goto fail;
-        }
-        if (regions[k].offset > pos) {
-            st = pm_error_set(err, PM_ERR_FORMAT, "program: byte %" PRIu64 ": %" PRIu64 " bytes belong to no table or section (gap before %s)",
-                              pos, regions[k].offset - pos, regions[k].what);
-            goto fail;
-        }
-        pos = regions[k].offset + regions[k].size;
-    }
-    if (pos != len) {
-        st = pm_error_set(err, PM_ERR_FORMAT, "program: byte %" PRIu64 ": %" PRIu64 " bytes of trailing garbage", pos, (uint64_t)len - pos);
+        if (strcmp(by_name[k - 1]->name, by_name[k]->name) == 0 && (size_t)(by_name[k] - out->symbols) < dup)
+            dup = (size_t)(by_name[k] - out->symbols);
+    if (dup != SIZE_MAX) {
+        st = pm_error_set(err, PM_ERR_FORMAT, "program: byte %zu: symbol %zu: duplicate name \"%s\"",
+                          (size_t)sym_off + SYMBOL_ENTRY_BYTES * dup, dup, out->symbols[dup].name);
         goto fail;
     }
-    free(regions);
-    free(idx);
-    free(tmp);
+
+    if (data_pos != len) {
+        st = pm_error_set(err, PM_ERR_FORMAT, "program: byte %" PRIu64 ": %" PRIu64 " bytes of trailing garbage", data_pos,
+                          (uint64_t)len - data_pos);
+        goto fail;
+    }
+    free(by_name);
     return PM_OK;
 fail:
-    free(regions);
-    free(idx);
-    free(tmp);
+    free(by_name);
     pm_program_free(out);
     return st;
 }
 
 /* ---- writer ---- */
 
+/* Writes the tables in canonical order whatever order p holds them in, so a
+ * program built in C is stored exactly as the assembler would store it. */
 pm_status pm_program_write(const pm_program *p, uint8_t **bytes, size_t *len, pm_error *err)
 {
     *bytes = NULL;
@@ -388,8 +403,27 @@ pm_status pm_program_write(const pm_program *p, uint8_t **bytes, size_t *len, pm
         total += p->sections[i].size;
     }
     if (total > SIZE_MAX) return pm_error_set(err, PM_ERR_INVALID, "program write: program too large");
+    /* Checked before sorting: the order compares names. */
+    for (size_t i = 0; i < p->symbol_count; i++) {
+        const pm_symbol *s = &p->symbols[i];
+        if (!memchr(s->name, 0, PM_SYMBOL_NAME_MAX) || (s->is_tensor && (unsigned)s->dtype >= PM_FMT_COUNT))
+            return pm_error_set(err, PM_ERR_INVALID, "program write: symbol %zu: %s", i,
+                                !memchr(s->name, 0, PM_SYMBOL_NAME_MAX) ? "name is not NUL-terminated"
+                                                                        : "tensor dtype is not a known format");
+    }
+    /* Shallow copies of the tables, sorted; the caller's program is untouched. */
+    pm_program sorted = *p;
+    sorted.sections = malloc((p->section_count ? p->section_count : 1) * sizeof *sorted.sections);
+    sorted.symbols = malloc((p->symbol_count ? p->symbol_count : 1) * sizeof *sorted.symbols);
     uint8_t *b = calloc(1, (size_t)total);
-    if (!b) return pm_error_set(err, PM_ERR_NOMEM, "program write: out of memory");
+    if (!sorted.sections || !sorted.symbols || !b) {
+        free(sorted.sections), free(sorted.symbols), free(b);
+        return pm_error_set(err, PM_ERR_NOMEM, "program write: out of memory");
+    }
+    if (p->section_count) memcpy(sorted.sections, p->sections, p->section_count * sizeof *sorted.sections);
+    if (p->symbol_count) memcpy(sorted.symbols, p->symbols, p->symbol_count * sizeof *sorted.symbols);
+    pm_program_canonicalize(&sorted);
+
     uint64_t code_off = HEADER_BYTES;
     uint64_t sec_off = code_off + (uint64_t)p->code_count * 8;
     uint64_t sym_off = sec_off + (uint64_t)p->section_count * SECTION_ENTRY_BYTES;
@@ -405,8 +439,8 @@ pm_status pm_program_write(const pm_program *p, uint8_t **bytes, size_t *len, pm
     wr64(b + 32, sec_off);
     wr64(b + 40, sym_off);
     for (size_t i = 0; i < p->code_count; i++) wr64(b + code_off + 8 * i, p->code[i]);
-    for (size_t i = 0; i < p->section_count; i++) {
-        const pm_section *s = &p->sections[i];
+    for (size_t i = 0; i < sorted.section_count; i++) {
+        const pm_section *s = &sorted.sections[i];
         uint8_t *e = b + sec_off + SECTION_ENTRY_BYTES * i;
         wr32(e, (uint32_t)s->mem);
         wr64(e + 8, s->addr);
@@ -415,17 +449,10 @@ pm_status pm_program_write(const pm_program *p, uint8_t **bytes, size_t *len, pm
         if (s->size) memcpy(b + data_off, s->data, (size_t)s->size);
         data_off += s->size;
     }
-    for (size_t i = 0; i < p->symbol_count; i++) {
-        const pm_symbol *s = &p->symbols[i];
+    for (size_t i = 0; i < sorted.symbol_count; i++) {
+        const pm_symbol *s = &sorted.symbols[i];
         uint8_t *e = b + sym_off + SYMBOL_ENTRY_BYTES * i;
-        const char *nul = memchr(s->name, 0, PM_SYMBOL_NAME_MAX);
-        if (!nul || (s->is_tensor && (unsigned)s->dtype >= PM_FMT_COUNT)) {
-            free(b);
-            return pm_error_set(err, PM_ERR_INVALID, "program write: symbol %zu: %s", i,
-                                !nul ? "name is not NUL-terminated" : "tensor dtype is not a known format");
-        }
-        size_t nlen = (size_t)(nul - s->name);
-        memcpy(e, s->name, nlen);
+        memcpy(e, s->name, strlen(s->name));
         size_t o = PM_SYMBOL_NAME_MAX;
         wr32(e + o, (uint32_t)s->mem);
         e[o + 4] = s->is_tensor;
@@ -434,6 +461,8 @@ pm_status pm_program_write(const pm_program *p, uint8_t **bytes, size_t *len, pm
         wr64(e + o + 8, s->addr);
         for (int d = 0; d < PM_TENSOR_MAX_RANK; d++) wr64(e + o + 16 + 8 * d, s->is_tensor ? s->shape[d] : 0);
     }
+    free(sorted.sections);
+    free(sorted.symbols);
     /* Validate by reading back: the writer and reader share one definition
      * of a well-formed program. */
     pm_program check;

@@ -223,6 +223,42 @@ TEST(text_org_align_and_local_labels)
     CHECK(prog.symbol_count == 0); /* .L labels stay local */
 }
 
+/* Labels at one address are ordered by name, not by where the source put
+ * them; addresses span the whole unsigned 64-bit space of the file format. */
+TEST(symbol_ties_and_high_addresses)
+{
+    CHECK(assemble("zeta: beta: Alpha: _mid: nop\n"
+                   "b.2: b_1: b1: halt\n"
+                   ".sram 0x8\nsz: sy:\n"
+                   ".dram 0xFFFFFFFFFFFFFFF0\ntop: .zero 15\nlast:\n"
+                   ".dram 0x8000000000000000\nmid: .byte 1\n"
+                   ".dram -32\nneg: .byte 2\n"));
+    const char *order[] = {"Alpha", "_mid", "beta", "zeta", "b.2", "b1", "b_1", "mid", "neg", "top", "last", "sy", "sz"};
+    CHECK(prog.symbol_count == 13);
+    for (size_t i = 0; i < 13 && i < prog.symbol_count; i++)
+        CHECK_MSG(strcmp(prog.symbols[i].name, order[i]) == 0, "entry %zu is %s, want %s", i, prog.symbols[i].name, order[i]);
+    CHECK(sym("last")->addr == UINT64_MAX && sym("neg")->addr == UINT64_MAX - 31);
+    CHECK(prog.section_count == 3 && prog.sections[0].addr == 0x8000000000000000ull &&
+          prog.sections[1].addr == UINT64_MAX - 31 && prog.sections[2].addr == UINT64_MAX - 15);
+    /* the same program written in another order gives the same file */
+    uint8_t *one, *two;
+    size_t n1, n2;
+    CHECK(pm_program_write(&prog, &one, &n1, &err) == PM_OK);
+    CHECK(assemble(".dram -32\nneg: .byte 2\n.dram 0x8000000000000000\nmid: .byte 1\n"
+                   ".dram 0xFFFFFFFFFFFFFFF0\ntop: .zero 15\nlast:\n.sram 0x8\nsy: sz:\n"
+                   ".text\n_mid: Alpha: zeta: beta: nop\nb1: b_1: b.2: halt\n"));
+    CHECK(pm_program_write(&prog, &two, &n2, &err) == PM_OK);
+    CHECK(n1 == n2 && memcmp(one, two, n1) == 0);
+    free(one);
+    free(two);
+    /* one byte too many for the address space; the element count bound of the file format */
+    CHECK(!assemble("halt\n.dram 0xFFFFFFFFFFFFFFF0\n.zero 16\n"));
+    CHECK(strstr(err.message, "data runs past the end of the 64-bit address space"));
+    CHECK(assemble("halt\n.dram 0\nx:\n.tensor x, int8, 0x7FFFFFFFFFFFFFFF\n"));
+    CHECK(!assemble("halt\n.dram 0\nx:\n.tensor x, int8, 0x4000000000000000, 2\n"));
+    CHECK(strstr(err.message, "t.pasm:4:38: tensor element count overflows (more than 2^63 - 1 elements)"));
+}
+
 static char tmpdir[64];
 
 static void write_file(const char *rel, const char *text)
@@ -560,7 +596,7 @@ static int canonical_cmp(const void *x, const void *y)
     const pm_symbol *a = x, *b = y;
     if (mem_rank(a->mem) != mem_rank(b->mem)) return mem_rank(a->mem) < mem_rank(b->mem) ? -1 : 1;
     if (a->addr != b->addr) return a->addr < b->addr ? -1 : 1;
-    return strcmp(a->name, b->name); /* names are s<creation index>, zero-padded: creation order */
+    return strcmp(a->name, b->name); /* ties by name: the file format's canonical order */
 }
 
 /* Random programs in the assembler's canonical order: dis -> asm must give
@@ -668,6 +704,7 @@ int main(void)
     RUN(data_directives);
     RUN(sections_and_symbols);
     RUN(text_org_align_and_local_labels);
+    RUN(symbol_ties_and_high_addresses);
     RUN(includes);
     RUN(byte_order_mark_is_skipped);
     RUN(errors_point_at_the_problem);

@@ -1,7 +1,8 @@
 /* Tests for the ISA core: the table's invariants, encode/decode of every row
  * (hand-packed words as an independent check, random operands for the round
  * trip), decode rejections, and the PMPG program file (round trip, every
- * truncation, random corruption, each validation rule). */
+ * truncation, random corruption, each validation rule, the canonical order
+ * of its tables, and byte-exact dis -> asm round trips of random programs). */
 #include "polymorph/isa.h"
 #include "polymorph/lfu.h"
 #include "test.h"
@@ -348,7 +349,7 @@ TEST(program_read_names_the_problem)
         {sec + 16, 8, 0, "size is 0"},
         {sec + 8, 8, UINT64_MAX, "overflows"},
         {sec + 24, 8, len, "section 0 data at offset"},
-        {sec + 24, 8, data + 1, "gap before section 0 data"},
+        {sec + 24, 8, data + 1, "section 0: data offset 481 is not 480"},
         {sec + 32 + 8, 8, 0x1000 - 4, "overlaps section"}, /* still SRAM: no overlap... see below */
         {sym + 10, 1, 'y', "padding is not zero"},
         {sym, 1, '9', "not a valid identifier"},
@@ -412,8 +413,8 @@ TEST(program_truncations_and_flips)
         CHECK(strstr(err.message, "byte ") != NULL);
         free(cut);
     }
-    /* Random corruption: reject cleanly, or accept something that writes and
-     * reads back to the same program. */
+    /* Random corruption: reject cleanly, or accept something that writes
+     * back to exactly the same bytes (every accepted file is canonical). */
     uint8_t *b = malloc(len);
     int accepted = 0;
     for (int iter = 0; iter < 20000; iter++) {
@@ -429,6 +430,7 @@ TEST(program_truncations_and_flips)
         size_t alen;
         pm_program r;
         CHECK(pm_program_write(&q, &again, &alen, &err) == PM_OK);
+        CHECK(alen == len && memcmp(again, b, len) == 0);
         CHECK(pm_program_read(again, alen, &r, &err) == PM_OK);
         CHECK(programs_equal(&q, &r));
         pm_program_free(&r);
@@ -438,6 +440,321 @@ TEST(program_truncations_and_flips)
     CHECK(accepted > 0); /* flips in data bytes and immediates are legal */
     free(b);
     free(good);
+}
+
+/* ---- canonical order ---- */
+
+/* An independent serialiser written from docs/program-format.md: the tables
+ * exactly in the order p holds them, the fixed layout, no validation. */
+static uint8_t *serialise(const pm_program *p, size_t *len)
+{
+    size_t n = 48 + 8 * p->code_count + 32 * p->section_count + 112 * p->symbol_count;
+    for (size_t i = 0; i < p->section_count; i++) n += p->sections[i].size;
+    uint8_t *b = calloc(1, n);
+    memcpy(b, "PMPG\x01\x00\x00\x00", 8);
+    put32(b + 8, p->entry);
+    put32(b + 12, (uint32_t)p->code_count);
+    put32(b + 16, (uint32_t)p->section_count);
+    put32(b + 20, (uint32_t)p->symbol_count);
+    size_t sec = 48 + 8 * p->code_count, sym = sec + 32 * p->section_count, data = sym + 112 * p->symbol_count;
+    put64(b + 24, 48);
+    put64(b + 32, sec);
+    put64(b + 40, sym);
+    for (size_t i = 0; i < p->code_count; i++) put64(b + 48 + 8 * i, p->code[i]);
+    for (size_t i = 0; i < p->section_count; i++) {
+        const pm_section *x = &p->sections[i];
+        uint8_t *e = b + sec + 32 * i;
+        put32(e, x->mem);
+        put64(e + 8, x->addr);
+        put64(e + 16, x->size);
+        put64(e + 24, data);
+        memcpy(b + data, x->data, x->size);
+        data += x->size;
+    }
+    for (size_t i = 0; i < p->symbol_count; i++) {
+        const pm_symbol *x = &p->symbols[i];
+        uint8_t *e = b + sym + 112 * i;
+        memcpy(e, x->name, strlen(x->name));
+        put32(e + 64, x->mem);
+        if (x->is_tensor) {
+            e[68] = 1;
+            e[69] = (uint8_t)x->dtype;
+            e[70] = (uint8_t)x->rank;
+            for (int d = 0; d < PM_TENSOR_MAX_RANK; d++) put64(e + 80 + 8 * d, x->shape[d]);
+        }
+        put64(e + 72, x->addr);
+    }
+    *len = n;
+    return b;
+}
+
+static void add_section(pm_program *p, pm_mem_kind mem, uint64_t addr, uint64_t size)
+{
+    pm_section *x = &p->sections[p->section_count++];
+    *x = (pm_section){mem, addr, size, malloc(size ? size : 1)};
+    for (uint64_t i = 0; i < size; i++) x->data[i] = (uint8_t)rnd();
+}
+
+static pm_symbol *add_symbol(pm_program *p, const char *name, pm_mem_kind mem, uint64_t addr)
+{
+    pm_symbol *x = &p->symbols[p->symbol_count++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->name, sizeof x->name, "%s", name);
+    x->mem = mem;
+    x->addr = addr;
+    return x;
+}
+
+static void shuffle(void *base, size_t n, size_t size)
+{
+    char tmp[sizeof(pm_symbol) > sizeof(pm_section) ? sizeof(pm_symbol) : sizeof(pm_section)];
+    for (size_t i = n; i > 1; i--) {
+        size_t j = rnd() % i;
+        char *a = (char *)base + (i - 1) * size, *b = (char *)base + j * size;
+        memcpy(tmp, a, size), memcpy(a, b, size), memcpy(b, tmp, size);
+    }
+}
+
+/* A program whose canonical order is spelled out by hand: ties at one address
+ * ordered by name bytewise ('.' < digits < upper case < '_' < lower case, a
+ * prefix first), addresses above 2^63 compared unsigned. */
+static const char *const canonical_names[] = {"start", "B", "_x", "a", "b", "end", "buf", "bu", "buf.end", "buf_end",
+                                              "x", "top", "hi"};
+static void make_tied_program(pm_program *p)
+{
+    pm_program_init(p);
+    p->code_count = 4;
+    p->code = malloc(4 * sizeof *p->code);
+    p->code[0] = enc((pm_insn){PM_OP_LI, {1, 42}});
+    p->code[1] = enc((pm_insn){PM_OP_JMP, {2}});
+    p->code[2] = enc((pm_insn){PM_OP_NOP, {0}});
+    p->code[3] = enc((pm_insn){PM_OP_HALT, {0}});
+    p->entry = 2;
+    p->sections = calloc(4, sizeof *p->sections);
+    add_section(p, PM_MEM_DRAM, 0x0, 3);
+    add_section(p, PM_MEM_DRAM, 0x1000, 5);
+    add_section(p, PM_MEM_SRAM, 0x40, 8);
+    add_section(p, PM_MEM_SRAM, 0x8000000000000000ull, 2);
+    p->symbols = calloc(16, sizeof *p->symbols);
+    add_symbol(p, "start", PM_MEM_CODE, 0);
+    add_symbol(p, "B", PM_MEM_CODE, 2);
+    add_symbol(p, "_x", PM_MEM_CODE, 2);
+    add_symbol(p, "a", PM_MEM_CODE, 2);
+    add_symbol(p, "b", PM_MEM_CODE, 2);
+    add_symbol(p, "end", PM_MEM_CODE, 4);
+    add_symbol(p, "buf", PM_MEM_DRAM, 0x1000);
+    add_symbol(p, "bu", PM_MEM_DRAM, 0x1005);
+    add_symbol(p, "buf.end", PM_MEM_DRAM, 0x1005);
+    add_symbol(p, "buf_end", PM_MEM_DRAM, 0x1005);
+    pm_symbol *x = add_symbol(p, "x", PM_MEM_SRAM, 0x40);
+    x->is_tensor = true, x->dtype = PM_FMT_BF16, x->rank = 2, x->shape[0] = 2, x->shape[1] = 2;
+    add_symbol(p, "top", PM_MEM_SRAM, 0x7FFFFFFFFFFFFFFFull);
+    add_symbol(p, "hi", PM_MEM_SRAM, UINT64_MAX);
+}
+
+TEST(program_write_sorts_tables)
+{
+    pm_program p;
+    make_tied_program(&p);
+    pm_error err;
+    size_t want_len;
+    uint8_t *want = serialise(&p, &want_len); /* p is in canonical order as built */
+    for (int iter = 0; iter < 50; iter++) {
+        shuffle(p.sections, p.section_count, sizeof *p.sections);
+        shuffle(p.symbols, p.symbol_count, sizeof *p.symbols);
+        pm_symbol before[16];
+        memcpy(before, p.symbols, p.symbol_count * sizeof *p.symbols);
+        uint8_t *bytes;
+        size_t len;
+        CHECK_MSG(pm_program_write(&p, &bytes, &len, &err) == PM_OK, "%s", err.message);
+        CHECK(len == want_len && memcmp(bytes, want, len) == 0);
+        CHECK(memcmp(before, p.symbols, p.symbol_count * sizeof *p.symbols) == 0); /* p untouched */
+        pm_program q;
+        CHECK(pm_program_read(bytes, len, &q, &err) == PM_OK);
+        for (size_t i = 0; i < q.symbol_count; i++) CHECK(strcmp(q.symbols[i].name, canonical_names[i]) == 0);
+        CHECK(q.sections[0].addr == 0 && q.sections[1].addr == 0x1000 && q.sections[2].addr == 0x40 &&
+              q.sections[3].mem == PM_MEM_SRAM);
+        pm_program_free(&q);
+        free(bytes);
+    }
+    pm_program_canonicalize(&p);
+    for (size_t i = 0; i < p.symbol_count; i++) CHECK(strcmp(p.symbols[i].name, canonical_names[i]) == 0);
+    size_t len;
+    uint8_t *again = serialise(&p, &len);
+    CHECK(len == want_len && memcmp(again, want, len) == 0);
+    free(again);
+    free(want);
+    pm_program_free(&p);
+}
+
+static void expect_rejected(const uint8_t *b, size_t len, const char *message)
+{
+    pm_program q;
+    pm_error err;
+    CHECK_MSG(pm_program_read(b, len, &q, &err) == PM_ERR_FORMAT, "accepted; expected %s", message);
+    CHECK_MSG(strcmp(err.message, message) == 0, "\n got  %s\n want %s", err.message, message);
+}
+
+TEST(program_read_requires_canonical_order)
+{
+    pm_program p;
+    make_program(&p);
+    size_t len;
+    uint8_t *b = serialise(&p, &len);
+    pm_program q;
+    pm_error err;
+    CHECK_MSG(pm_program_read(b, len, &q, &err) == PM_OK, "%s", err.message);
+    pm_program_free(&q);
+    free(b);
+    /* symbols: sram before dram */
+    pm_symbol t = p.symbols[1];
+    p.symbols[1] = p.symbols[2], p.symbols[2] = t;
+    b = serialise(&p, &len);
+    expect_rejected(b, len,
+                    "program: byte 368: symbol table entry 2 (\"greeting\", dram 0x1000): out of canonical order (sorts "
+                    "before entry 1 (\"x\", sram 0x40); symbols are ordered code, dram, sram, then by address, then by name)");
+    free(b);
+    p.symbols[2] = p.symbols[1], p.symbols[1] = t;
+    /* sections: sram before dram */
+    pm_section u = p.sections[0];
+    p.sections[0] = p.sections[1], p.sections[1] = u;
+    b = serialise(&p, &len);
+    expect_rejected(b, len,
+                    "program: byte 112: section table entry 1 (dram 0x1000): out of canonical order (sorts before entry 0 "
+                    "(sram 0x40); sections are ordered dram, sram, each by address)");
+    free(b);
+    p.sections[1] = p.sections[0], p.sections[0] = u;
+    /* two labels at one address: by name */
+    p.symbols[1].mem = PM_MEM_CODE, p.symbols[1].addr = 1;
+    strcpy(p.symbols[0].name, "zz");
+    b = serialise(&p, &len);
+    expect_rejected(b, len,
+                    "program: byte 256: symbol table entry 1 (\"greeting\", code 0x1): out of canonical order (sorts "
+                    "before entry 0 (\"zz\", code 0x1); symbols are ordered code, dram, sram, then by address, then by name)");
+    free(b);
+    t = p.symbols[0];
+    p.symbols[0] = p.symbols[1], p.symbols[1] = t;
+    b = serialise(&p, &len);
+    CHECK_MSG(pm_program_read(b, len, &q, &err) == PM_OK, "%s", err.message); /* "greeting" < "zz": canonical */
+    pm_program_free(&q);
+    /* the layout is fixed too */
+    const size_t data = 48 + 32 + 64 + 336;
+    uint8_t *c = malloc(len);
+    memcpy(c, b, len), put64(c + 24, 56);
+    expect_rejected(c, len, "program: byte 24: code offset 56 is not 48 (the code follows the header directly)");
+    memcpy(c, b, len), put64(c + 32, 48);
+    expect_rejected(c, len, "program: byte 32: section table offset 48 is not 80 (the table follows the code directly)");
+    memcpy(c, b, len), put64(c + 40, 80);
+    expect_rejected(c, len, "program: byte 40: symbol table offset 80 is not 144 (the table follows the section table directly)");
+    memcpy(c, b, len), put64(c + 80 + 24, data + 8), put64(c + 112 + 24, data);
+    expect_rejected(c, len, "program: byte 104: section 0: data offset 488 is not 480 (section data follows the symbol "
+                            "table, in table order, without gaps)");
+    free(c);
+    free(b);
+    pm_program_free(&p);
+}
+
+/* Names from a small alphabet so that ties and shared prefixes are common;
+ * none can spell a register (r0..r31, zero). */
+static void random_name(char *name, const pm_program *p)
+{
+    static const char first[] = "abAB_", rest[] = "abA_.0";
+    for (;;) {
+        size_t n = 1 + rnd() % 4;
+        name[0] = first[rnd() % (sizeof first - 1)];
+        for (size_t i = 1; i < n; i++) name[i] = rest[rnd() % (sizeof rest - 1)];
+        name[n] = 0;
+        bool taken = false;
+        for (size_t i = 0; i < p->symbol_count; i++) taken |= strcmp(p->symbols[i].name, name) == 0;
+        if (!taken) return;
+    }
+}
+
+/* Random valid programs in random table order: the written file reads back
+ * canonical, and dis -> asm -> write reproduces it byte for byte. */
+TEST(random_programs_round_trip_bytes)
+{
+    size_t nrows;
+    const pm_insn_info *rows = pm_insn_info_table(&nrows);
+    int checked = 0;
+    for (int iter = 0; iter < 400; iter++) {
+        pm_program p;
+        pm_program_init(&p);
+        p.code_count = 1 + rnd() % 12;
+        p.code = malloc(p.code_count * 8);
+        for (size_t i = 0; i < p.code_count; i++) {
+            const pm_insn_info *r = &rows[rnd() % nrows];
+            pm_insn insn = {.opcode = r->opcode};
+            for (int k = 0; k < r->operand_count; k++)
+                insn.op[k] = r->operands[k] == PM_OPK_LABEL ? (int64_t)(rnd() % p.code_count) : random_in(r->operands[k]);
+            p.code[i] = enc(insn);
+        }
+        p.entry = (uint32_t)(rnd() % p.code_count);
+        p.sections = calloc(8, sizeof *p.sections);
+        p.symbols = calloc(32, sizeof *p.symbols);
+        uint64_t points[24]; /* section starts and ends: where data labels tie */
+        size_t npoints = 0;
+        for (int m = 0; m < 2; m++) {
+            uint64_t bases[] = {0, rnd() % 4096, 0x8000000000000000ull - 16, UINT64_MAX - 200};
+            uint64_t addr = bases[rnd() % 4];
+            for (int k = (int)(rnd() % 4); k > 0; k--) {
+                uint64_t size = 1 + rnd() % 24;
+                add_section(&p, m ? PM_MEM_SRAM : PM_MEM_DRAM, addr, size);
+                points[npoints++] = addr, points[npoints++] = addr + size;
+                addr += size + (rnd() % 2 ? 0 : rnd() % 16); /* often adjacent */
+            }
+        }
+        for (size_t k = rnd() % 24; k > 0; k--) {
+            char name[8];
+            random_name(name, &p);
+            int kind = (int)(rnd() % 3);
+            pm_mem_kind mem = kind == 0 ? PM_MEM_CODE : kind == 1 ? PM_MEM_DRAM : PM_MEM_SRAM;
+            uint64_t addr = kind == 0 ? rnd() % (p.code_count + 1)
+                            : npoints && rnd() % 2 ? points[rnd() % npoints]
+                            : rnd() % 3 ? rnd() % 64 : rnd();
+            pm_symbol *sy = add_symbol(&p, name, mem, addr);
+            if (kind && rnd() % 3 == 0) {
+                sy->is_tensor = true;
+                sy->dtype = (pm_format)(rnd() % PM_FMT_COUNT);
+                sy->rank = 1 + (uint32_t)(rnd() % PM_TENSOR_MAX_RANK);
+                for (uint32_t d = 0; d < sy->rank; d++) sy->shape[d] = 1 + rnd() % 1000;
+                if (rnd() % 8 == 0) { /* the largest element count allowed */
+                    memset(sy->shape, 0, sizeof sy->shape);
+                    sy->rank = 1, sy->shape[0] = (uint64_t)INT64_MAX;
+                }
+            }
+        }
+        shuffle(p.sections, p.section_count, sizeof *p.sections);
+        shuffle(p.symbols, p.symbol_count, sizeof *p.symbols);
+        pm_error err;
+        uint8_t *first = NULL, *second = NULL, *third = NULL;
+        size_t first_len = 0, second_len = 0, third_len = 0;
+        char *text = NULL, *text_unsorted = NULL;
+        pm_program q, back, back_unsorted;
+        pm_program_init(&q), pm_program_init(&back), pm_program_init(&back_unsorted);
+        bool ok = pm_program_write(&p, &first, &first_len, &err) == PM_OK &&
+                  pm_program_read(first, first_len, &q, &err) == PM_OK && pm_disassemble(&q, &text, &err) == PM_OK &&
+                  pm_assemble("dis.pasm", text, &back, &err) == PM_OK &&
+                  pm_program_write(&back, &second, &second_len, &err) == PM_OK &&
+                  pm_disassemble(&p, &text_unsorted, &err) == PM_OK &&
+                  pm_assemble("dis.pasm", text_unsorted, &back_unsorted, &err) == PM_OK &&
+                  pm_program_write(&back_unsorted, &third, &third_len, &err) == PM_OK;
+        CHECK_MSG(ok, "iteration %d: %s\n%s", iter, err.message, text ? text : "");
+        if (ok) {
+            pm_program_canonicalize(&p);
+            CHECK_MSG(programs_equal(&p, &q), "iteration %d: read back is not the canonical program", iter);
+            CHECK_MSG(programs_equal(&q, &back), "iteration %d: dis -> asm changed the program:\n%s", iter, text);
+            CHECK_MSG(first_len == second_len && memcmp(first, second, first_len) == 0,
+                      "iteration %d: dis -> asm -> write is not byte-identical:\n%s", iter, text);
+            CHECK_MSG(first_len == third_len && memcmp(first, third, first_len) == 0,
+                      "iteration %d: disassembling the unsorted program gave another file", iter);
+            checked++;
+        }
+        free(first), free(second), free(third), free(text), free(text_unsorted);
+        pm_program_free(&q), pm_program_free(&back), pm_program_free(&back_unsorted), pm_program_free(&p);
+        if (!ok) break;
+    }
+    CHECK(checked == 400);
 }
 
 int main(void)
@@ -452,5 +769,8 @@ int main(void)
     RUN(program_write_refuses_invalid);
     RUN(program_read_names_the_problem);
     RUN(program_truncations_and_flips);
+    RUN(program_write_sorts_tables);
+    RUN(program_read_requires_canonical_order);
+    RUN(random_programs_round_trip_bytes);
     return TEST_SUMMARY();
 }
