@@ -1,7 +1,7 @@
 /* DMA bodies: descriptor set-up (shape, strides) on the control core, and the
  * DRAM<->SRAM transfers. Every byte of a transfer is bounds-checked before
  * anything is copied; the cost charges the shared DRAM channel in 64-byte
- * bursts per contiguous run of DRAM bytes. */
+ * bursts per contiguous run of DRAM bytes, and the SRAM port by its busiest bank. */
 #include "sim_internal.h"
 
 #include <string.h>
@@ -122,6 +122,20 @@ static pm_status transfer(pm_engine *e, const pm_insn *in, bool load, pm_cost *c
             if (load) pm_sim_dram_copy_out(sim, da, s, (size_t)rb);
             else pm_sim_dram_copy_in(sim, da, s, (size_t)rb);
         }
+
+    /* The SRAM side's busiest bank: one range when contiguous, else one per
+     * plane (rows contiguous) or per row. */
+    pm_banks banks;
+    pm_banks_init(&banks, e->cfg);
+    bool sram_rows_contiguous = srs == rb || rows == 1;
+    if (sram_rows_contiguous && (sps == rb * rows || planes == 1)) {
+        pm_banks_add(&banks, (uint64_t)sbase, total);
+    } else {
+        int64_t runs = sram_rows_contiguous ? 1 : rows, run = sram_rows_contiguous ? rb * rows : rb;
+        for (int64_t p = 0; p < planes; p++)
+            for (int64_t r = 0; r < runs; r++) pm_banks_add(&banks, (uint64_t)(sbase + p * sps + r * srs), (uint64_t)run);
+    }
+    c->sram_bank_cycles = pm_banks_cycles(&banks);
 
     pm_cost_range(c, PM_RANGE_SRAM, load, slo, shi);
     pm_cost_range(c, PM_RANGE_DRAM, !load, dlo, dhi);

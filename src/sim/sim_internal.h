@@ -55,6 +55,10 @@ typedef struct pm_cost {
     uint64_t stream_cycles;
     uint64_t latency_cycles; /* pipeline depth: results visible this much after the stream ends */
     uint64_t dram_channel_bytes; /* DMA: bytes charged on the shared DRAM channel (bursts) */
+    /* DMA: cycles its busiest SRAM bank needs (sim_banks.c). Other units
+     * leave it 0: their SRAM ranges are exactly their contiguous operands,
+     * and the scheduler counts the banks from those. */
+    uint64_t sram_bank_cycles;
     uint64_t dram_read_bytes, dram_write_bytes;
     uint64_t sram_read_bytes, sram_write_bytes;
     uint64_t vector_elems, lfu_evals;
@@ -246,6 +250,27 @@ PM_HIDDEN void pm_timeline_forget(pm_timeline *tl, uint64_t cycle);
  * that served some, *end one past the last (amount 0: both `at`). */
 PM_HIDDEN pm_status pm_timeline_take(pm_timeline *tl, uint64_t at, uint64_t amount, uint64_t rate, uint64_t *first,
                                      uint64_t *end, pm_error *err);
+
+/* ---- SRAM banks (sim_banks.c) ---- */
+#define PM_MAX_SRAM_BANKS 256u /* the config's upper bound for sram.banks */
+
+/* Bytes per bank of a set of contiguous ranges, kept as difference arrays so
+ * adding a range is O(1) and reading the busiest bank O(banks). */
+typedef struct pm_banks {
+    uint32_t banks;
+    uint64_t width;  /* bytes per bank per cycle = sram.bytes_per_cycle / sram.banks */
+    uint64_t period; /* banks * width: the interleave repeats every this many bytes */
+    uint64_t rounds; /* whole periods covered: width bytes in every bank each */
+    int64_t step[PM_MAX_SRAM_BANKS + 1]; /* prefix-summed over banks */
+    int64_t part[PM_MAX_SRAM_BANKS];     /* one bank only */
+} pm_banks;
+
+PM_HIDDEN void pm_banks_init(pm_banks *b, const pm_config *cfg);
+PM_HIDDEN void pm_banks_add(pm_banks *b, uint64_t addr, uint64_t bytes);
+/* The most bytes any one bank holds. */
+PM_HIDDEN uint64_t pm_banks_busiest(const pm_banks *b);
+/* Cycles the busiest bank needs: ceil(busiest / width); 0 when empty. */
+PM_HIDDEN uint64_t pm_banks_cycles(const pm_banks *b);
 
 /* ---- trace (sim_trace.c) ---- */
 PM_HIDDEN void pm_trace_record(pm_sim *sim, uint8_t kind, uint32_t engine, uint8_t unit, uint8_t opcode,

@@ -183,6 +183,30 @@ static void account(pm_sim *sim, pm_engine *e, pm_unit unit, const pm_cost *c)
 
 /* ---- unit instructions ---- */
 
+/* Cycles the instruction's busiest SRAM bank needs. DMA bodies count their
+ * rows; every other unit's SRAM ranges are exactly its contiguous operands. */
+static uint64_t bank_cycles(const pm_config *cfg, pm_unit unit, const pm_cost *c)
+{
+    if (unit == PM_UNIT_DMA_LD || unit == PM_UNIT_DMA_ST) return c->sram_bank_cycles;
+    if (cfg->sram_banks <= 1) return pm_ceil_div(c->sram_read_bytes + c->sram_write_bytes, cfg->sram_bytes_per_cycle);
+    pm_banks b;
+    pm_banks_init(&b, cfg);
+    for (int i = 0; i < c->range_count; i++)
+        if (c->range[i].mem == PM_RANGE_SRAM) pm_banks_add(&b, c->range[i].lo, c->range[i].hi - c->range[i].lo);
+    return pm_banks_cycles(&b);
+}
+
+/* Port rate of a request the banks hold back: when the busiest bank needs
+ * more cycles than the port's width alone, the instruction cannot take more
+ * than bytes / bank_cycles per cycle on average, and leaves the rest of the
+ * port to the other units. */
+static uint64_t bank_rate(uint64_t rate, uint64_t bytes, uint64_t banked, uint64_t bytes_per_cycle)
+{
+    if (banked <= pm_ceil_div(bytes, bytes_per_cycle)) return rate;
+    uint64_t r = pm_ceil_div(bytes, banked);
+    return r < rate ? r : rate;
+}
+
 static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_unit unit, const pm_cost *c,
                             pm_error *err)
 {
@@ -234,6 +258,7 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
     /* Unshared, every instruction sees an idle port: bounded by its width only. */
     if (!sim->share_sram_port) pm_timeline_clear(&e->sram_port, cfg->sram_bytes_per_cycle);
     uint64_t sram_bytes = c->sram_read_bytes + c->sram_write_bytes;
+    uint64_t banked = bank_cycles(cfg, unit, c), bpc = cfg->sram_bytes_per_cycle;
     uint64_t free_cycle, finish, from, port_end;
     pm_status st;
     if (unit == PM_UNIT_DMA_LD || unit == PM_UNIT_DMA_ST) {
@@ -245,9 +270,9 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
         uint64_t chan = (uint64_t)ceil((double)c->dram_channel_bytes / sim->dram_bytes_per_cycle);
         uint64_t dstart, dend;
         if ((st = pm_timeline_take(&sim->dram_channel, start, chan, 1, &dstart, &dend, err))) return st;
-        if ((st = pm_timeline_take(&e->sram_port, dstart, sram_bytes, pm_ceil_div(sram_bytes, max_u64(chan, 1)),
-                                   &from, &port_end, err)))
-            return st;
+        uint64_t rate = bank_rate(pm_ceil_div(sram_bytes, max_u64(chan, 1)), sram_bytes, banked, bpc);
+        if ((st = pm_timeline_take(&e->sram_port, dstart, sram_bytes, rate, &from, &port_end, err))) return st;
+        if (sram_bytes) port_end = max_u64(port_end, from + banked); /* the busiest bank's cycles */
         free_cycle = max_u64(max_u64(dend, port_end), dstart + 1);
         finish = free_cycle + sim->dram_latency_cycles;
     } else {
@@ -256,9 +281,9 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
          * (or the port's full width), results after the pipeline depth; the
          * next instruction's stream may start while this one drains. */
         uint64_t compute = c->stream_cycles;
-        if ((st = pm_timeline_take(&e->sram_port, start, sram_bytes, pm_ceil_div(sram_bytes, max_u64(compute, 1)),
-                                   &from, &port_end, err)))
-            return st;
+        uint64_t rate = bank_rate(pm_ceil_div(sram_bytes, max_u64(compute, 1)), sram_bytes, banked, bpc);
+        if ((st = pm_timeline_take(&e->sram_port, start, sram_bytes, rate, &from, &port_end, err))) return st;
+        if (sram_bytes) port_end = max_u64(port_end, from + banked);
         free_cycle = max_u64(max_u64(start + compute, port_end), start + 1);
         finish = free_cycle + c->latency_cycles;
     }

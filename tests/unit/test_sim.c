@@ -834,6 +834,19 @@ static uint64_t vec_cycles(const pm_config *cfg, uint64_t n, uint64_t sram_bytes
     return cfg->vector_latency_cycles + max2(ceil_div(n, cfg->vector_lanes), ceil_div(sram_bytes, cfg->sram_bytes_per_cycle));
 }
 
+/* Byte-by-byte oracle for the SRAM banks: bank(a) = (a / w) % banks with
+ * w = bytes_per_cycle / banks; the busiest bank's bytes / w, rounded up. */
+static uint64_t bank_oracle(const pm_config *cfg, int n, const uint64_t *addr, const uint64_t *len)
+{
+    static uint64_t count[256];
+    uint64_t w = cfg->sram_bytes_per_cycle / cfg->sram_banks, most = 0;
+    memset(count, 0, sizeof count);
+    for (int k = 0; k < n; k++)
+        for (uint64_t a = addr[k]; a < addr[k] + len[k]; a++) count[(a / w) % cfg->sram_banks]++;
+    for (uint32_t b = 0; b < cfg->sram_banks; b++) most = max2(most, count[b]);
+    return ceil_div(most, w);
+}
+
 TEST(test_timing_vector)
 {
     pm_config cfg = edge();
@@ -850,8 +863,19 @@ TEST(test_timing_vector)
                                     (unsigned long long)cases[k].n, cases[k].f),
                            &err);
         CHECK_MSG(st == PM_OK, "%s", err.message);
-        /* vadd issues at cycle 4 after four li */
-        uint64_t want = 4 + vec_cycles(&cfg, cases[k].n, 3 * cases[k].n * cases[k].esz);
+        /* vadd issues at cycle 4 after four li. Its three operands start at
+         * multiples of 256, so the same banks: for n = 5 f32 (20 B each)
+         * bank 0 holds 3 x 16 B = 48 B, 3 cycles where the port alone would
+         * give 1. Each long operand alone is balanced; together their
+         * partial last periods pile up in the low banks, at most one cycle
+         * per extra operand: f32 n = 1000 (4000 B = 15 x 256 + 160) puts
+         * 3 x (15 x 16 + 16) = 768 B in bank 0, 48 cycles against 47. */
+        uint64_t bytes = cases[k].n * cases[k].esz, addr[3] = {0, 0x60000, 0xC0000}, len[3] = {bytes, bytes, bytes};
+        uint64_t banked = bank_oracle(&cfg, 3, addr, len), port = ceil_div(3 * bytes, cfg.sram_bytes_per_cycle);
+        CHECK(banked >= port && banked <= port + 2);
+        if (cases[k].n == 5) CHECK(banked == 3);
+        if (cases[k].n == 1000 && cases[k].esz == 4) CHECK(banked == 48 && port == 47);
+        uint64_t want = 4 + max2(vec_cycles(&cfg, cases[k].n, 3 * bytes), cfg.vector_latency_cycles + banked);
         CHECK_MSG(cycles(sim) == want, "vadd.%s n=%llu: %llu cycles, want %llu", cases[k].f,
                   (unsigned long long)cases[k].n, (unsigned long long)cycles(sim), (unsigned long long)want);
     }
@@ -1345,6 +1369,95 @@ TEST(test_sram_port_contention)
     pm_sim_destroy(sim);
 }
 
+/* SRAM banks (docs/simulator.md): an instruction's port time is bounded by
+ * its busiest bank. Edge: 256 B/cycle, 16 banks of w = 16 B. DRAM is made
+ * so fast (1e6 B/cycle) that every transfer below holds the channel one
+ * cycle, so a DMA's time is its SRAM side: free = dstart + port. */
+static uint64_t bank_dma(pm_sim *sim, const pm_config *cfg, uint64_t row_bytes, uint64_t rows, uint64_t sram_stride, bool store)
+{
+    pm_error err;
+    /* dma.shape at 3, dma.stride at 6, dma.{ld,st} issues at 8, halt at 9 */
+    pm_status st = run(sim,
+                       fmt("li r1, %llu\n li r2, %llu\n li r3, 1\n dma.shape r1, r2, r3\n li r5, %llu\n"
+                           "li r6, %llu\n dma.stride r5, r0, r6, r0\n li r10, 0x100000\n %s\n halt\n",
+                           (unsigned long long)row_bytes, (unsigned long long)rows, (unsigned long long)row_bytes,
+                           (unsigned long long)sram_stride, store ? "dma.st r10, r0" : "dma.ld r0, r10"),
+                       &err);
+    CHECK_MSG(st == PM_OK, "%s", err.message);
+    pm_counters c;
+    pm_sim_counters(sim, &c);
+    pm_sim_reset_counters(sim);
+    return c.cycles - 8 - dram_lat(cfg); /* the transfer's stream (free - start) */
+}
+
+TEST(test_sram_banks)
+{
+    pm_config cfg = edge();
+    cfg.dram_gbps = 1e6;
+    pm_sim *sim = make_sim(&cfg);
+    /* Contiguous, 4096 B: ceil(4096 / 256) = 16 cycles, the plain port. */
+    CHECK(bank_dma(sim, &cfg, 4096, 1, 4096, false) == 16);
+    /* The same bytes as 1024 rows of 4 B, one row per 256 B of SRAM: every
+     * row is in bank 0 (a = 256 r, (a / 16) % 16 = 0), which holds all
+     * 4096 B at 16 B/cycle = 256 cycles, 16 = banks times the contiguous. */
+    uint64_t one_bank = bank_dma(sim, &cfg, 4, 1024, 256, false);
+    CHECK_MSG(one_bank == 256, "%llu", (unsigned long long)one_bank);
+    CHECK(bank_dma(sim, &cfg, 4, 1024, 256, true) == 256); /* stores read SRAM the same way */
+    /* SRAM stride 64: banks 0, 4, 8, 12, 256 rows = 1024 B each: 64 cycles. */
+    CHECK(bank_dma(sim, &cfg, 4, 1024, 64, false) == 64);
+    /* Strides that spread the rows over all 16 banks are as fast as
+     * contiguous: stride 16 (bank r % 16) and 272 (bank 17 r % 16 = r % 16):
+     * 64 rows = 256 B per bank, 16 cycles. */
+    CHECK(bank_dma(sim, &cfg, 4, 1024, 16, false) == 16);
+    CHECK(bank_dma(sim, &cfg, 4, 1024, 272, false) == 16);
+    /* Against the byte oracle for a few ragged shapes. */
+    static const uint64_t shapes[][3] = {{20, 100, 300}, {3, 500, 1000}, {48, 40, 4096}, {100, 7, 100}};
+    for (size_t k = 0; k < 4; k++) {
+        uint64_t addr[500], len[500], rows = shapes[k][1];
+        for (uint64_t r = 0; r < rows; r++) addr[r] = r * shapes[k][2], len[r] = shapes[k][0];
+        uint64_t want = max2(1, max2(ceil_div(rows * shapes[k][0], 256), bank_oracle(&cfg, (int)rows, addr, len)));
+        uint64_t got = bank_dma(sim, &cfg, shapes[k][0], rows, shapes[k][2], false);
+        CHECK_MSG(got == want, "shape %zu: %llu, want %llu", k, (unsigned long long)got, (unsigned long long)want);
+    }
+
+    /* Held back by one bank, the DMA takes only 4096 / 256 = 16 B of the
+     * shared port per cycle, over [8, 264): a port-bound vadd.f32 (4096
+     * elements, 49152 B, 192 cycles alone) issued at 13 gets the other
+     * 240 B/cycle: ceil(49152 / 240) = 205 cycles, finish 13 + 205 + 4 = 222;
+     * csrr after the fence reads 223. (That the vadd also uses bank 0 is not
+     * modelled: banks bound each instruction; units share only the port.) */
+    pm_sim_share_sram_port(sim, true);
+    pm_error err;
+    CHECK(run(sim, "li r1, 4\n li r2, 1024\n li r3, 1\n dma.shape r1, r2, r3\n li r5, 4\n li r6, 256\n"
+                   "dma.stride r5, r0, r6, r0\n li r10, 0x100000\n dma.ld r0, r10\n"
+                   "li r11, 4096\n li r12, 0x40000\n li r13, 0x50000\n li r14, 0x60000\n"
+                   "vadd.f32 r14, r12, r13, r11\n fence vec\n csrr r20, cycle\n halt\n",
+              &err) == PM_OK);
+    CHECK_MSG(reg(sim, 0, 20) == 223, "%lld", (long long)reg(sim, 0, 20));
+    pm_sim_destroy(sim);
+
+    /* One bank: the port alone, whatever the stride. */
+    cfg.sram_banks = 1;
+    sim = make_sim(&cfg);
+    CHECK(bank_dma(sim, &cfg, 4, 1024, 256, false) == 16);
+    CHECK(bank_dma(sim, &cfg, 4096, 1, 4096, false) == 16);
+    pm_sim_destroy(sim);
+
+    /* Vector ops (32 lanes): vadd.f32 n = 16 has three 64 B operands. At
+     * 0, 0x100, 0x200 they share banks 0..3: 3 x 16 B = 48 B each, 3
+     * cycles. At 0, 0x140, 0x280 they sit in banks 0..3, 4..7, 8..11: 16 B
+     * each, 1 cycle = ceil(192 / 256) = the lane cycles ceil(16 / 32). */
+    cfg = edge();
+    sim = make_sim(&cfg);
+    const char *vp = "li r1, %d\n li r2, %d\n li r3, %d\n li r4, 16\n vadd.f32 r3, r1, r2, r4\n halt\n";
+    CHECK(run(sim, fmt(vp, 0, 0x100, 0x200), &err) == PM_OK);
+    CHECK_MSG(cycles(sim) == 4 + 3 + cfg.vector_latency_cycles, "%llu", (unsigned long long)cycles(sim));
+    pm_sim_reset_counters(sim);
+    CHECK(run(sim, fmt(vp, 0, 0x140, 0x280), &err) == PM_OK);
+    CHECK_MSG(cycles(sim) == 4 + 1 + cfg.vector_latency_cycles, "%llu", (unsigned long long)cycles(sim));
+    pm_sim_destroy(sim);
+}
+
 /* Report mode names the conflicting instruction that finishes last (the one
  * a fence would wait for), not the oldest or the first found. */
 TEST(test_hazard_names_latest_finisher)
@@ -1537,6 +1650,7 @@ int main(void)
     RUN(test_energy_per_unit);
     RUN(test_dram_arbitration);
     RUN(test_sram_port_contention);
+    RUN(test_sram_banks);
     RUN(test_hazard_names_latest_finisher);
     RUN(test_trace);
     RUN(test_independent_sims);
