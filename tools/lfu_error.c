@@ -14,6 +14,7 @@
  * zero results; a third GELU's tail in bands of 2. */
 #include "polymorph/lfu.h"
 #include "polymorph/numerics.h"
+#include "lfu_reference.h"
 
 #include <float.h>
 #include <math.h>
@@ -22,16 +23,6 @@
 #include <string.h>
 #include <time.h>
 
-#define SQRT1_2_L 0.707106781186547524400844362104849039L
-
-static long double r_exp(long double x) { return expl(x); }
-static long double r_exp2(long double x) { return exp2l(x); }
-static long double r_sigmoid(long double x) { return 1.0L / (1.0L + expl(-x)); }
-static long double r_tanh(long double x) { return tanhl(x); }
-static long double r_silu(long double x) { return x / (1.0L + expl(-x)); }
-static long double r_gelu(long double x) { return x * 0.5L * erfcl(-x * SQRT1_2_L); }
-static long double r_rsqrt(long double x) { return 1.0L / sqrtl(x); }
-static long double r_recip(long double x) { return 1.0L / x; }
 
 /* Which samples of a range a row counts, by the correctly rounded fp32
  * result; SPLIT prints normal and subnormal-or-zero results as two lines. */
@@ -49,7 +40,6 @@ typedef struct row_spec {
 
 typedef struct func_spec {
     pm_lfu_func func;
-    long double (*ref)(long double);
     row_spec rows[3];
 } func_spec;
 
@@ -61,67 +51,37 @@ typedef struct func_spec {
  * zero (sigmoid(x) rounds to +0 below -103.98, SiLU below -108.5, GELU
  * below -14.5), so over the tails the table is exhaustive, not sampled. */
 static const func_spec funcs[] = {
-    {PM_LFU_EXP, r_exp,
+    {PM_LFU_EXP,
      {{"x in [-88, 89], normal results", -88.0f, 89.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f, NULL, 0},
       {"x in [-104, -87], subnormal results", -104.0f, -87.0f, 0, 0, KEEP_SUBNORMAL, -100.0f, -96.0f, NULL, 0}}},
-    {PM_LFU_EXP2, r_exp2,
+    {PM_LFU_EXP2,
      {{"x in [-127, 129], normal results", -127.0f, 129.0f, 0, 0, KEEP_NORMAL, 1.0f, 2.0f, NULL, 0},
       {"x in [-151, -125], subnormal results", -151.0f, -125.0f, 0, 0, KEEP_SUBNORMAL, -140.0f, -136.0f, NULL, 0}}},
-    {PM_LFU_SIGMOID, r_sigmoid,
+    {PM_LFU_SIGMOID,
      {{"x >= -16 (main table, all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f, NULL, 0},
       {"x < -16 (tail), normal results", -FLT_MAX, BELOW_16, 0, 0, SPLIT, -104.0f, -16.0f,
        "x < -16 (tail), subnormal or zero results", 0}}},
-    {PM_LFU_TANH, r_tanh,
+    {PM_LFU_TANH,
      {{"all finite x", -FLT_MAX, FLT_MAX, 0, 0, KEEP_ALL, 0.5f, 1.0f, NULL, 0}}},
-    {PM_LFU_SILU, r_silu,
+    {PM_LFU_SILU,
      {{"x >= -16 (main table, all finite)", -16.0f, FLT_MAX, 0, 0, KEEP_ALL, -8.0f, -4.0f, NULL, 0},
       {"x < -16 (tail), normal results", -FLT_MAX, BELOW_16, 0, 0, SPLIT, -112.0f, -16.0f,
        "x < -16 (tail), subnormal or zero results", 0}}},
-    {PM_LFU_GELU, r_gelu,
+    {PM_LFU_GELU,
      {{"x >= -2 (main table, all finite)", -2.0f, FLT_MAX, 0, 0, KEEP_ALL, -2.0f, -1.0f, NULL, 0},
       {"x < -2 (tail), normal results", -FLT_MAX, BELOW_2, 0, 0, SPLIT, -16.0f, -2.0f,
        "x < -2 (tail), subnormal or zero results", 1}}},
-    {PM_LFU_RSQRT, r_rsqrt,
+    {PM_LFU_RSQRT,
      {{"all finite x > 0 (subnormal x too)", FLT_TRUE_MIN, FLT_MAX, 0, 0, KEEP_ALL, 1.0f, 4.0f, NULL, 0}}},
-    {PM_LFU_RECIP, r_recip,
+    {PM_LFU_RECIP,
      {{"finite x != 0, normal results", FLT_TRUE_MIN, FLT_MAX, -FLT_MAX, -FLT_TRUE_MIN, KEEP_NORMAL, 1.0f, 2.0f, NULL, 0},
       {"abs(x) > 2^126, subnormal results", 0x1p126f, FLT_MAX, -FLT_MAX, -0x1p126f, KEEP_SUBNORMAL, 0, 0, NULL, 0}}},
 };
 
 /* ---- orderings and roundings ---- */
 
-/* Monotone integer key of a float's bit pattern: ulp distance = key difference. */
-static int64_t key32(float x)
-{
-    uint32_t b = pm_f32_bits(x);
-    return (b >> 31) ? -(int64_t)(b & 0x7fffffffu) : (int64_t)b;
-}
-
-static float from_key32(int64_t k) { return pm_f32_from_bits(k < 0 ? 0x80000000u | (uint32_t)(-k) : (uint32_t)k); }
-
-static int64_t key16(uint16_t h) { return (h >> 15) ? -(int64_t)(h & 0x7fffu) : (int64_t)h; }
-
-/* fp32 -> bf16, round to nearest even (the rounding a bf16 store does). */
-static uint16_t bf16_of_f32(float x)
-{
-    uint32_t b = pm_f32_bits(x);
-    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
-
-/* long double -> bf16 rounded once (RNE), with subnormals and overflow. */
-static uint16_t bf16_of_ld(long double v)
-{
-    uint16_t sign = signbit(v) ? 0x8000u : 0u;
-    long double a = fabsl(v);
-    if (a == 0.0L) return sign;
-    if (isinf(a)) return sign | 0x7f80u;
-    int e;
-    frexpl(a, &e); /* a in [2^(e-1), 2^e) */
-    int q = e - 8 < -133 ? -133 : e - 8;
-    long double r = ldexpl(rintl(ldexpl(a, -q)), q);
-    if (r >= 0x1p128L) return sign | 0x7f80u;
-    return (uint16_t)(sign | (pm_f32_bits((float)r) >> 16));
-}
+/* Keys, ulp distances and the bf16 rounding of the reference:
+ * tools/lfu_reference.h, shared with tests/unit/test_lfu.c. */
 
 /* ---- measuring ---- */
 
@@ -139,7 +99,7 @@ enum { CLS_NORMAL, CLS_SUB, CLS_INF, CLS_COUNT };
 
 typedef struct meter {
     const pm_lfu_table *t;
-    long double (*ref)(long double);
+    pm_lfu_func func;
     stats cls[CLS_COUNT];
     stats *bands; /* GELU tail bands, or NULL */
 } meter;
@@ -156,8 +116,8 @@ static void merge(stats *into, const stats *s)
 static void account(stats *st, float x, float y, long double r, float rf)
 {
     st->samples++;
-    int64_t d32 = y != y ? INT64_MAX / 4 : llabs(key32(y) - key32(rf));
-    int64_t d16 = y != y ? INT64_MAX / 4 : llabs(key16(bf16_of_f32(y)) - key16(bf16_of_ld(r)));
+    int64_t d32 = pm_ref_ulp32(y, rf);
+    int64_t d16 = pm_ref_ulp16(y, r);
     long double ae = isinf(r) && y == r ? 0.0L : fabsl((long double)y - r);
     if (d32 > st->ulp32) st->ulp32 = d32, st->worst32 = x;
     if (d16 > st->ulp16) st->ulp16 = d16, st->worst16 = x;
@@ -173,10 +133,10 @@ static void measure_keys(meter *mt, int64_t k0, int64_t k1, int64_t stride)
     int64_t k = k0;
     while (k <= k1) {
         size_t n = 0;
-        for (; n < CHUNK && k <= k1; n++, k += stride) xs[n] = from_key32(k);
+        for (; n < CHUNK && k <= k1; n++, k += stride) xs[n] = pm_ref_from_key32(k);
         pm_lfu_eval_array(mt->t, xs, ys, n);
         for (size_t i = 0; i < n; i++) {
-            long double r = mt->ref((long double)xs[i]);
+            long double r = pm_ref_eval(mt->func, (long double)xs[i]);
             float rf = (float)r, a = fabsf(rf);
             int c = a > FLT_MAX ? CLS_INF : a >= FLT_MIN ? CLS_NORMAL : CLS_SUB;
             account(&mt->cls[c], xs[i], ys[i], r, rf);
@@ -188,7 +148,7 @@ static void measure_keys(meter *mt, int64_t k0, int64_t k1, int64_t stride)
 /* Every stride-th pattern of [lo, hi] (stride odd, about `target` samples). */
 static void measure_range(meter *mt, float lo, float hi, int64_t target)
 {
-    int64_t k0 = key32(lo), k1 = key32(hi);
+    int64_t k0 = pm_ref_key32(lo), k1 = pm_ref_key32(hi);
     int64_t stride = (k1 - k0 + 1) / target;
     if (stride < 1) stride = 1;
     stride |= 1;
@@ -238,11 +198,11 @@ int main(int argc, char **argv)
             meter mt;
             memset(&mt, 0, sizeof mt);
             mt.t = &table;
-            mt.ref = fs->ref;
+            mt.func = fs->func;
             mt.bands = rs->bands ? bands : NULL;
             measure_range(&mt, rs->lo, rs->hi, target);
             if (rs->lo2 < rs->hi2) measure_range(&mt, rs->lo2, rs->hi2, target);
-            if (rs->dense_lo < rs->dense_hi) measure_keys(&mt, key32(rs->dense_lo), key32(rs->dense_hi) - 1, 1);
+            if (rs->dense_lo < rs->dense_hi) measure_keys(&mt, pm_ref_key32(rs->dense_lo), pm_ref_key32(rs->dense_hi) - 1, 1);
             /* A row shows the classes it keeps; SPLIT rows show normal (and
              * overflowing) results and subnormal-or-zero results apart. */
             stats shown[2];

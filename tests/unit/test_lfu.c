@@ -4,67 +4,17 @@
  * trips and malformed-input handling. */
 #include "polymorph/lfu.h"
 #include "polymorph/numerics.h"
+#include "lfu_reference.h"
 #include "test.h"
 
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 
-#define SQRT1_2_L 0.707106781186547524400844362104849039L
+/* ---- references and distances (tools/lfu_reference.h, shared with tools/lfu_error) ---- */
 
-/* ---- references and distances ---- */
-
-static long double r_exp(long double x) { return expl(x); }
-static long double r_exp2(long double x) { return exp2l(x); }
-static long double r_sigmoid(long double x) { return 1.0L / (1.0L + expl(-x)); }
-static long double r_tanh(long double x) { return tanhl(x); }
-static long double r_silu(long double x) { return x / (1.0L + expl(-x)); }
-static long double r_gelu(long double x) { return x * 0.5L * erfcl(-x * SQRT1_2_L); }
-static long double r_rsqrt(long double x) { return 1.0L / sqrtl(x); }
-static long double r_recip(long double x) { return 1.0L / x; }
-
-static int64_t key32(float x)
-{
-    uint32_t b = pm_f32_bits(x);
-    return (b >> 31) ? -(int64_t)(b & 0x7fffffffu) : (int64_t)b;
-}
-
-static int64_t ulp32(float y, long double ref)
-{
-    if (y != y) return INT64_MAX / 4;
-    int64_t d = key32(y) - key32((float)ref);
-    return d < 0 ? -d : d;
-}
-
-static int64_t key16(uint16_t h) { return (h >> 15) ? -(int64_t)(h & 0x7fffu) : (int64_t)h; }
-
-static uint16_t bf16_of_f32(float x)
-{
-    uint32_t b = pm_f32_bits(x);
-    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
-
-/* long double rounded once to bf16 (RNE; subnormals and overflow included). */
-static uint16_t bf16_of_ld(long double v)
-{
-    uint16_t sign = signbit(v) ? 0x8000u : 0u;
-    long double a = fabsl(v);
-    if (a == 0.0L) return sign;
-    if (isinf(a)) return sign | 0x7f80u;
-    int e;
-    frexpl(a, &e);
-    int q = e - 8 < -133 ? -133 : e - 8;
-    long double r = ldexpl(rintl(ldexpl(a, -q)), q);
-    if (r >= 0x1p128L) return sign | 0x7f80u;
-    return (uint16_t)(sign | (pm_f32_bits((float)r) >> 16));
-}
-
-static int64_t ulp16(float y, long double ref)
-{
-    if (y != y) return INT64_MAX / 4;
-    int64_t d = key16(bf16_of_f32(y)) - key16(bf16_of_ld(ref));
-    return d < 0 ? -d : d;
-}
+static int64_t ulp32(float y, long double ref) { return pm_ref_ulp32(y, (float)ref); }
+static int64_t ulp16(float y, long double ref) { return pm_ref_ulp16(y, ref); }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd32(void)
@@ -80,9 +30,9 @@ static uint32_t rnd32(void)
 static float draw(float lo, float hi)
 {
     if (rnd32() & 1) {
-        int64_t k0 = key32(lo), k1 = key32(hi);
+        int64_t k0 = pm_ref_key32(lo), k1 = pm_ref_key32(hi);
         int64_t k = k0 + (int64_t)(((uint64_t)rnd32() << 32 | rnd32()) % (uint64_t)(k1 - k0 + 1));
-        return pm_f32_from_bits(k < 0 ? 0x80000000u | (uint32_t)(-k) : (uint32_t)k);
+        return pm_ref_from_key32(k);
     }
     float u = (float)((double)rnd32() / 4294967296.0);
     float x = lo + (hi - lo) * u;
@@ -105,42 +55,41 @@ enum { ALL = 0, NORMAL = 1, SUBNORMAL_OR_ZERO = 2 };
 
 typedef struct accuracy_case {
     pm_lfu_func func;
-    long double (*ref)(long double);
     float lo, hi;
     int keep;
     int64_t max_ulp32, max_ulp16;
 } accuracy_case;
 
 static const accuracy_case accuracy[] = {
-    {PM_LFU_EXP, r_exp, -88.0f, 89.0f, NORMAL, 1, 1},
-    {PM_LFU_EXP, r_exp, -104.0f, -87.0f, ALL, 1, 1}, /* subnormal results */
-    {PM_LFU_EXP2, r_exp2, -127.0f, 129.0f, NORMAL, 1, 1},
-    {PM_LFU_EXP2, r_exp2, -151.0f, -125.0f, ALL, 1, 1},
+    {PM_LFU_EXP, -88.0f, 89.0f, NORMAL, 1, 1},
+    {PM_LFU_EXP, -104.0f, -87.0f, ALL, 1, 1}, /* subnormal results */
+    {PM_LFU_EXP2, -127.0f, 129.0f, NORMAL, 1, 1},
+    {PM_LFU_EXP2, -151.0f, -125.0f, ALL, 1, 1},
     /* sigmoid, SiLU, GELU: the whole real line; the tails (x < -16, x < -2)
      * are exhaustively measured in docs/lfu.md, so their bounds are maxima
      * over every input, not over a sample. */
-    {PM_LFU_SIGMOID, r_sigmoid, -FLT_MAX, FLT_MAX, NORMAL, 2, 1},
-    {PM_LFU_SIGMOID, r_sigmoid, -16.0f, 16.0f, ALL, 2, 1},
-    {PM_LFU_SIGMOID, r_sigmoid, -88.0f, -16.0f, NORMAL, 2, 1},           /* tail */
-    {PM_LFU_SIGMOID, r_sigmoid, -FLT_MAX, -86.0f, SUBNORMAL_OR_ZERO, 1, 1}, /* tail */
-    {PM_LFU_SIGMOID, r_sigmoid, -106.0f, -86.0f, SUBNORMAL_OR_ZERO, 1, 1},
-    {PM_LFU_TANH, r_tanh, -FLT_MAX, FLT_MAX, ALL, 2, 1},
-    {PM_LFU_TANH, r_tanh, -10.0f, 10.0f, ALL, 2, 1},
-    {PM_LFU_SILU, r_silu, -FLT_MAX, FLT_MAX, NORMAL, 3, 1},
-    {PM_LFU_SILU, r_silu, -16.0f, 16.0f, ALL, 3, 1},
-    {PM_LFU_SILU, r_silu, -93.0f, -16.0f, NORMAL, 3, 1},
-    {PM_LFU_SILU, r_silu, -FLT_MAX, -90.0f, SUBNORMAL_OR_ZERO, 1, 1},
-    {PM_LFU_SILU, r_silu, -111.0f, -90.0f, SUBNORMAL_OR_ZERO, 1, 1},
-    {PM_LFU_SILU, r_silu, -0x1p-124f, 0x1p-124f, SUBNORMAL_OR_ZERO, 1, 1}, /* x-times form at tiny x */
-    {PM_LFU_GELU, r_gelu, -FLT_MAX, FLT_MAX, NORMAL, 3, 1},
-    {PM_LFU_GELU, r_gelu, -2.0f, 6.0f, ALL, 2, 1},
-    {PM_LFU_GELU, r_gelu, -2.0f, FLT_MAX, ALL, 2, 1},
-    {PM_LFU_GELU, r_gelu, -14.0f, -2.0f, NORMAL, 3, 1},                 /* tail: the Gaussian */
-    {PM_LFU_GELU, r_gelu, -FLT_MAX, -12.5f, SUBNORMAL_OR_ZERO, 2, 1},
-    {PM_LFU_GELU, r_gelu, -15.0f, -12.5f, SUBNORMAL_OR_ZERO, 2, 1},
-    {PM_LFU_RSQRT, r_rsqrt, FLT_TRUE_MIN, FLT_MAX, ALL, 1, 1},
-    {PM_LFU_RECIP, r_recip, FLT_TRUE_MIN, FLT_MAX, ALL, 1, 1},
-    {PM_LFU_RECIP, r_recip, -FLT_MAX, -FLT_TRUE_MIN, ALL, 1, 1},
+    {PM_LFU_SIGMOID, -FLT_MAX, FLT_MAX, NORMAL, 2, 1},
+    {PM_LFU_SIGMOID, -16.0f, 16.0f, ALL, 2, 1},
+    {PM_LFU_SIGMOID, -88.0f, -16.0f, NORMAL, 2, 1},           /* tail */
+    {PM_LFU_SIGMOID, -FLT_MAX, -86.0f, SUBNORMAL_OR_ZERO, 1, 1}, /* tail */
+    {PM_LFU_SIGMOID, -106.0f, -86.0f, SUBNORMAL_OR_ZERO, 1, 1},
+    {PM_LFU_TANH, -FLT_MAX, FLT_MAX, ALL, 2, 1},
+    {PM_LFU_TANH, -10.0f, 10.0f, ALL, 2, 1},
+    {PM_LFU_SILU, -FLT_MAX, FLT_MAX, NORMAL, 3, 1},
+    {PM_LFU_SILU, -16.0f, 16.0f, ALL, 3, 1},
+    {PM_LFU_SILU, -93.0f, -16.0f, NORMAL, 3, 1},
+    {PM_LFU_SILU, -FLT_MAX, -90.0f, SUBNORMAL_OR_ZERO, 1, 1},
+    {PM_LFU_SILU, -111.0f, -90.0f, SUBNORMAL_OR_ZERO, 1, 1},
+    {PM_LFU_SILU, -0x1p-124f, 0x1p-124f, SUBNORMAL_OR_ZERO, 1, 1}, /* x-times form at tiny x */
+    {PM_LFU_GELU, -FLT_MAX, FLT_MAX, NORMAL, 3, 1},
+    {PM_LFU_GELU, -2.0f, 6.0f, ALL, 2, 1},
+    {PM_LFU_GELU, -2.0f, FLT_MAX, ALL, 2, 1},
+    {PM_LFU_GELU, -14.0f, -2.0f, NORMAL, 3, 1},                 /* tail: the Gaussian */
+    {PM_LFU_GELU, -FLT_MAX, -12.5f, SUBNORMAL_OR_ZERO, 2, 1},
+    {PM_LFU_GELU, -15.0f, -12.5f, SUBNORMAL_OR_ZERO, 2, 1},
+    {PM_LFU_RSQRT, FLT_TRUE_MIN, FLT_MAX, ALL, 1, 1},
+    {PM_LFU_RECIP, FLT_TRUE_MIN, FLT_MAX, ALL, 1, 1},
+    {PM_LFU_RECIP, -FLT_MAX, -FLT_TRUE_MIN, ALL, 1, 1},
 };
 
 TEST(test_builtin_accuracy)
@@ -152,7 +101,7 @@ TEST(test_builtin_accuracy)
         float at32 = 0, at16 = 0;
         for (int i = 0; i < 60000; i++) {
             float x = draw(ac->lo, ac->hi);
-            long double r = ac->ref(x);
+            long double r = pm_ref_eval(ac->func, x);
             float rf = (float)r;
             int normal = fabsf(rf) >= FLT_MIN && fabsf(rf) <= FLT_MAX;
             if ((ac->keep == NORMAL && !normal) || (ac->keep == SUBNORMAL_OR_ZERO && fabsf(rf) >= FLT_MIN)) continue;
@@ -178,15 +127,14 @@ TEST(test_builtin_tails)
 {
     static const struct {
         pm_lfu_func f;
-        long double (*ref)(long double);
         float lo, hi;        /* results subnormal or zero here */
         long double max_abs; /* measured by tools/lfu_error (exhaustive over the tails), last digit rounded up */
         float zero_below;    /* every x below gives exactly zero_bits */
         uint32_t zero_bits;
     } tails[] = {
-        {PM_LFU_SIGMOID, r_sigmoid, -104.0f, -87.4f, 1.411e-45L, -104.0f, 0x00000000u},
-        {PM_LFU_SILU, r_silu, -109.0f, -91.9f, 1.963e-45L, -109.0f, 0x80000000u},
-        {PM_LFU_GELU, r_gelu, -14.6f, -13.2f, 2.438e-45L, -14.6f, 0x80000000u},
+        {PM_LFU_SIGMOID, -104.0f, -87.4f, 1.411e-45L, -104.0f, 0x00000000u},
+        {PM_LFU_SILU, -109.0f, -91.9f, 1.963e-45L, -109.0f, 0x80000000u},
+        {PM_LFU_GELU, -14.6f, -13.2f, 2.438e-45L, -14.6f, 0x80000000u},
     };
     for (size_t c = 0; c < sizeof tails / sizeof tails[0]; c++) {
         pm_lfu_table t = builtin(tails[c].f);
@@ -194,10 +142,10 @@ TEST(test_builtin_tails)
         int zeros_ok = 1;
         for (int i = 0; i < 20000; i++) {
             float x = draw(tails[c].lo, tails[c].hi);
-            long double e = fabsl((long double)pm_lfu_eval(&t, x) - tails[c].ref(x));
+            long double e = fabsl((long double)pm_lfu_eval(&t, x) - pm_ref_eval(tails[c].f, x));
             if (e > worst) worst = e;
             float z = draw(-FLT_MAX, tails[c].zero_below);
-            zeros_ok &= pm_f32_bits(pm_lfu_eval(&t, z)) == tails[c].zero_bits && fabsl(tails[c].ref(z)) < 0x1p-150L;
+            zeros_ok &= pm_f32_bits(pm_lfu_eval(&t, z)) == tails[c].zero_bits && fabsl(pm_ref_eval(tails[c].f, z)) < 0x1p-150L;
         }
         CHECK_MSG(worst <= tails[c].max_abs, "%s tail: abs error %Lg > %Lg", t.name, worst, tails[c].max_abs);
         CHECK_MSG(zeros_ok, "%s below %g is not the signed zero %08x", t.name, (double)tails[c].zero_below, tails[c].zero_bits);
@@ -433,7 +381,7 @@ TEST(test_segment_starts_exact)
     for (uint32_t s = 0; s < t.segments; s++) {
         float x = -16.0f + (float)s / 8.0f;
         CHECK_MSG(pm_lfu_eval(&t, x) == t.coeffs[s * 4], "segment %u", s);
-        CHECK_MSG(ulp32(pm_lfu_eval(&t, x), r_sigmoid(x)) == 0, "sigmoid(%g)", (double)x);
+        CHECK_MSG(ulp32(pm_lfu_eval(&t, x), pm_ref_eval(PM_LFU_SIGMOID, x)) == 0, "sigmoid(%g)", (double)x);
     }
     pm_lfu_table_free(&t);
 }
