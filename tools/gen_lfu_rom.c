@@ -306,19 +306,40 @@ int main(int argc, char **argv)
              " * segments, fitted the same way (docs/lfu.md, \"Tails\"). */\n"
              "#include \"lfu_internal.h\"\n\n");
     int bad = 0;
+    /* Each table's coefficients are fitted into their own text first; a table
+     * whose coefficients come out identical to an earlier one's (SiLU is x
+     * times sigmoid's polynomial, with sigmoid's tail) uses that array
+     * instead of a second copy. */
+    text bodies[PM_LFU_FUNC_COUNT] = {{0}};
+    int array_of[PM_LFU_FUNC_COUNT];
     for (int i = 0; i < PM_LFU_FUNC_COUNT; i++) {
         const rom_spec *sp = &specs[i];
         const pm_lfu_table *sh = &sp->shape;
-        emit(&o, "/* %s */\nstatic const float %s_coeffs[%zu] = {\n", sp->note, sp->c_name, pm_lfu_coeff_count(sh));
-        emit_sub(&o, sp->c_name, "", sp->target, sh->degree, sh->segments, sh->x_min, sh->x_max);
+        text *body = &bodies[i];
+        emit_sub(body, sp->c_name, "", sp->target, sh->degree, sh->segments, sh->x_min, sh->x_max);
         if (sh->tail.kind != PM_LFU_TAIL_NONE) {
-            emit(&o, "    /* tail h(x) on [%g, %g] */\n", (double)sh->tail.h_min, (double)sh->tail.h_max);
-            emit_sub(&o, sp->c_name, " tail h", sp->h_target, sh->degree, sh->tail.h_segments, sh->tail.h_min, sh->tail.h_max);
-            emit(&o, "    /* tail exp(r) on [%g, %g] */\n", (double)sh->tail.e_min, (double)sh->tail.e_max);
-            emit_sub(&o, sp->c_name, " tail e", t_exp, sh->degree, sh->tail.e_segments, sh->tail.e_min, sh->tail.e_max);
+            emit(body, "    /* tail h(x) on [%g, %g] */\n", (double)sh->tail.h_min, (double)sh->tail.h_max);
+            emit_sub(body, sp->c_name, " tail h", sp->h_target, sh->degree, sh->tail.h_segments, sh->tail.h_min, sh->tail.h_max);
+            emit(body, "    /* tail exp(r) on [%g, %g] */\n", (double)sh->tail.e_min, (double)sh->tail.e_max);
+            emit_sub(body, sp->c_name, " tail e", t_exp, sh->degree, sh->tail.e_segments, sh->tail.e_min, sh->tail.e_max);
         }
+        array_of[i] = i;
+        for (int j = 0; j < i; j++)
+            if (array_of[j] == j && bodies[j].len == body->len && memcmp(bodies[j].data, body->data, body->len) == 0 &&
+                pm_lfu_coeff_count(&specs[j].shape) == pm_lfu_coeff_count(sh)) {
+                array_of[i] = j;
+                break;
+            }
+        if (array_of[i] != i) {
+            emit(&o, "/* %s */\n/* %s uses %s_coeffs: its fitted coefficients are identical. */\n\n", sp->note,
+                 sp->c_name, specs[array_of[i]].c_name);
+            continue;
+        }
+        emit(&o, "/* %s */\nstatic const float %s_coeffs[%zu] = {\n", sp->note, sp->c_name, pm_lfu_coeff_count(sh));
+        emit(&o, "%.*s", (int)body->len, body->data ? body->data : "");
         emit(&o, "};\n\n");
     }
+    for (int i = 0; i < PM_LFU_FUNC_COUNT; i++) free(bodies[i].data);
     emit(&o, "const pm_lfu_rom_entry pm_lfu_rom[PM_LFU_FUNC_COUNT] = {\n");
     for (int i = 0; i < PM_LFU_FUNC_COUNT; i++) {
         const pm_lfu_table *t = &specs[i].shape;
@@ -327,7 +348,7 @@ int main(int argc, char **argv)
              hexf(t->x_min, b[0]), hexf(t->x_max, b[1]), hexf(t->below_value, b[2]), hexf(t->above_value, b[3]),
              hexf(t->below_slope, b[4]), hexf(t->above_slope, b[5]));
         for (int k = 0; k < 8; k++) emit(&o, "%s%s", k ? ", " : "", hexf(t->param[k], b[0]));
-        emit(&o, "},\n            %s_coeffs", specs[i].c_name);
+        emit(&o, "},\n            %s_coeffs", specs[array_of[i]].c_name);
         const pm_lfu_tail *tl = &t->tail;
         emit(&o, ",\n            {%u, %u, %u, %u, %s, %s, %s, %s, %s, %s, %s, %s}", (unsigned)tl->kind, (unsigned)tl->form,
              (unsigned)tl->h_segments, (unsigned)tl->e_segments, hexf(tl->a_scale, b[0]), hexf(tl->h_min, b[1]),
