@@ -46,6 +46,19 @@ void pm_error_prefix(pm_error *err, const char *fmt, ...) __attribute__((format(
 void pm_error_clear(pm_error *err);
 const char *pm_status_name(pm_status status);
 
+/* A growing text buffer for generated text (disassembly, traces, docs).
+ * Start from {0}; on allocation failure `failed` is set, later appends are
+ * ignored and the caller reports it once. data is NUL-terminated when
+ * non-NULL; free it with free() (or take ownership of it). */
+typedef struct pm_text {
+    char *data;
+    size_t len, cap;
+    int failed;
+} pm_text;
+
+void pm_text_printf(pm_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pm_text_append(pm_text *t, const char *s, size_t n);
+
 /* Whole-file helpers used by tools and tests (not by the simulator). The
  * buffer is NUL-terminated for convenience; *len excludes the NUL. */
 pm_status pm_read_file(const char *path, uint8_t **data, size_t *len, pm_error *err);

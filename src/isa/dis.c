@@ -89,43 +89,6 @@ pm_status pm_format_insn(const pm_insn *insn, char *buf, size_t cap, pm_error *e
     return format_insn(insn, buf, cap, (label_namer){plain_label, NULL}, err);
 }
 
-/* ---- growing text buffer ---- */
-
-typedef struct text {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} text;
-
-static void emit(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(text *t, const char *fmt, ...)
-{
-    if (t->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->oom = true;
-            return;
-        }
-        if (t->p && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t ncap = t->cap ? t->cap : 4096;
-        while (ncap - t->len <= (size_t)n) ncap *= 2;
-        char *np = realloc(t->p, ncap);
-        if (!np) {
-            t->oom = true;
-            return;
-        }
-        t->p = np;
-        t->cap = ncap;
-    }
-}
-
 /* ---- whole programs ---- */
 
 typedef struct dis_ctx {
@@ -145,15 +108,15 @@ static const char *code_label(const void *ctx, uint64_t index, char *scratch, si
     return scratch;
 }
 
-static void emit_code_labels(text *t, const dis_ctx *d, size_t index)
+static void emit_code_labels(pm_text *t, const dis_ctx *d, size_t index)
 {
     size_t k = d->code_first[index];
     bool any = false;
     for (; k != SIZE_MAX && k < d->code_sym_count && d->p->symbols[d->code_syms[k]].addr == index; k++) {
-        emit(t, "%s:\n", d->p->symbols[d->code_syms[k]].name);
+        pm_text_printf(t, "%s:\n", d->p->symbols[d->code_syms[k]].name);
         any = true;
     }
-    if (!any && index < d->p->code_count && d->is_target[index]) emit(t, ".L%zu:\n", index);
+    if (!any && index < d->p->code_count && d->is_target[index]) pm_text_printf(t, ".L%zu:\n", index);
 }
 
 /* Symbols are printed in the file format's canonical order (memory, address,
@@ -185,18 +148,18 @@ static const char *mem_directive(pm_mem_kind m)
 }
 
 /* Bytes [from, to) of a section as .zero / .byte rows. */
-static void emit_bytes(text *t, const uint8_t *data, uint64_t from, uint64_t to)
+static void emit_bytes(pm_text *t, const uint8_t *data, uint64_t from, uint64_t to)
 {
     uint64_t pos = from;
     while (pos < to) {
         uint64_t z = pos;
         while (z < to && data[z] == 0) z++;
         if (z - pos >= 16) {
-            emit(t, "    .zero %" PRIu64 "\n", z - pos);
+            pm_text_printf(t, "    .zero %" PRIu64 "\n", z - pos);
             pos = z;
             continue;
         }
-        emit(t, "    .byte ");
+        pm_text_printf(t, "    .byte ");
         uint64_t n = 0;
         while (pos < to && n < 16) {
             if (n && data[pos] == 0) { /* stop before a long zero run */
@@ -204,10 +167,10 @@ static void emit_bytes(text *t, const uint8_t *data, uint64_t from, uint64_t to)
                 while (r < to && r - pos < 16 && data[r] == 0) r++;
                 if (r - pos >= 16) break;
             }
-            emit(t, "%s0x%02x", n ? ", " : "", data[pos]);
+            pm_text_printf(t, "%s0x%02x", n ? ", " : "", data[pos]);
             pos++, n++;
         }
-        emit(t, "\n");
+        pm_text_printf(t, "\n");
     }
 }
 
@@ -225,7 +188,7 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
     size_t *data_syms = malloc((nsym ? nsym : 1) * sizeof *data_syms);
     size_t *tmp = malloc((nsym ? nsym : 1) * sizeof *tmp);
     uint8_t *printed = calloc(nsym ? nsym : 1, 1);
-    text t = {0};
+    pm_text t = {0};
     pm_status st = PM_OK;
     if (!d.code_first || !d.code_syms || !d.is_target || !data_syms || !tmp || !printed) {
         st = pm_error_set(err, PM_ERR_NOMEM, "disassemble: out of memory");
@@ -275,7 +238,7 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
             }
     }
 
-    emit(&t, "; Polymorph program: %zu instructions, %zu sections, %zu symbols\n.text\n", p->code_count,
+    pm_text_printf(&t, "; Polymorph program: %zu instructions, %zu sections, %zu symbols\n.text\n", p->code_count,
          p->section_count, nsym);
     label_namer namer = {code_label, &d};
     for (size_t i = 0; i < p->code_count; i++) {
@@ -284,11 +247,11 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
         pm_decode(p->code[i], &insn, NULL);
         char line[256];
         if ((st = format_insn(&insn, line, sizeof line, namer, err))) goto done;
-        emit(&t, "    %s\n", line);
+        pm_text_printf(&t, "    %s\n", line);
     }
     emit_code_labels(&t, &d, p->code_count);
-    if (d.code_first[p->entry] != SIZE_MAX) emit(&t, ".entry %s\n", p->symbols[d.code_syms[d.code_first[p->entry]]].name);
-    else emit(&t, ".entry %" PRIu32 "\n", p->entry);
+    if (d.code_first[p->entry] != SIZE_MAX) pm_text_printf(&t, ".entry %s\n", p->symbols[d.code_syms[d.code_first[p->entry]]].name);
+    else pm_text_printf(&t, ".entry %" PRIu32 "\n", p->entry);
 
     /* Data sections in program order, labels at their addresses. */
     for (size_t si = 0; si < p->section_count; si++) {
@@ -297,7 +260,7 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
             st = pm_error_set(err, PM_ERR_INVALID, "disassemble: section %zu has a bad memory kind", si);
             goto done;
         }
-        emit(&t, "\n%s 0x%" PRIx64 "\n", mem_directive(sec->mem), sec->addr);
+        pm_text_printf(&t, "\n%s 0x%" PRIx64 "\n", mem_directive(sec->mem), sec->addr);
         /* first data symbol of this memory at or after the section start */
         size_t lo = 0, hi = ndata;
         while (lo < hi) {
@@ -313,7 +276,7 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
             uint64_t off = s->addr - sec->addr;
             emit_bytes(&t, sec->data, pos, off);
             pos = off;
-            emit(&t, "%s:\n", s->name);
+            pm_text_printf(&t, "%s:\n", s->name);
             printed[data_syms[k]] = 1;
         }
         emit_bytes(&t, sec->data, pos, sec->size);
@@ -322,7 +285,7 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
     for (size_t k = 0; k < ndata; k++) {
         const pm_symbol *s = &p->symbols[data_syms[k]];
         if (printed[data_syms[k]]) continue;
-        emit(&t, "\n%s 0x%" PRIx64 "\n%s:\n", mem_directive(s->mem), s->addr, s->name);
+        pm_text_printf(&t, "\n%s 0x%" PRIx64 "\n%s:\n", mem_directive(s->mem), s->addr, s->name);
     }
     bool heading = false;
     for (size_t i = 0; i < nsym; i++) {
@@ -333,18 +296,18 @@ pm_status pm_disassemble(const pm_program *p, char **out, pm_error *err)
             st = pm_error_set(err, PM_ERR_INVALID, "disassemble: tensor %s has a bad dtype, rank or memory", s->name);
             goto done;
         }
-        if (!heading) emit(&t, "\n");
+        if (!heading) pm_text_printf(&t, "\n");
         heading = true;
-        emit(&t, ".tensor %s, %s", s->name, f->name);
-        for (uint32_t r = 0; r < s->rank; r++) emit(&t, ", %" PRIu64, s->shape[r]);
-        emit(&t, "\n");
+        pm_text_printf(&t, ".tensor %s, %s", s->name, f->name);
+        for (uint32_t r = 0; r < s->rank; r++) pm_text_printf(&t, ", %" PRIu64, s->shape[r]);
+        pm_text_printf(&t, "\n");
     }
-    if (t.oom) {
+    if (t.failed) {
         st = pm_error_set(err, PM_ERR_NOMEM, "disassemble: out of memory");
         goto done;
     }
-    *out = t.p;
-    t.p = NULL;
+    *out = t.data;
+    t.data = NULL;
 done:
     free(d.code_first);
     free(d.code_syms);
@@ -352,6 +315,6 @@ done:
     free(data_syms);
     free(tmp);
     free(printed);
-    free(t.p);
+    free(t.data);
     return st;
 }

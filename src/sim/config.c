@@ -813,21 +813,12 @@ static bool format_value(const pm_config *cfg, const field_def *f, char *buf, si
 char *pm_config_to_text(const pm_config *cfg)
 {
     if (!cfg) return NULL;
-    /* Bounded: names, description and ~31 short lines. */
-    size_t cap = 4096 + sizeof cfg->name + sizeof cfg->description;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    size_t used = 0;
-#define EMIT(...)                                                              \
-    do {                                                                       \
-        int n_ = snprintf(out + used, cap - used, __VA_ARGS__);                \
-        if (n_ < 0 || (size_t)n_ >= cap - used) goto overflow;                 \
-        used += (size_t)n_;                                                    \
-    } while (0)
-    EMIT("# Polymorph engine configuration (canonical form)\n");
-    if (strnlen(cfg->name, sizeof cfg->name) < sizeof cfg->name && cfg->name[0]) EMIT("name = %s\n", cfg->name);
+    pm_text t = {0};
+    pm_text_printf(&t, "# Polymorph engine configuration (canonical form)\n");
+    if (strnlen(cfg->name, sizeof cfg->name) < sizeof cfg->name && cfg->name[0])
+        pm_text_printf(&t, "name = %s\n", cfg->name);
     if (strnlen(cfg->description, sizeof cfg->description) < sizeof cfg->description && cfg->description[0])
-        EMIT("description = %s\n", cfg->description);
+        pm_text_printf(&t, "description = %s\n", cfg->description);
     const char *section = "";
     for (size_t i = 0; i < FIELD_COUNT; i++) {
         const field_def *f = &fields[i];
@@ -835,15 +826,15 @@ char *pm_config_to_text(const pm_config *cfg)
         if (!field_is_set(cfg, f) || !format_value(cfg, f, value, sizeof value)) continue;
         if (strcmp(section, f->section) != 0) {
             section = f->section;
-            EMIT("\n[%s]\n", section);
+            pm_text_printf(&t, "\n[%s]\n", section);
         }
-        EMIT("%s = %s\n", f->key, value);
+        pm_text_printf(&t, "%s = %s\n", f->key, value);
     }
-#undef EMIT
-    return out;
-overflow:
-    free(out);
-    return NULL;
+    if (t.failed) {
+        free(t.data);
+        return NULL;
+    }
+    return t.data;
 }
 
 bool pm_config_equal(const pm_config *a, const pm_config *b)

@@ -148,14 +148,13 @@ static bool conflicts(const pm_inflight *f, const pm_cost *c, bool raw_only, pm_
 static pm_status hazard(const pm_engine *e, pm_unit unit, const pm_insn *in, pm_unit other, const pm_inflight *f,
                         const pm_overlap *ov, uint64_t start, pm_error *err)
 {
-    static const char *const unit_names[PM_UNIT_COUNT] = {"ctrl", "dma.ld", "dma.st", "vec", "lfu", "tensor"};
     return pm_error_set(err, PM_ERR_HAZARD,
                         "engine %u pc 0x%x (%s): hazard: %s %s [0x%llx, 0x%llx) that pc 0x%x (%s) on %s %s; it "
                         "finishes at cycle %llu but this instruction on %s starts at cycle %llu (missing fence)",
                         e->id, e->pc, mnemonic(in->opcode), ov->later.write ? "writes" : "reads",
                         mem_name(ov->later.mem), (unsigned long long)ov->later.lo, (unsigned long long)ov->later.hi,
-                        f->pc, mnemonic(f->opcode), unit_names[other], ov->earlier.write ? "writes" : "reads",
-                        (unsigned long long)f->finish, unit_names[unit], (unsigned long long)start);
+                        f->pc, mnemonic(f->opcode), pm_unit_name((pm_unit)(other)), ov->earlier.write ? "writes" : "reads",
+                        (unsigned long long)f->finish, pm_unit_name((pm_unit)(unit)), (unsigned long long)start);
 }
 
 #define FOR_INFLIGHT(e, u, f)                                                           \

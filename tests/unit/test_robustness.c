@@ -204,6 +204,29 @@ TEST(device_open_validates_the_config)
     CHECK_MSG(strstr(err.message, "sram.bytes"), "%s", err.message);
 }
 
+/* pm_text: growth past the first block keeps every byte, stays NUL-terminated,
+ * and printf and append agree with a reference built by snprintf. */
+TEST(text_builder_grows_and_keeps_every_byte)
+{
+    pm_text t = {0};
+    char ref[64];
+    size_t expect = 0;
+    for (int i = 0; i < 3000; i++) {
+        int n = snprintf(ref, sizeof ref, "line %d: %x\n", i, (unsigned)(i * 2654435761u));
+        if (i % 2) pm_text_printf(&t, "line %d: %x\n", i, (unsigned)(i * 2654435761u));
+        else pm_text_append(&t, ref, (size_t)n);
+        CHECK(!t.failed);
+        CHECK(t.len == expect + (size_t)n);
+        CHECK(memcmp(t.data + expect, ref, (size_t)n) == 0);
+        CHECK(t.data[t.len] == '\0');
+        expect += (size_t)n;
+    }
+    CHECK(t.cap > 4096 && t.len < t.cap);
+    pm_text_append(&t, "", 0);
+    CHECK(t.len == expect && t.data[t.len] == '\0');
+    free(t.data);
+}
+
 int main(void)
 {
     make_tmpdir();
@@ -216,6 +239,7 @@ int main(void)
     RUN(write_atomic_missing_directory_leaves_nothing);
     RUN(write_files_all_or_none);
     RUN(device_open_validates_the_config);
+    RUN(text_builder_grows_and_keeps_every_byte);
     rmdir(tmpdir);
     return TEST_SUMMARY();
 }
