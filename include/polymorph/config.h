@@ -42,6 +42,8 @@ typedef struct pm_config {
     uint32_t tensor_rows;        /* tensor.rows */
     uint32_t tensor_cols;        /* tensor.cols */
     pm_dataflow tensor_dataflow; /* tensor.dataflow = os | ws */
+    uint32_t tensor_weight_load_rows; /* tensor.weight_load_rows: weight-stationary preload rate,
+                                         array rows of weights written per cycle (1..rows) */
 
     /* [vector] */
     uint32_t vector_lanes;          /* vector.lanes */

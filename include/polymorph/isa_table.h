@@ -100,4 +100,16 @@ PM_INSN(FADD,    0x82, "flag.add",  CTRL, "gi",   "After all earlier work of thi
 PM_INSN(FWAIT,   0x83, "flag.wait", CTRL, "gi",   "Stall issue until chip flag g >= imm.")
 PM_INSN(FWAITR,  0x84, "flag.waitr", CTRL, "gr",  "Stall issue until chip flag g >= the register's value.")
 PM_INSN(MARK,    0x85, "mark",      CTRL, "i",    "Trace marker: record an instant event with this id at the current cycle.")
+
+/* ---- tensor unit: systolic array, bf16 x bf16 -> fp32 (docs/tensor.md) ----
+ * Operands are packed tiles: A is M x K bf16 row-major in SRAM; B is N x K
+ * (one row of K weights per output column, as GGUF and nn.Linear store them)
+ * in format W, one encoded tensor (block formats: K a whole number of blocks;
+ * NVFP4/IF4 start with their fp32 tensor scale); the accumulator tile is
+ * M x N fp32 at a byte address of the engine's accumulator memory. */
+PM_INSN(TSHAPE,  0xC0, "tshape",  CTRL,   "rrri", "Set the tensor shape M, N, K (registers) and dataflow (imm: 0 config, 1 os, 2 ws) of later tensor ops.")
+PM_INSN(TMM,     0xC1, "tmm",     TENSOR, "taaa", "acc = A x B^T: tmm.W acc, a, b; each fp32 sum starts at +0 and adds the exact products in k order.")
+PM_INSN(TMMA,    0xC2, "tmma",    TENSOR, "taaa", "acc += A x B^T: like tmm, but each sum continues from the accumulator's value (k order across calls).")
+PM_INSN(TEPI,    0xC3, "tepi",    CTRL,   "rrr",  "Set the epilogue of later tout: bias address (N fp32 in SRAM), scale (fp32 bits), mode (bit0 bias, bit1 scale, bit2 LFU activation, bits 4-6 slot).")
+PM_INSN(TOUT,    0xC4, "tout",    TENSOR, "taa",  "Write the M x N accumulator tile through the epilogue: tout.F d, acc; v = acc*scale + bias[n], then f_slot(v), rounded to F.")
 /* clang-format on */

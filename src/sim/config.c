@@ -67,6 +67,7 @@ static const field_def fields[] = {
     U32("tensor", "rows", tensor_rows, 1, 1024, ""),
     U32("tensor", "cols", tensor_cols, 1, 1024, ""),
     ENUM("tensor", "dataflow", tensor_dataflow, dataflow_names),
+    U32("tensor", "weight_load_rows", tensor_weight_load_rows, 1, 1024, "rows/cycle"),
     U32P2("vector", "lanes", vector_lanes, 1, 1024, ""),
     U32("vector", "latency_cycles", vector_latency_cycles, 0, 1024, "cycles"),
     U32("lfu", "count", lfu_count, 1, 4096, ""),
@@ -267,6 +268,12 @@ static bool check_config(const pm_config *cfg, long *where, char *msg, size_t ca
     }
 
     /* Consistency between fields: each names the field a user would change. */
+    *where = field_index(field_find("tensor", "weight_load_rows"));
+    if (cfg->tensor_weight_load_rows > cfg->tensor_rows) {
+        snprintf(msg, cap, "%u is more than tensor.rows (%u): a preload writes at most the whole array per cycle",
+                 cfg->tensor_weight_load_rows, cfg->tensor_rows);
+        return false;
+    }
     *where = field_index(field_find("sram", "bytes_per_cycle"));
     if (cfg->sram_bytes_per_cycle % cfg->sram_banks != 0) {
         snprintf(msg, cap, "%u is not a multiple of sram.banks (%u): every bank has an equal share of the port",
