@@ -1,17 +1,19 @@
 #!/bin/sh
 # Lower layers never include higher ones: each src/<layer> may include only
 # the public headers of its own layer and those below it.
-# Order (bottom up): base numerics lfu isa sim(config) runtime cli
+# Order (bottom up): base numerics lfu kan isa sim(config) runtime kernels cli
 rc=0
 allowed() {
   case "$1" in
     base) echo "base" ;;
     numerics) echo "base numerics" ;;
-    lfu) echo "base numerics lfu" ;;
+    lfu) echo "base numerics lfu fit" ;;
+    kan) echo "base numerics lfu fit kan" ;;
     isa) echo "base numerics lfu isa isa_table" ;;
     sim) echo "base numerics lfu isa isa_table config sim" ;;
     runtime) echo "base numerics lfu isa isa_table config sim runtime" ;;
-    cli) echo "base numerics lfu isa isa_table config sim runtime" ;;
+    kernels) echo "base numerics lfu fit kan isa isa_table config sim runtime kernels" ;;
+    cli) echo "base numerics lfu fit kan isa isa_table config sim runtime kernels" ;;
     *) echo "" ;;
   esac
 }

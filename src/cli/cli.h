@@ -30,11 +30,17 @@ int pm_cli_asm(int argc, char **argv);
 int pm_cli_dis(int argc, char **argv);
 int pm_cli_sim(int argc, char **argv);
 int pm_cli_presets(int argc, char **argv);
+int pm_cli_bench(int argc, char **argv);
+int pm_cli_fit(int argc, char **argv);
+int pm_cli_kan(int argc, char **argv);
 
 extern const char pm_cli_asm_help[];
 extern const char pm_cli_dis_help[];
 extern const char pm_cli_sim_help[];
 extern const char pm_cli_presets_help[];
+extern const char pm_cli_bench_help[];
+extern const char pm_cli_fit_help[];
+extern const char pm_cli_kan_help[];
 
 /* Prints "polymorph <verb>: <message>" on stderr and returns PM_EXIT_FAIL. */
 int pm_cli_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -29,6 +29,9 @@ static const pm_cli_verb verbs[] = {
     {"dis", "disassemble a .pmp program file into assembly", pm_cli_dis_help, pm_cli_dis},
     {"sim", "run a program on a simulated chip and print its counters", pm_cli_sim_help, pm_cli_sim},
     {"presets", "list the built-in chip presets, or print one as config text", pm_cli_presets_help, pm_cli_presets},
+    {"bench", "benchmark a kernel on a simulated chip beside its roofline and the host", pm_cli_bench_help, pm_cli_bench},
+    {"fit", "fit a univariate function into an LFU table and report its error", pm_cli_fit_help, pm_cli_fit},
+    {"kan", "train, evaluate, export and run Kolmogorov-Arnold networks on LFUs", pm_cli_kan_help, pm_cli_kan},
 };
 
 const pm_cli_verb *pm_cli_verbs(size_t *count)
