@@ -33,6 +33,9 @@ int pm_cli_presets(int argc, char **argv);
 int pm_cli_bench(int argc, char **argv);
 int pm_cli_fit(int argc, char **argv);
 int pm_cli_kan(int argc, char **argv);
+/* `polymorph kan run`: KAN inference on the simulated engine (cmd_kan_run.c);
+ * argv[0] is "run". */
+int pm_cli_kan_run(int argc, char **argv);
 
 extern const char pm_cli_asm_help[];
 extern const char pm_cli_dis_help[];
