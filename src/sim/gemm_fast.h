@@ -1,0 +1,31 @@
+/* The tensor unit's functional matmul on the host: C = A x B^T with every
+ * output summed in the one order the spec defines (c = fmaf(a, b, c), k
+ * ascending), vectorised and threaded without changing a single output bit. */
+#ifndef POLYMORPH_SIM_GEMM_FAST_H
+#define POLYMORPH_SIM_GEMM_FAST_H
+
+#include "polymorph/base.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifndef PM_HIDDEN
+#define PM_HIDDEN __attribute__((visibility("hidden")))
+#endif
+
+/* A persistent pool of worker threads owned by one simulator (no globals). */
+typedef struct pm_gemm_pool pm_gemm_pool;
+
+/* threads = 0: one per online CPU. threads = 1 never starts a thread. */
+PM_HIDDEN pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *err);
+PM_HIDDEN void pm_gemm_pool_destroy(pm_gemm_pool *p);
+PM_HIDDEN unsigned pm_gemm_pool_threads(const pm_gemm_pool *p);
+
+/* For each m<M, n<N: c = accumulate ? C[m*ldc+n] : +0.0f; for k ascending
+ * c = fmaf(A[m*lda+k], B[n*ldb+k], c); C[m*ldc+n] = c. Bit-exact for any
+ * thread count. p may be NULL (runs on the calling thread). C must not
+ * overlap A or B. */
+PM_HIDDEN void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                                const float *B, size_t ldb, float *C, size_t ldc, bool accumulate);
+
+#endif
