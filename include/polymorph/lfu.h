@@ -128,8 +128,8 @@ pm_status pm_lfu_table_deserialize(const uint8_t *src, size_t len, pm_lfu_table 
 /* ---- Additions (lfu layer): the meaning of param[] and the map every
  * fitter must share. See docs/lfu.md for the full evaluation rules. ----
  *
- * Uniform mode: every param[] is 0 (reserved; later versions may give
- * non-zero values a meaning). The segment map is
+ * Uniform mode: param[0], param[1] describe the optional base branch
+ * (PM_LFU_PARAM_BASE_*, below); param[2..7] are 0 (reserved). The segment map is
  *   scale = (float)segments / (x_max - x_min), bias = -(x_min * scale)  (fp32)
  *   u = fmaf(x, scale, bias); s = clamp(floor(u), 0, segments-1)
  *   t = fmaf(x, scale, bias - (float)s)          (t in [0, 1] inside the domain)
@@ -151,6 +151,16 @@ typedef enum pm_lfu_reduction {
 #define PM_LFU_PARAM_EXP_C 1     /* PM_LFU_RED_EXP2: C ~ 1/L, only picks n */
 #define PM_LFU_PARAM_EXP_L_HI 2  /* PM_LFU_RED_EXP2: L = L_hi + L_lo (Cody-Waite pair) */
 #define PM_LFU_PARAM_EXP_L_LO 3
+
+/* Uniform mode's residual base branch (for KAN edges, docs/lfu.md "Base
+ * branch"): param[PM_LFU_PARAM_BASE_FUNC] = f + 1 names built-in table f
+ * (0: no branch, then param[1] must be 0 too), param[PM_LFU_PARAM_BASE_WEIGHT]
+ * = w_b, and the result is
+ *   y = fmaf(w_b, pm_lfu_eval(builtin f, x), table(x))
+ * where table(x) is everything above (polynomial, form, out-of-range policy,
+ * tail). Still PMLF version 2: these were reserved (must-be-zero) fields. */
+#define PM_LFU_PARAM_BASE_FUNC 0
+#define PM_LFU_PARAM_BASE_WEIGHT 1
 
 /* The uniform segment map of t (scale and bias as defined above). Fitters
  * use it so their local coordinate is bit-for-bit the evaluator's. */

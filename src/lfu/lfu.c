@@ -86,6 +86,15 @@ typedef struct lfu_map {
     lfu_sub main, h, e;
 } lfu_map;
 
+/* A table with a residual base branch (uniform mode, param[0] = f + 1):
+ * the built-in table of f read in place from the ROM, and its map. */
+typedef struct lfu_base {
+    int on;
+    float weight;
+    pm_lfu_table table;
+    lfu_map map;
+} lfu_base;
+
 void pm_lfu_segment_map(uint32_t segments, float lo, float hi, float *scale, float *bias)
 {
     float s = (float)segments / (hi - lo);
@@ -290,6 +299,56 @@ static const reduction_fn reductions[PM_LFU_RED_COUNT] = {
     [PM_LFU_RED_RECIP] = eval_recip,
 };
 
+static float eval_one(const pm_lfu_table *t, const lfu_map *m, float x);
+
+/* A read-only view of a ROM entry as a table (no copy: evaluation only). */
+static pm_lfu_table rom_view(pm_lfu_func f)
+{
+    const pm_lfu_rom_entry *r = &pm_lfu_rom[f];
+    pm_lfu_table v;
+    memset(&v, 0, sizeof v);
+    v.mode = r->mode;
+    v.form = r->form;
+    v.oor = r->oor;
+    v.degree = r->degree;
+    v.segments = r->segments;
+    v.x_min = r->x_min;
+    v.x_max = r->x_max;
+    v.below_value = r->below_value;
+    v.above_value = r->above_value;
+    v.below_slope = r->below_slope;
+    v.above_slope = r->above_slope;
+    memcpy(v.param, r->param, sizeof v.param);
+    v.tail = r->tail;
+    v.coeffs = (float *)(uintptr_t)r->coeffs; /* never written through */
+    return v;
+}
+
+/* The base branch a table asks for; off unless uniform mode names a
+ * built-in in param[PM_LFU_PARAM_BASE_FUNC] (ROM tables have no base, so
+ * this never recurses). */
+static lfu_base base_of(const pm_lfu_table *t)
+{
+    lfu_base b;
+    memset(&b, 0, sizeof b);
+    float code = t->param[PM_LFU_PARAM_BASE_FUNC];
+    if (t->mode != PM_LFU_MODE_UNIFORM || !(code >= 1.0f && code <= (float)PM_LFU_FUNC_COUNT)) return b;
+    b.on = 1;
+    b.weight = t->param[PM_LFU_PARAM_BASE_WEIGHT];
+    b.table = rom_view((pm_lfu_func)((int)code - 1));
+    b.map = map_of(&b.table);
+    return b;
+}
+
+/* y = fmaf(w_b, base(x), f(x)): one rounding after the base table's own. */
+static float eval_with_base(const pm_lfu_table *t, const lfu_map *m, const lfu_base *b, float x)
+{
+    float y = eval_one(t, m, x);
+    if (!b->on) return y;
+    y = fmaf(b->weight, eval_one(&b->table, &b->map, x), y);
+    return y != y ? canonical_nan() : y;
+}
+
 static float eval_one(const pm_lfu_table *t, const lfu_map *m, float x)
 {
     float y;
@@ -333,7 +392,8 @@ float pm_lfu_eval(const pm_lfu_table *t, float x)
 {
     if (!evaluable(t)) return canonical_nan();
     lfu_map m = map_of(t);
-    return eval_one(t, &m, x);
+    lfu_base b = base_of(t);
+    return eval_with_base(t, &m, &b, x);
 }
 
 void pm_lfu_eval_array(const pm_lfu_table *t, const float *x, float *y, size_t n)
@@ -343,7 +403,8 @@ void pm_lfu_eval_array(const pm_lfu_table *t, const float *x, float *y, size_t n
         return;
     }
     lfu_map m = map_of(t); /* what a hardware LFU latches at table-load time */
-    for (size_t i = 0; i < n; i++) y[i] = eval_one(t, &m, x[i]);
+    lfu_base b = base_of(t);
+    for (size_t i = 0; i < n; i++) y[i] = eval_with_base(t, &m, &b, x[i]);
 }
 
 /* ---- validation ---- */
@@ -489,7 +550,15 @@ int pm_lfu_check(const pm_lfu_table *t, pm_lfu_problem *p)
     if (t->mode == PM_LFU_MODE_EXPONENT) {
         if (check_exponent(t, p)) return -1;
     } else {
-        for (int i = 0; i < 8; i++)
+        /* param[0]: base branch function (0 none, f+1 built-in f), param[1]: its weight. */
+        float code = t->param[PM_LFU_PARAM_BASE_FUNC];
+        if (!(code >= 0.0f && code <= (float)PM_LFU_FUNC_COUNT) || code != (float)(int)code)
+            return problem(p, OFF_PARAM, "param[0]", "base function %g is not 0 (none) or 1..%d (built-in + 1)", (double)code,
+                           PM_LFU_FUNC_COUNT);
+        if (code == 0.0f && t->param[PM_LFU_PARAM_BASE_WEIGHT] != 0.0f)
+            return problem(p, OFF_PARAM + 4, "param[1]", "base weight %g without a base function (param[0] = 0)",
+                           (double)t->param[PM_LFU_PARAM_BASE_WEIGHT]);
+        for (int i = 2; i < 8; i++)
             if (t->param[i] != 0.0f)
                 return problem(p, OFF_PARAM + 4u * i, param_names[i], "unused in uniform mode, must be 0, is %g", (double)t->param[i]);
     }
