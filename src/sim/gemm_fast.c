@@ -1,16 +1,171 @@
-/* The tensor unit's functional matmul (see gemm_fast.h and docs/gemm-kernel.md).
- * This first version is the plain ordered fmaf loop: it defines the bits the
- * vectorised, threaded version must reproduce. */
+/* The tensor unit's functional matmul on the host (gemm_fast.h): register-
+ * blocked AVX2/FMA kernels and a persistent thread pool that reproduce the
+ * spec's single fmaf chain per output bit for bit. docs/gemm-kernel.md argues why. */
 #define _POSIX_C_SOURCE 200809L
 #include "gemm_fast.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#define PM_GEMM_X86 1
+#include <immintrin.h>
+#define PM_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define PM_GEMM_X86 0
+#endif
+
+/* ---- blocking ---------------------------------------------------------- */
+
+/* Micro-tile: 6 rows x 16 columns = 12 ymm accumulators, two B vectors and a
+ * broadcast A value: 15 of the 16 registers. */
+enum { MR = 6, NR = 16 };
+/* K block: a 16-wide B micro-panel of KC rows (16 KiB) stays in L1 while the
+ * A panels of one block stream past it. MC rows of A x KC (144 KiB) sit in L2. */
+enum { KC = 256, MC = 144 };
+/* Below this many multiply-adds a call runs on the calling thread: waking the
+ * workers costs more than the work. */
+#define PARALLEL_MIN_MACS ((size_t)1 << 20)
+/* Fewer A rows than this: B is read once, transposed in registers, instead of
+ * being packed (GEMV and other thin products run at memory speed). */
+enum { DIRECT_MAX_M = 4 };
+/* The packed copy of B is built for at most this many floats at a time. */
+#define BPACK_MAX_FLOATS ((size_t)1 << 24)
+
+/* ---- thread pool ------------------------------------------------------- */
+
+typedef void (*pool_task_fn)(void *ctx, size_t task, unsigned slot);
+
 struct pm_gemm_pool {
-    unsigned threads;
+    unsigned threads; /* including the calling thread (slot 0) */
+    bool simd;        /* AVX2 + FMA usable on this host */
+    pthread_t *workers;
+    pthread_mutex_t lock;
+    pthread_cond_t wake, done;
+    uint64_t generation; /* bumped for every job */
+    bool quit;
+    unsigned busy; /* workers that have not finished the current job */
+    pool_task_fn fn;
+    void *ctx;
+    size_t ntasks;
+    atomic_size_t next_task;
+    atomic_flag in_use;    /* one product at a time; a concurrent caller runs alone */
+    float **apack;         /* per slot: MC x KC packed A block */
+    float *bpack;          /* shared packed B */
+    size_t bpack_cap;      /* floats */
 };
+
+typedef struct pool_worker_arg {
+    pm_gemm_pool *pool;
+    unsigned slot;
+} pool_worker_arg;
+
+static void pool_drain(pm_gemm_pool *p, unsigned slot)
+{
+    for (;;) {
+        size_t t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
+        if (t >= p->ntasks)
+            return;
+        p->fn(p->ctx, t, slot);
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    pool_worker_arg a = *(pool_worker_arg *)arg;
+    free(arg);
+    pm_gemm_pool *p = a.pool;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (p->generation == seen && !p->quit)
+            pthread_cond_wait(&p->wake, &p->lock);
+        if (p->quit)
+            break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->lock);
+        pool_drain(p, a.slot);
+        pthread_mutex_lock(&p->lock);
+        if (--p->busy == 0)
+            pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Runs fn(ctx, t, slot) for every t < ntasks on all threads and returns when
+ * all are done. Which thread runs a task never matters: tasks own disjoint
+ * outputs. parallel = false (or a one-thread pool) runs them here in order. */
+static void pool_run(pm_gemm_pool *p, bool parallel, size_t ntasks, pool_task_fn fn, void *ctx)
+{
+    if (!p || p->threads < 2 || !parallel || ntasks < 2) {
+        for (size_t t = 0; t < ntasks; t++)
+            fn(ctx, t, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->ntasks = ntasks;
+    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
+    p->busy = p->threads - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    pool_drain(p, 0);
+    pthread_mutex_lock(&p->lock);
+    while (p->busy)
+        pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static bool host_has_avx2_fma(void)
+{
+#if PM_GEMM_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
+/* 64-byte aligned float buffer (aligned_alloc wants a multiple of the alignment). */
+static float *alloc_floats(size_t n)
+{
+    if (n > SIZE_MAX / sizeof(float) - 64)
+        return NULL;
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+static void pool_stop(pm_gemm_pool *p, unsigned started)
+{
+    pthread_mutex_lock(&p->lock);
+    p->quit = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(p->workers[i], NULL);
+}
+
+static void pool_free(pm_gemm_pool *p)
+{
+    if (p->apack)
+        for (unsigned i = 0; i < p->threads; i++)
+            free(p->apack[i]);
+    free(p->apack);
+    free(p->bpack);
+    free(p->workers);
+    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
 
 pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *err)
 {
@@ -19,17 +174,54 @@ pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *er
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         threads = online > 0 ? (unsigned)online : 1u;
     }
+    if (threads > 1024)
+        return pm_error_set(err, PM_ERR_INVALID, "gemm pool: %u threads requested (at most 1024)", threads);
     pm_gemm_pool *p = calloc(1, sizeof *p);
     if (!p)
         return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: out of memory");
     p->threads = threads;
+    p->simd = host_has_avx2_fma();
+    atomic_init(&p->next_task, 0);
+    atomic_flag_clear(&p->in_use);
+    if (pthread_mutex_init(&p->lock, NULL) || pthread_cond_init(&p->wake, NULL) || pthread_cond_init(&p->done, NULL)) {
+        free(p);
+        return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: cannot create its mutex or condition variables");
+    }
+    p->apack = calloc(threads, sizeof *p->apack);
+    p->workers = calloc(threads, sizeof *p->workers);
+    bool ok = p->apack && p->workers;
+    for (unsigned i = 0; ok && i < threads; i++)
+        ok = (p->apack[i] = alloc_floats((size_t)MC * KC)) != NULL;
+    if (!ok) {
+        pool_free(p);
+        return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: out of memory for %u packing buffers", threads);
+    }
+    for (unsigned i = 1; i < threads; i++) {
+        pool_worker_arg *a = malloc(sizeof *a);
+        int rc = a ? 0 : 1;
+        if (a) {
+            a->pool = p;
+            a->slot = i;
+            rc = pthread_create(&p->workers[i - 1], NULL, pool_worker, a);
+            if (rc)
+                free(a);
+        }
+        if (rc) {
+            pool_stop(p, i - 1);
+            pool_free(p);
+            return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: cannot start worker thread %u of %u", i, threads - 1);
+        }
+    }
     *out = p;
     return PM_OK;
 }
 
 void pm_gemm_pool_destroy(pm_gemm_pool *p)
 {
-    free(p);
+    if (!p)
+        return;
+    pool_stop(p, p->threads - 1);
+    pool_free(p);
 }
 
 unsigned pm_gemm_pool_threads(const pm_gemm_pool *p)
@@ -37,15 +229,365 @@ unsigned pm_gemm_pool_threads(const pm_gemm_pool *p)
     return p ? p->threads : 1u;
 }
 
+/* ---- the product ------------------------------------------------------- */
+
+typedef struct gemm_job {
+    size_t M, N, K;
+    const float *A, *B;
+    size_t lda, ldb, ldc;
+    float *C;
+    bool accumulate;
+    /* packed path: columns [n0, n0 + ncols) of C, B packed into bpack */
+    size_t n0, ncols;
+    float *bpack;
+    float *const *apack; /* per slot */
+    size_t m_blocks, n_blocks, n_block_cols;
+    /* direct and scalar paths: tasks of task_cols columns each */
+    size_t task_cols;
+} gemm_job;
+
+/* The definition itself: one fmaf chain per output. Also the whole product
+ * on hosts without AVX2/FMA, and the ragged columns of the direct path. */
+static void scalar_block(const gemm_job *j, size_t m0, size_t m1, size_t n0, size_t n1)
+{
+    for (size_t m = m0; m < m1; m++)
+        for (size_t n = n0; n < n1; n++) {
+            const float *a = j->A + m * j->lda, *b = j->B + n * j->ldb;
+            float c = j->accumulate ? j->C[m * j->ldc + n] : 0.0f;
+            for (size_t k = 0; k < j->K; k++)
+                c = fmaf(a[k], b[k], c);
+            j->C[m * j->ldc + n] = c;
+        }
+}
+
+static void scalar_task(void *ctx, size_t task, unsigned slot)
+{
+    const gemm_job *j = ctx;
+    (void)slot;
+    size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
+    scalar_block(j, 0, j->M, n0, n1);
+}
+
+#if PM_GEMM_X86
+
+/* Rows r[0..7] (8 floats each) become columns: out[i] = {r[0][i], ..., r[7][i]}. */
+PM_AVX2 static inline void transpose8(__m256 r[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* ---- packed path: B in K-major NR-wide panels, A in MR-row panels ---- */
+
+/* Panel of columns n0.. (cols <= NR valid, the rest zero): dst[k*NR + j] = B[n0+j][k]. */
+PM_AVX2 static void pack_b_panel(const float *B, size_t ldb, size_t n0, size_t cols, size_t K, float *dst)
+{
+    size_t k = 0;
+    if (cols == NR) {
+        for (; k + 8 <= K; k += 8)
+            for (size_t half = 0; half < 2; half++) {
+                __m256 r[8];
+                for (size_t i = 0; i < 8; i++)
+                    r[i] = _mm256_loadu_ps(B + (n0 + half * 8 + i) * ldb + k);
+                transpose8(r);
+                for (size_t i = 0; i < 8; i++)
+                    _mm256_store_ps(dst + (k + i) * NR + half * 8, r[i]);
+            }
+    }
+    for (; k < K; k++)
+        for (size_t j = 0; j < NR; j++)
+            dst[k * NR + j] = j < cols ? B[(n0 + j) * ldb + k] : 0.0f;
+}
+
+/* Rows m0..m0+rows of A, k0..k0+kc, as MR-row panels: panel p holds
+ * dst[p*kc*MR + k*MR + i] = A[m0 + p*MR + i][k0 + k]; missing rows are zero. */
+static void pack_a_block(const float *A, size_t lda, size_t m0, size_t rows, size_t k0, size_t kc, float *dst)
+{
+    for (size_t p = 0; p * MR < rows; p++) {
+        float *d = dst + p * kc * MR;
+        for (size_t i = 0; i < MR; i++) {
+            size_t m = p * MR + i;
+            if (m < rows) {
+                const float *a = A + (m0 + m) * lda + k0;
+                for (size_t k = 0; k < kc; k++)
+                    d[k * MR + i] = a[k];
+            } else {
+                for (size_t k = 0; k < kc; k++)
+                    d[k * MR + i] = 0.0f;
+            }
+        }
+    }
+}
+
+/* The 6x16 micro-kernel: the whole tile stays in registers for kc steps and
+ * every lane is one output's chain c = fma(a, b, c), k ascending. c starts
+ * from C (load) or +0. */
+PM_AVX2 static void kernel_6x16(size_t kc, const float *a, const float *b, float *c, size_t ldc, bool load)
+{
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (load) {
+        c00 = _mm256_loadu_ps(c + 0 * ldc), c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
+        c10 = _mm256_loadu_ps(c + 1 * ldc), c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
+        c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
+        c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
+        c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
+        c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    for (size_t k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), ak;
+        ak = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ak, b0, c00), c01 = _mm256_fmadd_ps(ak, b1, c01);
+        ak = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ak, b0, c10), c11 = _mm256_fmadd_ps(ak, b1, c11);
+        ak = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ak, b0, c20), c21 = _mm256_fmadd_ps(ak, b1, c21);
+        ak = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ak, b0, c30), c31 = _mm256_fmadd_ps(ak, b1, c31);
+        ak = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ak, b0, c40), c41 = _mm256_fmadd_ps(ak, b1, c41);
+        ak = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ak, b0, c50), c51 = _mm256_fmadd_ps(ak, b1, c51);
+        a += MR;
+        b += NR;
+    }
+    _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);
+    _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+}
+
+/* A ragged tile (rows < MR or cols < NR): the kernel runs on a full tile in a
+ * local buffer (padding lanes see zero operands) and only the valid part is
+ * copied back, so each valid lane is the same chain as in a full tile. */
+PM_AVX2 static void kernel_edge(size_t kc, const float *a, const float *b, float *c, size_t ldc, bool load,
+                                size_t rows, size_t cols)
+{
+    float tile[MR * NR] = {0};
+    if (load)
+        for (size_t i = 0; i < rows; i++)
+            memcpy(tile + i * NR, c + i * ldc, cols * sizeof(float));
+    kernel_6x16(kc, a, b, tile, NR, true);
+    for (size_t i = 0; i < rows; i++)
+        memcpy(c + i * ldc, tile + i * NR, cols * sizeof(float));
+}
+
+PM_AVX2 static void pack_b_task(void *ctx, size_t task, unsigned slot)
+{
+    const gemm_job *j = ctx;
+    (void)slot;
+    size_t c0 = task * NR, cols = j->ncols - c0 < NR ? j->ncols - c0 : NR;
+    pack_b_panel(j->B, j->ldb, j->n0 + c0, cols, j->K, j->bpack + task * j->K * NR);
+}
+
+/* One block of C (MC rows x n_block_cols columns): K in KC steps, ascending;
+ * between steps the tile goes back to C and is reloaded, continuing the chain. */
+PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
+{
+    const gemm_job *j = ctx;
+    size_t ib = task / j->n_blocks, jb = task % j->n_blocks;
+    size_t m0 = ib * MC, rows = j->M - m0 < MC ? j->M - m0 : MC;
+    size_t c0 = jb * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
+    float *apack = j->apack[slot];
+    for (size_t k0 = 0; k0 < j->K; k0 += KC) {
+        size_t kc = j->K - k0 < KC ? j->K - k0 : KC;
+        bool load = j->accumulate || k0 > 0;
+        pack_a_block(j->A, j->lda, m0, rows, k0, kc, apack);
+        for (size_t cc = c0; cc < c1; cc += NR) {
+            size_t cols = c1 - cc < NR ? c1 - cc : NR;
+            const float *bp = j->bpack + (cc / NR) * j->K * NR + k0 * NR;
+            for (size_t r = 0; r < rows; r += MR) {
+                size_t nrows = rows - r < MR ? rows - r : MR;
+                float *c = j->C + (m0 + r) * j->ldc + j->n0 + cc;
+                const float *ap = apack + (r / MR) * kc * MR;
+                if (nrows == MR && cols == NR)
+                    kernel_6x16(kc, ap, bp, c, j->ldc, load);
+                else
+                    kernel_edge(kc, ap, bp, c, j->ldc, load, nrows, cols);
+            }
+        }
+    }
+}
+
+/* ---- direct path (few rows of A): B transposed in registers on the fly ---- */
+
+/* Rows m0..m0+rows (rows <= 2) of C, columns n0..n0+8*halves (halves 1 or 2).
+ * Each lane runs its chain over all of K; no packing, B is read once. */
+PM_AVX2 static void direct_strip(const gemm_job *j, size_t m0, size_t rows, size_t n0, size_t halves)
+{
+    const size_t K = j->K, ldb = j->ldb;
+    const float *a0 = j->A + m0 * j->lda, *a1 = rows > 1 ? a0 + j->lda : a0;
+    float *c0 = j->C + m0 * j->ldc + n0, *c1 = rows > 1 ? c0 + j->ldc : c0;
+    __m256 acc[2][2];
+    for (size_t h = 0; h < 2; h++) {
+        acc[0][h] = j->accumulate && h < halves ? _mm256_loadu_ps(c0 + 8 * h) : _mm256_setzero_ps();
+        acc[1][h] = j->accumulate && h < halves ? _mm256_loadu_ps(c1 + 8 * h) : _mm256_setzero_ps();
+    }
+    size_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (size_t h = 0; h < halves; h++) {
+            __m256 r[8];
+            const float *b = j->B + (n0 + 8 * h) * ldb + k;
+            for (size_t i = 0; i < 8; i++)
+                r[i] = _mm256_loadu_ps(b + i * ldb);
+            transpose8(r);
+            for (size_t i = 0; i < 8; i++)
+                acc[0][h] = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + k + i), r[i], acc[0][h]);
+            if (rows > 1)
+                for (size_t i = 0; i < 8; i++)
+                    acc[1][h] = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + k + i), r[i], acc[1][h]);
+        }
+    for (; k < K; k++)
+        for (size_t h = 0; h < halves; h++) {
+            const float *b = j->B + (n0 + 8 * h) * ldb + k;
+            __m256 col = _mm256_setr_ps(b[0], b[ldb], b[2 * ldb], b[3 * ldb], b[4 * ldb], b[5 * ldb], b[6 * ldb],
+                                        b[7 * ldb]);
+            acc[0][h] = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + k), col, acc[0][h]);
+            acc[1][h] = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + k), col, acc[1][h]);
+        }
+    for (size_t h = 0; h < halves; h++) {
+        _mm256_storeu_ps(c0 + 8 * h, acc[0][h]);
+        if (rows > 1)
+            _mm256_storeu_ps(c1 + 8 * h, acc[1][h]);
+    }
+}
+
+PM_AVX2 static void direct_task(void *ctx, size_t task, unsigned slot)
+{
+    const gemm_job *j = ctx;
+    (void)slot;
+    size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
+    size_t n = n0;
+    for (; n + 8 <= n1; n += 16) {
+        size_t halves = n + 16 <= n1 ? 2 : 1;
+        for (size_t m = 0; m < j->M; m += 2)
+            direct_strip(j, m, j->M - m < 2 ? 1 : 2, n, halves);
+        if (halves == 1) {
+            n += 8;
+            break;
+        }
+    }
+    if (n < n1)
+        scalar_block(j, 0, j->M, n, n1);
+}
+
+#endif /* PM_GEMM_X86 */
+
+/* Runs the packed path over columns in slices whose packed B fits the budget.
+ * Returns false (nothing written) when the packing buffers cannot be had. */
+static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
+{
+#if PM_GEMM_X86
+    size_t slice = BPACK_MAX_FLOATS / (j->K * NR) * NR;
+    if (slice < NR)
+        slice = NR;
+    size_t first_cols = j->N < slice ? j->N : slice;
+    size_t need = (first_cols + NR - 1) / NR * NR * j->K;
+    float *own_a = NULL, *own_b = NULL;
+    float *const *apack;
+    if (p) {
+        if (p->bpack_cap < need) {
+            free(p->bpack);
+            p->bpack_cap = 0;
+            if (!(p->bpack = alloc_floats(need)))
+                return false;
+            p->bpack_cap = need;
+        }
+        j->bpack = p->bpack;
+        apack = p->apack;
+    } else {
+        own_a = alloc_floats((size_t)MC * KC);
+        own_b = alloc_floats(need);
+        if (!own_a || !own_b) {
+            free(own_a);
+            free(own_b);
+            return false;
+        }
+        j->bpack = own_b;
+        apack = &own_a;
+    }
+    j->apack = apack;
+    unsigned threads = parallel && p ? p->threads : 1u;
+    for (size_t n0 = 0; n0 < j->N; n0 += slice) {
+        j->n0 = n0;
+        j->ncols = j->N - n0 < slice ? j->N - n0 : slice;
+        size_t panels = (j->ncols + NR - 1) / NR;
+        pool_run(p, parallel, panels, pack_b_task, j);
+        /* Enough blocks that every thread stays busy to the end; column
+         * blocks only as narrow as needed, since each re-packs its A block. */
+        j->m_blocks = (j->M + MC - 1) / MC;
+        size_t n_blocks = 1;
+        while (j->m_blocks * n_blocks < 4 * (size_t)threads && panels / (2 * n_blocks) >= 4)
+            n_blocks *= 2;
+        j->n_block_cols = (panels + n_blocks - 1) / n_blocks * NR;
+        j->n_blocks = (j->ncols + j->n_block_cols - 1) / j->n_block_cols;
+        pool_run(p, parallel, j->m_blocks * j->n_blocks, packed_task, j);
+    }
+    free(own_a);
+    free(own_b);
+    return true;
+#else
+    (void)p, (void)j, (void)parallel;
+    return false;
+#endif
+}
+
 void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
                       size_t ldb, float *C, size_t ldc, bool accumulate)
 {
-    (void)p;
-    for (size_t m = 0; m < M; m++)
-        for (size_t n = 0; n < N; n++) {
-            float c = accumulate ? C[m * ldc + n] : 0.0f;
-            for (size_t k = 0; k < K; k++)
-                c = fmaf(A[m * lda + k], B[n * ldb + k], c);
-            C[m * ldc + n] = c;
+    if (M == 0 || N == 0)
+        return;
+    if (K == 0) {
+        if (!accumulate)
+            for (size_t m = 0; m < M; m++)
+                for (size_t n = 0; n < N; n++)
+                    C[m * ldc + n] = 0.0f;
+        return;
+    }
+    /* A second product started while this pool is busy runs alone. */
+    bool own = p && !atomic_flag_test_and_set_explicit(&p->in_use, memory_order_acquire);
+    pm_gemm_pool *pool = own ? p : NULL;
+    bool simd = pool ? pool->simd : host_has_avx2_fma();
+    size_t macs = M * N * K; /* only compared with a threshold; saturate instead of wrapping */
+    if (N != 0 && M > SIZE_MAX / N)
+        macs = SIZE_MAX;
+    else if (K > SIZE_MAX / (M * N))
+        macs = SIZE_MAX;
+    bool parallel = pool && pool->threads > 1 && macs >= PARALLEL_MIN_MACS;
+    size_t threads = parallel ? pool->threads : 1;
+
+    gemm_job j = {.M = M, .N = N, .K = K, .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
+                  .accumulate = accumulate};
+    /* Column tasks for the unpacked paths: a multiple of 16, about four per thread. */
+    size_t per = (N + 4 * threads - 1) / (4 * threads);
+    j.task_cols = per < 16 ? 16 : (per + 15) / 16 * 16;
+    size_t col_tasks = (N + j.task_cols - 1) / j.task_cols;
+    bool done = false;
+#if PM_GEMM_X86
+    if (simd && M < DIRECT_MAX_M) {
+        pool_run(pool, parallel, col_tasks, direct_task, &j);
+        done = true;
+    } else if (simd) {
+        done = run_packed(pool, &j, parallel);
+        if (!done) { /* no memory for packing: the direct path needs none */
+            pool_run(pool, parallel, col_tasks, direct_task, &j);
+            done = true;
         }
+    }
+#endif
+    if (!done)
+        pool_run(pool, parallel, col_tasks, scalar_task, &j);
+    if (own)
+        atomic_flag_clear_explicit(&p->in_use, memory_order_release);
 }

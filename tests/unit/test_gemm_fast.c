@@ -1,0 +1,330 @@
+/* pm_gemm_kordered against the spec's own loop (one fmaf chain per output, k
+ * ascending): every output bit must match for ragged shapes, strided operands,
+ * special values, accumulate on/off and any thread count. */
+#include "test.h"
+
+#include "../../src/sim/gemm_fast.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* xorshift64*: reproducible operands without global state. */
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1DULL;
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint32_t to_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* A bf16 value held in fp32: random sign, exponent within 2^+-20, 7-bit mantissa. */
+static float rand_bf16(uint64_t *s)
+{
+    uint64_t r = rng_next(s);
+    uint32_t sign = (uint32_t)(r & 1), exp = 127 - 20 + (uint32_t)((r >> 1) % 41), mant = (uint32_t)((r >> 8) & 0x7F);
+    return from_bits(sign << 31 | exp << 23 | mant << 16);
+}
+
+/* Mostly ordinary values, with zeros of both signs, bf16 subnormals, the
+ * smallest normals and huge values whose products overflow. */
+static float rand_special(uint64_t *s)
+{
+    uint64_t r = rng_next(s);
+    uint32_t sign = (uint32_t)(r & 1) << 31, mant = (uint32_t)((r >> 8) & 0x7F) << 16;
+    switch ((r >> 20) % 8) {
+    case 0: return from_bits(sign);                                     /* +-0 */
+    case 1: return from_bits(sign | (mant ? mant : 1u << 16));         /* subnormal */
+    case 2: return from_bits(sign | 1u << 23 | mant);                   /* tiny normal */
+    case 3: return from_bits(sign | (uint32_t)(240 + (r >> 30) % 14) << 23 | mant); /* huge */
+    default: return rand_bf16(s);
+    }
+}
+
+static void fill(float *x, size_t n, uint64_t *s, bool special)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = special ? rand_special(s) : rand_bf16(s);
+}
+
+/* The definition, written independently of the library. */
+static void reference(size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B, size_t ldb, float *C,
+                      size_t ldc, bool accumulate)
+{
+    for (size_t m = 0; m < M; m++)
+        for (size_t n = 0; n < N; n++) {
+            float c = accumulate ? C[m * ldc + n] : 0.0f;
+            for (size_t k = 0; k < K; k++)
+                c = fmaf(A[m * lda + k], B[n * ldb + k], c);
+            C[m * ldc + n] = c;
+        }
+}
+
+typedef struct shape {
+    size_t M, N, K, lda, ldb, ldc;
+    bool accumulate, special;
+} shape;
+
+#define POOLS 5
+static const unsigned pool_threads[POOLS] = {1, 2, 3, 5, 0};
+
+/* Runs one shape on every pool (and on no pool) and compares every element of
+ * C, the padding between rows included (it must be left alone). Returns the
+ * number of mismatching elements. */
+static size_t check_shape(pm_gemm_pool *const pools[POOLS], const shape *sh, uint64_t *s)
+{
+    size_t asz = sh->M ? (sh->M - 1) * sh->lda + sh->K : 0, bsz = sh->N ? (sh->N - 1) * sh->ldb + sh->K : 0;
+    size_t csz = sh->M * sh->ldc;
+    float *A = malloc((asz + 1) * sizeof *A), *B = malloc((bsz + 1) * sizeof *B);
+    float *C0 = malloc((csz + 1) * sizeof *C0), *want = malloc((csz + 1) * sizeof *want);
+    float *got = malloc((csz + 1) * sizeof *got);
+    size_t bad = 0;
+    if (!A || !B || !C0 || !want || !got) {
+        CHECK_MSG(0, "out of memory for %zux%zux%zu", sh->M, sh->N, sh->K);
+        bad = 1;
+        goto out;
+    }
+    fill(A, asz, s, sh->special);
+    fill(B, bsz, s, sh->special);
+    fill(C0, csz, s, sh->special);
+    memcpy(want, C0, csz * sizeof *want);
+    reference(sh->M, sh->N, sh->K, A, sh->lda, B, sh->ldb, want, sh->ldc, sh->accumulate);
+    for (int pi = -1; pi < POOLS; pi++) {
+        memcpy(got, C0, csz * sizeof *got);
+        pm_gemm_kordered(pi < 0 ? NULL : pools[pi], sh->M, sh->N, sh->K, A, sh->lda, B, sh->ldb, got, sh->ldc,
+                         sh->accumulate);
+        for (size_t i = 0; i < csz; i++)
+            if (to_bits(got[i]) != to_bits(want[i])) {
+                if (bad < 3)
+                    fprintf(stderr,
+                            "  %zux%zux%zu lda %zu ldb %zu ldc %zu acc %d special %d threads %u: C[%zu][%zu] = "
+                            "%08x, want %08x\n",
+                            sh->M, sh->N, sh->K, sh->lda, sh->ldb, sh->ldc, sh->accumulate, sh->special,
+                            pi < 0 ? 1u : pm_gemm_pool_threads(pools[pi]), i / sh->ldc, i % sh->ldc,
+                            to_bits(got[i]), to_bits(want[i]));
+                bad++;
+            }
+    }
+out:
+    free(A), free(B), free(C0), free(want), free(got);
+    return bad;
+}
+
+static void make_pools(pm_gemm_pool *pools[POOLS])
+{
+    for (int i = 0; i < POOLS; i++) {
+        pm_error err = {0};
+        pools[i] = NULL;
+        CHECK_MSG(pm_gemm_pool_create(pool_threads[i], &pools[i], &err) == PM_OK, "%s", err.message);
+    }
+}
+
+static void free_pools(pm_gemm_pool *pools[POOLS])
+{
+    for (int i = 0; i < POOLS; i++)
+        pm_gemm_pool_destroy(pools[i]);
+}
+
+TEST(test_pool_threads)
+{
+    pm_gemm_pool *p = NULL;
+    pm_error err = {0};
+    CHECK(pm_gemm_pool_create(3, &p, &err) == PM_OK);
+    CHECK(pm_gemm_pool_threads(p) == 3);
+    pm_gemm_pool_destroy(p);
+    CHECK(pm_gemm_pool_create(0, &p, &err) == PM_OK);
+    CHECK(pm_gemm_pool_threads(p) >= 1);
+    pm_gemm_pool_destroy(p);
+    CHECK(pm_gemm_pool_create(100000, &p, &err) == PM_ERR_INVALID);
+    CHECK(p == NULL);
+    CHECK(strstr(err.message, "100000") != NULL);
+    CHECK(pm_gemm_pool_threads(NULL) == 1);
+    pm_gemm_pool_destroy(NULL);
+}
+
+/* Every (M, N, K) in 1..70 is reachable; shapes are drawn so the tile edges
+ * (MR = 6, NR = 16, 8-wide transposes) are crossed in all combinations. */
+TEST(test_ragged_random)
+{
+    pm_gemm_pool *pools[POOLS];
+    make_pools(pools);
+    uint64_t s = 0x9E3779B97F4A7C15ULL;
+    size_t bad = 0;
+    for (int t = 0; t < 400 && bad == 0; t++) {
+        shape sh = {.M = 1 + rng_next(&s) % 70, .N = 1 + rng_next(&s) % 70, .K = 1 + rng_next(&s) % 70};
+        sh.lda = sh.K + (t % 3 ? 0 : rng_next(&s) % 9);
+        sh.ldb = sh.K + (t % 4 ? 0 : rng_next(&s) % 9);
+        sh.ldc = sh.N + (t % 5 ? 0 : rng_next(&s) % 9);
+        sh.accumulate = t % 2;
+        sh.special = t % 7 == 3;
+        bad += check_shape(pools, &sh, &s);
+    }
+    CHECK_MSG(bad == 0, "%zu mismatching outputs", bad);
+    free_pools(pools);
+}
+
+/* Sizes across the blocking boundaries (K > KC = 256, M > MC = 144) and above
+ * the threading threshold, plus thin products on the direct path. */
+TEST(test_large_shapes)
+{
+    static const shape shapes[] = {
+        {257, 129, 300, 300, 300, 129, false, false},
+        {257, 129, 300, 311, 305, 140, true, false},
+        {145, 200, 513, 513, 513, 200, true, true},
+        {300, 47, 257, 257, 260, 50, false, false},
+        {1, 4096, 513, 513, 513, 4096, false, false},
+        {1, 1000, 1023, 1030, 1025, 1000, true, true},
+        {2, 333, 700, 700, 701, 333, true, false},
+        {3, 517, 1000, 1000, 1000, 520, false, false},
+        {4, 256, 1024, 1024, 1024, 256, true, false},
+        {7, 1033, 129, 129, 129, 1033, false, true},
+        {64, 64, 2048, 2048, 2048, 64, false, false},
+    };
+    pm_gemm_pool *pools[POOLS];
+    make_pools(pools);
+    uint64_t s = 12345;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        CHECK_MSG(check_shape(pools, &shapes[i], &s) == 0, "shape %zu", i);
+    free_pools(pools);
+}
+
+/* K so long that the packed copy of B is built in column slices. */
+TEST(test_column_slices)
+{
+    static const shape sh = {7, 240, 70001, 70001, 70003, 240, true, false};
+    pm_gemm_pool *pools[POOLS];
+    make_pools(pools);
+    uint64_t s = 777;
+    CHECK(check_shape(pools, &sh, &s) == 0);
+    free_pools(pools);
+}
+
+/* Sign of zero: (-x)*(+0) + (+0) is +0, and a chain of -0 products from a -0
+ * start stays -0; a fresh product starts from +0, never -0. */
+TEST(test_signed_zero)
+{
+    pm_gemm_pool *p = NULL;
+    pm_error err = {0};
+    CHECK(pm_gemm_pool_create(2, &p, &err) == PM_OK);
+    float A[2 * 3] = {-1.0f, 2.0f, -3.0f, 0.0f, -0.0f, 0.0f};
+    float B[17 * 3];
+    for (size_t i = 0; i < 17 * 3; i++)
+        B[i] = i % 2 ? -0.0f : 0.0f;
+    float C[2 * 17];
+    for (size_t i = 0; i < 2 * 17; i++)
+        C[i] = -0.0f;
+    float want[2 * 17];
+    memcpy(want, C, sizeof C);
+    reference(2, 17, 3, A, 3, B, 3, want, 17, true);
+    pm_gemm_kordered(p, 2, 17, 3, A, 3, B, 3, C, 17, true);
+    for (size_t i = 0; i < 2 * 17; i++)
+        CHECK_MSG(to_bits(C[i]) == to_bits(want[i]), "C[%zu] = %08x, want %08x", i, to_bits(C[i]), to_bits(want[i]));
+    reference(2, 17, 3, A, 3, B, 3, want, 17, false);
+    pm_gemm_kordered(p, 2, 17, 3, A, 3, B, 3, C, 17, false);
+    for (size_t i = 0; i < 2 * 17; i++)
+        CHECK_MSG(to_bits(C[i]) == to_bits(want[i]) && to_bits(C[i]) == 0, "C[%zu] = %08x", i, to_bits(C[i]));
+    pm_gemm_pool_destroy(p);
+}
+
+/* K = 0: the chain is empty, so C is +0 (or unchanged when accumulating);
+ * M or N = 0 writes nothing. */
+TEST(test_empty_dimensions)
+{
+    pm_gemm_pool *p = NULL;
+    pm_error err = {0};
+    CHECK(pm_gemm_pool_create(2, &p, &err) == PM_OK);
+    float A[4] = {1, 2, 3, 4}, B[4] = {1, 2, 3, 4}, C[6] = {-0.0f, 5, 6, 7, 8, 9};
+    pm_gemm_kordered(p, 2, 3, 0, A, 2, B, 2, C, 3, true);
+    CHECK(to_bits(C[0]) == 0x80000000u && C[1] == 5 && C[5] == 9);
+    pm_gemm_kordered(p, 2, 3, 0, A, 2, B, 2, C, 3, false);
+    for (int i = 0; i < 6; i++)
+        CHECK(to_bits(C[i]) == 0);
+    C[0] = 42;
+    pm_gemm_kordered(p, 0, 3, 2, A, 2, B, 2, C, 3, false);
+    pm_gemm_kordered(p, 2, 0, 2, A, 2, B, 2, C, 3, false);
+    CHECK(C[0] == 42);
+    pm_gemm_pool_destroy(p);
+}
+
+/* Infinities and NaNs propagate as in the scalar chain (x86 FMA and fmaf give
+ * the same default NaN for inf - inf and inf * 0). */
+TEST(test_non_finite)
+{
+    float A[3 * 20], B[17 * 20], C[3 * 17], want[3 * 17];
+    uint64_t s = 99;
+    for (size_t i = 0; i < 3 * 20; i++)
+        A[i] = rng_next(&s) % 11 == 0 ? (rng_next(&s) % 2 ? INFINITY : -INFINITY) : rand_bf16(&s);
+    for (size_t i = 0; i < 17 * 20; i++)
+        B[i] = rng_next(&s) % 13 == 0 ? 0.0f : rand_special(&s);
+    for (size_t i = 0; i < 3 * 17; i++)
+        C[i] = want[i] = rand_bf16(&s);
+    reference(3, 17, 20, A, 20, B, 20, want, 17, true);
+    pm_gemm_kordered(NULL, 3, 17, 20, A, 20, B, 20, C, 17, true);
+    size_t nans = 0;
+    for (size_t i = 0; i < 3 * 17; i++) {
+        nans += isnan(want[i]);
+        CHECK_MSG(to_bits(C[i]) == to_bits(want[i]), "C[%zu] = %08x, want %08x", i, to_bits(C[i]), to_bits(want[i]));
+    }
+    CHECK(nans > 0); /* the case exercises NaN creation at all */
+}
+
+/* Two products on one pool at once: the second runs alone, both exact. */
+typedef struct concurrent_arg {
+    pm_gemm_pool *pool;
+    uint64_t seed;
+    size_t bad;
+} concurrent_arg;
+
+static void *concurrent_body(void *arg)
+{
+    concurrent_arg *c = arg;
+    pm_gemm_pool *pools[POOLS] = {c->pool, c->pool, c->pool, c->pool, c->pool};
+    for (int i = 0; i < 3; i++) {
+        shape sh = {.M = 100 + i, .N = 90, .K = 200, .lda = 200, .ldb = 200, .ldc = 90, .accumulate = i % 2};
+        c->bad += check_shape(pools, &sh, &c->seed);
+    }
+    return NULL;
+}
+
+TEST(test_concurrent_callers)
+{
+    pm_gemm_pool *p = NULL;
+    pm_error err = {0};
+    CHECK(pm_gemm_pool_create(2, &p, &err) == PM_OK);
+    concurrent_arg args[2] = {{p, 1, 0}, {p, 2, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&t[i], NULL, concurrent_body, &args[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    CHECK(args[0].bad == 0 && args[1].bad == 0);
+    pm_gemm_pool_destroy(p);
+}
+
+int main(void)
+{
+    RUN(test_pool_threads);
+    RUN(test_ragged_random);
+    RUN(test_large_shapes);
+    RUN(test_column_slices);
+    RUN(test_signed_zero);
+    RUN(test_empty_dimensions);
+    RUN(test_non_finite);
+    RUN(test_concurrent_callers);
+    return TEST_SUMMARY();
+}
