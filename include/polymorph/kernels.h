@@ -44,6 +44,7 @@ typedef struct pm_matmul_desc {
     uint32_t engines;        /* engines to split across (1..cfg engines), flags sync; 0 = 1 */
     pm_dataflow dataflow;    /* requested array dataflow */
     bool dataflow_from_config; /* true: use cfg->tensor_dataflow instead of .dataflow */
+    uint32_t sync_flag;      /* chip flag used to join the engines (engines > 1); init: 0 */
 } pm_matmul_desc;
 
 /* Fill d with a plain single-engine matmul of the given shape and formats,
@@ -82,6 +83,15 @@ void pm_builder_emit(pm_builder *b, pm_opcode op, int64_t o0, int64_t o1, int64_
                      int64_t o5);
 /* Current instruction index (a label's value). */
 uint32_t pm_builder_pc(const pm_builder *b);
+/* Labels: pm_builder_label makes a new unbound label, pm_builder_bind binds
+ * it to the current pc, and pm_builder_ref(label) is the operand value to
+ * pass for a label ('l') operand before or after binding; finish patches the
+ * references and fails on a label never bound. */
+uint32_t pm_builder_label(pm_builder *b);
+void pm_builder_bind(pm_builder *b, uint32_t label);
+int64_t pm_builder_ref(uint32_t label);
+/* The sticky error so far (PM_OK when none). */
+pm_status pm_builder_status(const pm_builder *b, pm_error *err);
 /* Move the finished code into out (sections and symbols untouched). */
 pm_status pm_builder_finish(pm_builder *b, pm_program *out, pm_error *err);
 

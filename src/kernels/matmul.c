@@ -1,0 +1,549 @@
+/* pm_kernel_matmul: tiled, double-buffered GEMM / GEMV programs for the
+ * tensor unit. A planner picks tile sizes from the config (SRAM, accumulator
+ * memory, array size) with a small cost model; the work becomes a list of
+ * steps (one tmm/tmma each, the DMA loads it needs, and at the end of an
+ * output tile a tout and a store), which one emitter turns into straight-line
+ * code with the loads of step s+1 issued before the tensor op of step s. */
+#include "kernels_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Registers the generated code uses (r0 reads as zero). */
+enum {
+    R_ROWB = 1, R_ROWS, R_ONE, R_DSTR, R_SSTR, R_SADDR, R_DADDR,
+    R_M, R_N, R_K, R_ACC, R_A, R_B, R_BIAS, R_SCALE, R_MODE, R_OUT,
+    R_ID = 20, R_TMP,
+};
+
+#define ALIGN_SRAM 256u /* buffers start on a port-width boundary: their rows spread over every bank */
+
+typedef struct dma_desc {
+    bool load;
+    uint64_t sram, dram, row_bytes, rows;
+    int64_t dram_stride, sram_stride;
+} dma_desc;
+
+#define STEP_MAX_LOADS 3
+
+typedef struct step {
+    uint32_t m, n, k;
+    uint64_t acc, a, b;
+    bool accumulate; /* tmma: continue the sums of the previous k chunk */
+    dma_desc loads[STEP_MAX_LOADS];
+    int load_count;
+    bool tile_end; /* after the op: tout to out_sram, then the store */
+    uint64_t out_sram, bias_sram;
+    dma_desc store;
+} step;
+
+/* Tile sizes and the SRAM / accumulator layout one engine uses. */
+typedef struct plan {
+    uint32_t tm, tn, tk;
+    bool a_resident; /* the whole K of an M block stays in SRAM and serves every N tile */
+    int dataflow;    /* tshape imm: 1 os, 2 ws */
+    uint64_t a_buf[2], b_buf[2], out_buf[2], bias_sram, acc_tile[2];
+    double est_cycles;
+} plan;
+
+/* One engine's share: rows [n_begin, n_end) of W / columns of Y in one batch entry. */
+typedef struct job {
+    uint32_t batch, n_begin, n_end;
+} job;
+
+/* Everything fixed for one kernel: formats, strides, sizes. */
+typedef struct shape_info {
+    const pm_matmul_desc *d;
+    uint32_t w_hdr;          /* tensor-scale header bytes of the weight format */
+    uint64_t w_row;          /* bytes of one weight row (K elements) */
+    uint64_t y_row;          /* bytes of one output row (N elements) */
+    uint32_t k_gran, n_gran; /* K chunk and N tile granules (storage units, array columns) */
+    uint64_t x_bytes, w_bytes, y_bytes;
+} shape_info;
+
+static uint64_t round_up(uint64_t v, uint64_t g)
+{
+    return (v + g - 1) / g * g;
+}
+
+static uint64_t ceil_div(uint64_t a, uint64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+static uint64_t gcd64(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+
+static uint64_t fmt_bytes(pm_format f, uint64_t n)
+{
+    size_t b = 0;
+    pm_format_bytes(f, (size_t)n, &b); /* callers only ask for whole storage units */
+    return b;
+}
+
+/* Smallest element count that is a whole number of storage units. */
+static uint32_t fmt_granule(pm_format f)
+{
+    const pm_format_info *fi = pm_format_get(f);
+    if (fi->block_elems > 1) return fi->block_elems;
+    return fi->elem_bits < 8 ? 2 : 1;
+}
+
+/* ---- emitter: straight-line code with cached register values ---- */
+
+typedef struct emitter {
+    pm_builder *b;
+    const pm_config *cfg;
+    const pm_matmul_desc *d;
+    bool fences; /* report mode: explicit fences stand in for the interlock */
+    int64_t rowb, rows, dstr, sstr; /* DMA descriptor state, -1 unknown */
+    int64_t tm, tn, tk, tdf;        /* tshape state */
+    int64_t bias, mode;             /* tepi state */
+    bool lfu_fenced;
+    bool pending;
+    dma_desc pending_store;
+} emitter;
+
+static void emit(emitter *e, pm_opcode op, int64_t a, int64_t b, int64_t c, int64_t d)
+{
+    pm_builder_emit(e->b, op, a, b, c, d, 0, 0);
+}
+
+static void li(emitter *e, int reg, int64_t v)
+{
+    emit(e, PM_OP_LI, reg, v, 0, 0);
+}
+
+static void emitter_reset(emitter *e)
+{
+    e->rowb = e->rows = e->dstr = e->sstr = -1;
+    e->tm = e->tn = e->tk = e->tdf = -1;
+    e->bias = e->mode = -1;
+    e->lfu_fenced = false;
+    e->pending = false;
+}
+
+static void emit_dma(emitter *e, const dma_desc *m)
+{
+    if ((int64_t)m->row_bytes != e->rowb || (int64_t)m->rows != e->rows) {
+        if ((int64_t)m->row_bytes != e->rowb) li(e, R_ROWB, (int64_t)m->row_bytes);
+        if ((int64_t)m->rows != e->rows) li(e, R_ROWS, (int64_t)m->rows);
+        emit(e, PM_OP_DSHAPE, R_ROWB, R_ROWS, R_ONE, 0);
+        e->rowb = (int64_t)m->row_bytes, e->rows = (int64_t)m->rows;
+    }
+    /* Strides only matter for more than one row. */
+    if (m->rows > 1 && (m->dram_stride != e->dstr || m->sram_stride != e->sstr)) {
+        if (m->dram_stride != e->dstr) li(e, R_DSTR, m->dram_stride);
+        if (m->sram_stride != e->sstr) li(e, R_SSTR, m->sram_stride);
+        emit(e, PM_OP_DSTRIDE, R_DSTR, 0, R_SSTR, 0);
+        e->dstr = m->dram_stride, e->sstr = m->sram_stride;
+    }
+    li(e, R_SADDR, (int64_t)m->sram);
+    li(e, R_DADDR, (int64_t)m->dram);
+    if (m->load) emit(e, PM_OP_DLD, R_SADDR, R_DADDR, 0, 0);
+    else emit(e, PM_OP_DST, R_DADDR, R_SADDR, 0, 0);
+}
+
+static void emit_tshape(emitter *e, uint32_t m, uint32_t n, uint32_t k, int df)
+{
+    if (m == e->tm && n == e->tn && k == e->tk && df == e->tdf) return;
+    if (m != e->tm) li(e, R_M, m);
+    if (n != e->tn) li(e, R_N, n);
+    if (k != e->tk) li(e, R_K, k);
+    emit(e, PM_OP_TSHAPE, R_M, R_N, R_K, df);
+    e->tm = m, e->tn = n, e->tk = k, e->tdf = df;
+}
+
+static const unsigned FENCE_PIPE = (1u << PM_UNIT_DMA_LD) | (1u << PM_UNIT_DMA_ST) | (1u << PM_UNIT_TENSOR);
+
+static void emit_epilogue_state(emitter *e, uint64_t bias_sram)
+{
+    const pm_matmul_desc *d = e->d;
+    int64_t mode = (d->has_bias ? 1 : 0) | (d->has_scale ? 2 : 0) | (d->has_act ? 4 : 0); /* slot 0: bits 4..6 = 0 */
+    int64_t bias = d->has_bias ? (int64_t)bias_sram : 0;
+    if (d->has_act && !e->lfu_fenced) {
+        /* lfu.cfg writes the slot the epilogue reads; wait for it once. */
+        emit(e, PM_OP_FENCE, 1u << PM_UNIT_LFU, 0, 0, 0);
+        e->lfu_fenced = true;
+    }
+    if (mode == e->mode && bias == e->bias) return;
+    if (e->mode < 0) li(e, R_SCALE, (int64_t)pm_f32_bits(d->has_scale ? d->scale : 1.0f));
+    li(e, R_BIAS, bias);
+    li(e, R_MODE, mode);
+    emit(e, PM_OP_TEPI, R_BIAS, R_SCALE, R_MODE, 0);
+    e->mode = mode, e->bias = bias;
+}
+
+/* The double-buffered pipeline: the loads of step s+1 go out before the
+ * tensor op of step s, and a tile's store goes out in the step after its
+ * tout. Under control.hazards = report each step starts with a fence on
+ * dma.ld, dma.st and tensor, which makes exactly the hazards the interlock
+ * would resolve impossible: load(s) and op(s-1) are done before op(s) reads
+ * load(s)'s buffer and load(s+1) overwrites op(s-1)'s; a tout is done
+ * before its store reads the output buffer; store(t-2) is done before
+ * tout(t) rewrites its buffer. Under interlock the scoreboard does the same
+ * waiting without stalling issue, so no fences are emitted. */
+static void emit_steps(emitter *e, const step *steps, size_t count, int df)
+{
+    const pm_matmul_desc *d = e->d;
+    for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
+    for (size_t s = 0; s < count; s++) {
+        const step *st = &steps[s];
+        if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
+        if (e->pending) emit_dma(e, &e->pending_store), e->pending = false;
+        if (s + 1 < count)
+            for (int i = 0; i < steps[s + 1].load_count; i++) emit_dma(e, &steps[s + 1].loads[i]);
+        emit_tshape(e, st->m, st->n, st->k, df);
+        li(e, R_ACC, (int64_t)st->acc);
+        li(e, R_A, (int64_t)st->a);
+        li(e, R_B, (int64_t)st->b);
+        emit(e, st->accumulate ? PM_OP_TMMA : PM_OP_TMM, d->w_fmt, R_ACC, R_A, R_B);
+        if (st->tile_end) {
+            emit_epilogue_state(e, st->bias_sram);
+            li(e, R_OUT, (int64_t)st->out_sram);
+            emit(e, PM_OP_TOUT, d->out_fmt, R_OUT, R_ACC, 0);
+            e->pending = true;
+            e->pending_store = st->store;
+        }
+    }
+    if (e->pending) {
+        if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
+        emit_dma(e, &e->pending_store);
+        e->pending = false;
+    }
+}
+
+/* ---- steps of one engine's jobs ---- */
+
+typedef struct step_list {
+    step *v;
+    size_t count, cap;
+} step_list;
+
+static step *push_step(step_list *l)
+{
+    if (l->count == l->cap) {
+        size_t n = l->cap ? l->cap * 2 : 64;
+        step *q = realloc(l->v, n * sizeof *q);
+        if (!q) return NULL;
+        l->v = q, l->cap = n;
+    }
+    step *s = &l->v[l->count++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+static void add_load(step *s, uint64_t sram, uint64_t dram, uint64_t row_bytes, uint64_t rows, uint64_t dram_stride,
+                     uint64_t sram_stride)
+{
+    /* Rows that are contiguous on both sides move as one row. */
+    if (rows > 1 && dram_stride == row_bytes && sram_stride == row_bytes) row_bytes *= rows, rows = 1;
+    s->loads[s->load_count++] = (dma_desc){true, sram, dram, row_bytes, rows, (int64_t)dram_stride,
+                                           (int64_t)sram_stride};
+}
+
+/* Counters that alternate double buffers across every job of an engine. */
+typedef struct cursor {
+    uint64_t steps, tiles, mblocks;
+} cursor;
+
+static pm_status job_steps(const shape_info *si, const plan *p, const job *j, cursor *cur, step_list *out,
+                           pm_error *err)
+{
+    const pm_matmul_desc *d = si->d;
+    uint32_t M = d->M, K = d->K, N = j->n_end - j->n_begin;
+    uint64_t x = d->x_addr + (uint64_t)j->batch * d->x_batch_stride;
+    uint64_t w = d->w_addr + (uint64_t)j->batch * d->w_batch_stride;
+    uint64_t y = d->y_addr + (uint64_t)j->batch * d->y_batch_stride;
+    for (uint32_t m0 = 0; m0 < M; m0 += p->tm) {
+        uint32_t mi = M - m0 < p->tm ? M - m0 : p->tm;
+        uint64_t ablk = p->a_buf[cur->mblocks++ % 2];
+        for (uint32_t n0 = 0; n0 < N; n0 += p->tn) {
+            uint32_t nj = N - n0 < p->tn ? N - n0 : p->tn;
+            uint64_t t = cur->tiles++;
+            for (uint32_t k0 = 0; k0 < K; k0 += p->tk) {
+                uint32_t kc = K - k0 < p->tk ? K - k0 : p->tk;
+                uint64_t sb = cur->steps++ % 2;
+                step *s = push_step(out);
+                if (!s) return pm_error_set(err, PM_ERR_NOMEM, "matmul: out of memory for the step list");
+                s->m = mi, s->n = nj, s->k = kc;
+                s->acc = p->acc_tile[t % 2];
+                s->accumulate = k0 > 0;
+                if (p->a_resident) {
+                    /* The M block's K chunks, each mi x kc packed, one after another;
+                     * loaded with the first N tile, reused by the others. */
+                    s->a = ablk + (uint64_t)k0 * mi * 2;
+                    if (n0 == 0)
+                        add_load(s, s->a, x + ((uint64_t)m0 * K + k0) * 2, (uint64_t)kc * 2, mi, (uint64_t)K * 2,
+                                 (uint64_t)kc * 2);
+                } else {
+                    s->a = p->a_buf[sb];
+                    add_load(s, s->a, x + ((uint64_t)m0 * K + k0) * 2, (uint64_t)kc * 2, mi, (uint64_t)K * 2,
+                             (uint64_t)kc * 2);
+                }
+                s->b = p->b_buf[sb];
+                if (si->w_hdr) add_load(s, s->b, w, si->w_hdr, 1, si->w_hdr, si->w_hdr);
+                uint64_t kc_bytes = fmt_bytes(d->w_fmt, kc);
+                add_load(s, s->b + si->w_hdr,
+                         w + si->w_hdr + (uint64_t)(j->n_begin + n0) * si->w_row + fmt_bytes(d->w_fmt, k0), kc_bytes,
+                         nj, si->w_row, kc_bytes);
+                if (k0 + kc == K) {
+                    s->tile_end = true;
+                    s->out_sram = p->out_buf[t % 2];
+                    s->bias_sram = p->bias_sram + (uint64_t)(j->n_begin + n0) * 4;
+                    uint64_t ob = fmt_bytes(d->out_fmt, nj);
+                    uint64_t rb = ob, rows = mi;
+                    if (rows > 1 && ob == si->y_row) rb *= rows, rows = 1;
+                    s->store = (dma_desc){false, s->out_sram,
+                                          y + (uint64_t)m0 * si->y_row + fmt_bytes(d->out_fmt, j->n_begin + n0), rb,
+                                          rows, (int64_t)si->y_row, (int64_t)ob};
+                }
+            }
+        }
+    }
+    return PM_OK;
+}
+
+/* ---- planner ---- */
+
+/* Cycles of one tensor op per docs/tensor.md (fast model), for the cost model. */
+static double op_cycles(const pm_config *cfg, int df, uint64_t m, uint64_t n, uint64_t k)
+{
+    uint64_t R = cfg->tensor_rows, C = cfg->tensor_cols;
+    if (df == 1) {
+        uint64_t folds = ceil_div(m, R) * ceil_div(n, C);
+        return (double)(folds * (k > R ? k : R) + (R + C - 2) + R);
+    }
+    uint64_t pre = ceil_div(R, cfg->tensor_weight_load_rows), ntiles = ceil_div(n, C);
+    uint64_t per = m > pre ? m : pre, row = ntiles * per, wait = m + R + C - 2;
+    /* A K-tile row shorter than the partial sums' trip through the array waits for them. */
+    if (row < wait) row = wait;
+    return (double)(pre + ceil_div(k, R) * row + (R + C - 2) + 1);
+}
+
+typedef struct budget {
+    uint64_t a, b, out, bias;
+} budget;
+
+static budget plan_budget(const shape_info *si, uint32_t tm, uint32_t tn, uint32_t tk, bool a_resident)
+{
+    const pm_matmul_desc *d = si->d;
+    budget u;
+    u.a = round_up((uint64_t)tm * (a_resident ? d->K : tk) * 2, ALIGN_SRAM);
+    u.b = round_up(si->w_hdr + (uint64_t)tn * fmt_bytes(d->w_fmt, tk), ALIGN_SRAM);
+    u.out = round_up((uint64_t)tm * fmt_bytes(d->out_fmt, tn), ALIGN_SRAM);
+    u.bias = d->has_bias ? round_up((uint64_t)d->N * 4, ALIGN_SRAM) : 0;
+    return u;
+}
+
+/* Estimated cycles of one engine running jobs of width n_job (count of them). */
+static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *p, uint32_t n_job, uint32_t jobs,
+                        uint64_t *insns)
+{
+    const pm_matmul_desc *d = si->d;
+    uint32_t M = d->M, K = d->K;
+    double compute = 0, steps = 0, tiles = 0;
+    for (uint32_t m0 = 0; m0 < M; m0 += p->tm) {
+        uint32_t mi = M - m0 < p->tm ? M - m0 : p->tm;
+        for (uint32_t n0 = 0; n0 < n_job; n0 += p->tn) {
+            uint32_t nj = n_job - n0 < p->tn ? n_job - n0 : p->tn;
+            for (uint32_t k0 = 0; k0 < K; k0 += p->tk) {
+                uint32_t kc = K - k0 < p->tk ? K - k0 : p->tk;
+                compute += op_cycles(cfg, p->dataflow, mi, nj, kc);
+                steps++;
+            }
+            compute += (double)ceil_div((uint64_t)mi * nj, cfg->tensor_cols) + 2;
+            tiles++;
+        }
+    }
+    double mblocks = (double)ceil_div(M, p->tm), ntiles = (double)ceil_div(n_job, p->tn);
+    double a_bytes = (double)M * K * 2 * (p->a_resident ? 1 : ntiles);
+    double w_bytes = (double)si->w_row * n_job * mblocks;
+    double y_bytes = (double)M * fmt_bytes(d->out_fmt, d->N) * n_job / d->N;
+    double bpc = pm_config_dram_bytes_per_cycle(cfg) / (d->engines > 1 ? d->engines : 1);
+    double dram = (a_bytes + w_bytes + y_bytes) / bpc;
+    /* The first step's loads and the last tile's store are not hidden. */
+    double first = ((double)p->tm * (p->a_resident ? K : p->tk) * 2 + (double)p->tn * fmt_bytes(d->w_fmt, p->tk)) /
+                   bpc;
+    double per_step = 16, per_tile = 12; /* issue slots of the generated code */
+    double body = compute > dram ? compute : dram;
+    *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * jobs) + 64;
+    return (body + first) * jobs + steps * jobs * (cfg->hazard_mode == PM_HAZARD_REPORT ? 120 : 1);
+}
+
+static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_t n_job, uint32_t jobs,
+                             uint32_t engines, plan *best, pm_error *err)
+{
+    const pm_matmul_desc *d = si->d;
+    uint32_t R = cfg->tensor_rows;
+    int df;
+    if (d->M == 1) df = 2; /* GEMV: weight-stationary streaming */
+    else df = (d->dataflow_from_config ? cfg->tensor_dataflow : d->dataflow) == PM_DATAFLOW_WEIGHT_STATIONARY ? 2 : 1;
+    uint64_t m_cap = d->M == 1 ? 1 : round_up(d->M, R);
+    uint64_t n_cap = round_up(n_job, si->n_gran);
+    bool found = false;
+    uint64_t best_insns = 0;
+    for (uint64_t tm = d->M == 1 ? 1 : R;; tm = tm * 2 > m_cap ? m_cap : tm * 2) {
+        for (uint64_t tn = si->n_gran;; tn = tn * 2 > n_cap ? n_cap : tn * 2) {
+            if (2 * tm * tn * 4 <= cfg->accum_bytes) {
+                for (uint32_t div = 1; div <= 4096; div = div < 4 ? div + 1 : div * 2) {
+                    uint64_t tk = round_up(ceil_div(d->K, div), si->k_gran);
+                    if (tk > d->K) tk = d->K;
+                    if (div > 1 && tk == d->K) continue;
+                    for (int res = 1; res >= 0; res--) {
+                        if (!res && (d->M == 1 || tk == d->K)) continue; /* streaming A only helps with chunks */
+                        budget u = plan_budget(si, (uint32_t)tm, (uint32_t)tn, (uint32_t)tk, res);
+                        if (2 * (u.a + u.b + u.out) + u.bias > cfg->sram_bytes) continue;
+                        plan p = {.tm = (uint32_t)tm, .tn = (uint32_t)tn, .tk = (uint32_t)tk, .a_resident = res,
+                                  .dataflow = df};
+                        uint64_t insns;
+                        p.est_cycles = plan_cost(cfg, si, &p, n_job, jobs, &insns);
+                        insns *= engines;
+                        bool fits = insns <= cfg->imem_words;
+                        bool better = !found || (fits && best_insns > cfg->imem_words) ||
+                                      (fits == (best_insns <= cfg->imem_words) && p.est_cycles < best->est_cycles);
+                        if (better) *best = p, best_insns = insns, found = true;
+                    }
+                    if (tk <= si->k_gran) break;
+                }
+            }
+            if (tn >= n_cap) break;
+        }
+        if (tm >= m_cap) break;
+    }
+    if (!found)
+        return pm_error_set(err, PM_ERR_CONFIG,
+                            "matmul M=%u N=%u K=%u: no tiling fits sram.bytes = %llu and sram.accumulator_bytes = "
+                            "%llu (even %u x %u output tiles with %u-element K chunks)",
+                            d->M, d->N, d->K, (unsigned long long)cfg->sram_bytes,
+                            (unsigned long long)cfg->accum_bytes, d->M == 1 ? 1 : R, si->n_gran, si->k_gran);
+    budget u = plan_budget(si, best->tm, best->tn, best->tk, best->a_resident);
+    uint64_t at = 0;
+    best->a_buf[0] = at, at += u.a;
+    best->a_buf[1] = at, at += u.a;
+    best->b_buf[0] = at, at += u.b;
+    best->b_buf[1] = at, at += u.b;
+    best->out_buf[0] = at, at += u.out;
+    best->out_buf[1] = at, at += u.out;
+    best->bias_sram = at;
+    best->acc_tile[0] = 0;
+    best->acc_tile[1] = (uint64_t)best->tm * best->tn * 4;
+    return PM_OK;
+}
+
+/* ---- the kernel ---- */
+
+static pm_status check_range(const char *what, uint64_t addr, uint64_t stride, uint32_t batch, uint64_t bytes,
+                             uint64_t dram_bytes, pm_error *err)
+{
+    uint64_t end = addr + stride * (batch - 1) + bytes;
+    if (addr > dram_bytes || stride > dram_bytes || end > dram_bytes || end < addr)
+        return pm_error_set(err, PM_ERR_INVALID,
+                            "matmul: %s [0x%llx, 0x%llx) (batch %u, stride %llu) is outside DRAM (0x%llx bytes)", what,
+                            (unsigned long long)addr, (unsigned long long)end, batch, (unsigned long long)stride,
+                            (unsigned long long)dram_bytes);
+    return PM_OK;
+}
+
+pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_program *out, pm_error *err)
+{
+    shape_info si = {.d = d};
+    pm_status st = pm_matmul_check(d, &si.x_bytes, &si.w_bytes, &si.y_bytes, err);
+    if (st) return st;
+    if (!cfg || !out) return pm_error_set(err, PM_ERR_INVALID, "matmul: no config or output program");
+    uint32_t engines = d->engines ? d->engines : 1;
+    if (engines > cfg->engines)
+        return pm_error_set(err, PM_ERR_INVALID, "matmul: engines = %u but the config has chip.engines = %u", engines,
+                            cfg->engines);
+    if (engines > 1 && d->sync_flag >= cfg->flags)
+        return pm_error_set(err, PM_ERR_INVALID, "matmul: sync_flag %u is not below chip.flags = %u", d->sync_flag,
+                            cfg->flags);
+    if ((st = check_range("x", d->x_addr, d->x_batch_stride, d->batch, si.x_bytes, cfg->dram_bytes, err)) ||
+        (st = check_range("w", d->w_addr, d->w_batch_stride, d->batch, si.w_bytes, cfg->dram_bytes, err)) ||
+        (st = check_range("y", d->y_addr, d->y_batch_stride, d->batch, si.y_bytes, cfg->dram_bytes, err)))
+        return st;
+    if (d->has_bias && (st = check_range("bias", d->bias_addr, 0, 1, (uint64_t)d->N * 4, cfg->dram_bytes, err)))
+        return st;
+    si.w_hdr = pm_format_get(d->w_fmt)->header_bytes;
+    si.w_row = fmt_bytes(d->w_fmt, d->K);
+    si.y_row = fmt_bytes(d->out_fmt, d->N);
+    si.k_gran = fmt_granule(d->w_fmt);
+    uint64_t og = fmt_granule(d->out_fmt);
+    si.n_gran = (uint32_t)(cfg->tensor_cols / gcd64(cfg->tensor_cols, og) * og);
+
+    /* Work split: whole batch entries when there are enough, else N ranges. */
+    bool split_batch = engines > 1 && d->batch >= engines;
+    uint32_t n_share = split_batch || engines == 1 ? d->N : (uint32_t)round_up(ceil_div(d->N, engines), si.n_gran);
+    uint32_t jobs_per_engine = split_batch ? (uint32_t)ceil_div(d->batch, engines) : d->batch;
+    plan p = {0};
+    if ((st = choose_plan(cfg, &si, n_share, jobs_per_engine, engines, &p, err))) return st;
+
+    pm_builder *b;
+    if ((st = pm_builder_create(&b, err))) return st;
+    emitter e = {.b = b, .cfg = cfg, .d = d, .fences = cfg->hazard_mode == PM_HAZARD_REPORT};
+    step_list steps = {0};
+    if (d->has_act) pm_builder_emit(b, PM_OP_LFUCFG, 0, d->act, 0, 0, 0, 0);
+    uint32_t labels[64 + 1];
+    if (engines > 64) engines = 64;
+    if (engines > 1) {
+        pm_builder_emit(b, PM_OP_CSRR, R_ID, PM_CSR_ENGINE_ID, 0, 0, 0, 0);
+        for (uint32_t k = 1; k < engines; k++) {
+            labels[k] = pm_builder_label(b);
+            li(&e, R_TMP, k);
+            pm_builder_emit(b, PM_OP_BEQ, R_ID, R_TMP, pm_builder_ref(labels[k]), 0, 0, 0);
+        }
+    }
+    for (uint32_t eng = 0; eng < engines && !st; eng++) {
+        if (eng > 0) pm_builder_bind(b, labels[eng]);
+        emitter_reset(&e);
+        li(&e, R_ONE, 1);
+        cursor cur = {0};
+        steps.count = 0;
+        for (uint32_t bi = 0; bi < d->batch && !st; bi++) {
+            job j = {bi, 0, d->N};
+            if (split_batch) {
+                if (bi % engines != eng) continue;
+            } else if (engines > 1) {
+                uint64_t lo = (uint64_t)eng * n_share, hi = lo + n_share;
+                if (lo >= d->N) continue;
+                j.n_begin = (uint32_t)lo, j.n_end = (uint32_t)(hi < d->N ? hi : d->N);
+            }
+            st = job_steps(&si, &p, &j, &cur, &steps, err);
+        }
+        if (st) break;
+        if (d->has_bias && steps.count) {
+            /* The bias vector travels once, ahead of the pipeline. */
+            dma_desc bias = {true, p.bias_sram, d->bias_addr, (uint64_t)d->N * 4, 1, 0, 0};
+            emit_dma(&e, &bias);
+        }
+        emit_steps(&e, steps.v, steps.count, p.dataflow);
+        if (engines > 1) {
+            pm_builder_emit(b, PM_OP_FADD, d->sync_flag, 1, 0, 0, 0, 0);
+            if (eng == 0) {
+                /* Engine 0 ends only after every engine's results are in DRAM,
+                 * then puts the flag back to 0 so the program can run again. */
+                pm_builder_emit(b, PM_OP_FWAIT, d->sync_flag, engines, 0, 0, 0, 0);
+                pm_builder_emit(b, PM_OP_FADD, d->sync_flag, -(int64_t)engines, 0, 0, 0, 0);
+            }
+        }
+        pm_builder_emit(b, PM_OP_HALT, 0, 0, 0, 0, 0, 0);
+    }
+    free(steps.v);
+    if (!st) {
+        if (pm_builder_pc(b) > cfg->imem_words)
+            st = pm_error_set(err, PM_ERR_CONFIG,
+                              "matmul M=%u N=%u K=%u batch %u: the program has %u instructions; control.imem_words "
+                              "holds %u",
+                              d->M, d->N, d->K, d->batch, pm_builder_pc(b), cfg->imem_words);
+        else
+            st = pm_builder_finish(b, out, err);
+    }
+    pm_builder_destroy(b);
+    return st;
+}
