@@ -80,11 +80,13 @@ static uint64_t gcd64(uint64_t a, uint64_t b)
     return a;
 }
 
+/* Bytes of n elements without the per-tensor header (NVFP4/IF4's fp32
+ * scale), which the kernels place once in front of each chunk. */
 static uint64_t fmt_bytes(pm_format f, uint64_t n)
 {
     size_t b = 0;
     pm_format_bytes(f, (size_t)n, &b); /* callers only ask for whole storage units */
-    return b;
+    return b - pm_format_get(f)->header_bytes;
 }
 
 /* Smallest element count that is a whole number of storage units. */
@@ -491,8 +493,15 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
     if (d->has_act) pm_builder_emit(b, PM_OP_LFUCFG, 0, d->act, 0, 0, 0, 0);
     uint32_t labels[64 + 1];
     if (engines > 64) engines = 64;
-    if (engines > 1) {
+    if (cfg->engines > 1) {
+        /* One program for every engine: each jumps to its own share; engines
+         * beyond the split (the runtime loads all by default) halt at once. */
         pm_builder_emit(b, PM_OP_CSRR, R_ID, PM_CSR_ENGINE_ID, 0, 0, 0, 0);
+        uint32_t go = pm_builder_label(b);
+        li(&e, R_TMP, engines);
+        pm_builder_emit(b, PM_OP_BLT, R_ID, R_TMP, pm_builder_ref(go), 0, 0, 0);
+        pm_builder_emit(b, PM_OP_HALT, 0, 0, 0, 0, 0, 0);
+        pm_builder_bind(b, go);
         for (uint32_t k = 1; k < engines; k++) {
             labels[k] = pm_builder_label(b);
             li(&e, R_TMP, k);

@@ -51,8 +51,10 @@ pm_status pm_matmul_check(const pm_matmul_desc *d, uint64_t *x_bytes, uint64_t *
     if (d->has_act && (unsigned)d->act >= PM_LFU_FUNC_COUNT)
         return pm_error_set(err, PM_ERR_INVALID, "matmul: act %d is not a built-in LFU function", (int)d->act);
     /* Products below 2^48 bytes keep every DRAM address computation exact. */
-    uint64_t xb = (uint64_t)d->M * d->K * 2, wb = (uint64_t)row_bytes * d->N + wi->header_bytes,
-             yb = (uint64_t)yrow * d->M;
+    size_t all_w;
+    if (!pm_format_bytes(d->w_fmt, (size_t)d->N * d->K, &all_w))
+        return pm_error_set(err, PM_ERR_INVALID, "matmul: N*K is not a whole number of %s storage units", wi->name);
+    uint64_t xb = (uint64_t)d->M * d->K * 2, wb = all_w, yb = (uint64_t)yrow * d->M;
     if (xb >> 47 || wb >> 47 || yb >> 47)
         return pm_error_set(err, PM_ERR_INVALID, "matmul: shape M=%u N=%u K=%u is too large", d->M, d->N, d->K);
     if (x_bytes) *x_bytes = xb;
