@@ -54,11 +54,11 @@ typedef struct pm_fit_options {
     uint8_t form;        /* pm_lfu_form (uniform mode only) */
     uint8_t oor;         /* pm_lfu_oor (uniform mode only) */
     uint8_t method;      /* pm_fit_method */
-    uint8_t retune;      /* 1: greedy +-1 ulp re-tuning of the rounded coefficients */
+    uint8_t retune;      /* 1: greedy +-1 ulp re-tuning of the rounded coefficients (uniform mode) */
     const char *name;    /* the table's name (truncated to 31 bytes); NULL: "fit" */
 } pm_fit_options;
 
-/* Defaults: uniform, plain, clamp, minimax, retune on, degree 3, 16 segments. */
+/* Defaults: uniform, plain, clamp, minimax, no re-tuning, degree 3, 16 segments. */
 void pm_fit_options_default(pm_fit_options *o);
 
 /* Fits f into a new table (the caller frees it with pm_lfu_table_free). Fails
