@@ -26,7 +26,9 @@
  * broadcast A value: 15 of the 16 registers. */
 enum { MR = 6, NR = 16 };
 /* K block: a 16-wide B micro-panel of KC rows (16 KiB) stays in L1 while the
- * A panels of one block stream past it. MC rows of A x KC (144 KiB) sit in L2. */
+ * A panels of one block stream past it; MC rows of A x KC (144 KiB) sit in L2.
+ * A and B are packed whole (per slice) before any tile runs, so a block of C
+ * never re-packs its operands. */
 enum { KC = 256, MC = 144 };
 /* Below this many multiply-adds a call runs on the calling thread: waking the
  * workers costs more than the work. */
@@ -34,7 +36,8 @@ enum { KC = 256, MC = 144 };
 /* Fewer A rows than this: B is read once, transposed in registers, instead of
  * being packed (GEMV and other thin products run at memory speed). */
 enum { DIRECT_MAX_M = 4 };
-/* The packed copy of B is built for at most this many floats at a time. */
+/* The packed copies of A and of B are each built for at most this many
+ * floats at a time (row and column slices beyond). */
 #define BPACK_MAX_FLOATS ((size_t)1 << 24)
 
 /* ---- thread pool ------------------------------------------------------- */
@@ -55,9 +58,8 @@ struct pm_gemm_pool {
     size_t ntasks;
     atomic_size_t next_task;
     atomic_flag in_use;    /* one product at a time; a concurrent caller runs alone */
-    float **apack;         /* per slot: MC x KC packed A block */
-    float *bpack;          /* shared packed B */
-    size_t bpack_cap;      /* floats */
+    float *apack, *bpack;  /* packed operands, grown on demand, reused */
+    size_t apack_cap, bpack_cap; /* floats */
 };
 
 typedef struct pool_worker_arg {
@@ -155,9 +157,6 @@ static void pool_stop(pm_gemm_pool *p, unsigned started)
 
 static void pool_free(pm_gemm_pool *p)
 {
-    if (p->apack)
-        for (unsigned i = 0; i < p->threads; i++)
-            free(p->apack[i]);
     free(p->apack);
     free(p->bpack);
     free(p->workers);
@@ -187,14 +186,9 @@ pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *er
         free(p);
         return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: cannot create its mutex or condition variables");
     }
-    p->apack = calloc(threads, sizeof *p->apack);
-    p->workers = calloc(threads, sizeof *p->workers);
-    bool ok = p->apack && p->workers;
-    for (unsigned i = 0; ok && i < threads; i++)
-        ok = (p->apack[i] = alloc_floats((size_t)MC * KC)) != NULL;
-    if (!ok) {
+    if (!(p->workers = calloc(threads, sizeof *p->workers))) {
         pool_free(p);
-        return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: out of memory for %u packing buffers", threads);
+        return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: out of memory for %u threads", threads);
     }
     for (unsigned i = 1; i < threads; i++) {
         pool_worker_arg *a = malloc(sizeof *a);
@@ -237,10 +231,10 @@ typedef struct gemm_job {
     size_t lda, ldb, ldc;
     float *C;
     bool accumulate;
-    /* packed path: columns [n0, n0 + ncols) of C, B packed into bpack */
-    size_t n0, ncols;
-    float *bpack;
-    float *const *apack; /* per slot */
+    /* packed path: rows [m0, m0 + mrows) and columns [n0, n0 + ncols) of C,
+     * A packed into apack (a_panels panels, 0 when already packed), B into bpack */
+    size_t m0, mrows, n0, ncols, a_panels;
+    float *apack, *bpack;
     size_t m_blocks, n_blocks, n_block_cols;
     /* direct and scalar paths: tasks of task_cols columns each */
     size_t task_cols;
@@ -313,23 +307,18 @@ PM_AVX2 static void pack_b_panel(const float *B, size_t ldb, size_t n0, size_t c
             dst[k * NR + j] = j < cols ? B[(n0 + j) * ldb + k] : 0.0f;
 }
 
-/* Rows m0..m0+rows of A, k0..k0+kc, as MR-row panels: panel p holds
- * dst[p*kc*MR + k*MR + i] = A[m0 + p*MR + i][k0 + k]; missing rows are zero. */
-static void pack_a_block(const float *A, size_t lda, size_t m0, size_t rows, size_t k0, size_t kc, float *dst)
+/* Rows m0..m0+rows (rows <= MR) of A as one K-major panel:
+ * dst[k*MR + i] = A[m0+i][k]; missing rows are zero. */
+static void pack_a_panel(const float *A, size_t lda, size_t m0, size_t rows, size_t K, float *dst)
 {
-    for (size_t p = 0; p * MR < rows; p++) {
-        float *d = dst + p * kc * MR;
-        for (size_t i = 0; i < MR; i++) {
-            size_t m = p * MR + i;
-            if (m < rows) {
-                const float *a = A + (m0 + m) * lda + k0;
-                for (size_t k = 0; k < kc; k++)
-                    d[k * MR + i] = a[k];
-            } else {
-                for (size_t k = 0; k < kc; k++)
-                    d[k * MR + i] = 0.0f;
-            }
-        }
+    for (size_t i = 0; i < MR; i++) {
+        const float *a = A + (m0 + i) * lda;
+        if (i < rows)
+            for (size_t k = 0; k < K; k++)
+                dst[k * MR + i] = a[k];
+        else
+            for (size_t k = 0; k < K; k++)
+                dst[k * MR + i] = 0.0f;
     }
 }
 
@@ -383,38 +372,54 @@ PM_AVX2 static void kernel_edge(size_t kc, const float *a, const float *b, float
         memcpy(c + i * ldc, tile + i * NR, cols * sizeof(float));
 }
 
-PM_AVX2 static void pack_b_task(void *ctx, size_t task, unsigned slot)
+/* Packing phase: tasks below a_panels pack one A panel each, the rest one B panel. */
+PM_AVX2 static void pack_task(void *ctx, size_t task, unsigned slot)
 {
     const gemm_job *j = ctx;
     (void)slot;
+    if (task < j->a_panels) {
+        size_t r0 = task * MR, rows = j->mrows - r0 < MR ? j->mrows - r0 : MR;
+        pack_a_panel(j->A, j->lda, j->m0 + r0, rows, j->K, j->apack + task * j->K * MR);
+        return;
+    }
+    task -= j->a_panels;
     size_t c0 = task * NR, cols = j->ncols - c0 < NR ? j->ncols - c0 : NR;
     pack_b_panel(j->B, j->ldb, j->n0 + c0, cols, j->K, j->bpack + task * j->K * NR);
 }
 
 /* One block of C (MC rows x n_block_cols columns): K in KC steps, ascending;
- * between steps the tile goes back to C and is reloaded, continuing the chain. */
+ * between steps the tile goes back to C and is reloaded, continuing the chain.
+ * The next tile's C rows are prefetched: the chain must start from C, so the
+ * load cannot be deferred behind the multiply-adds. */
 PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
 {
     const gemm_job *j = ctx;
+    (void)slot;
     size_t ib = task / j->n_blocks, jb = task % j->n_blocks;
-    size_t m0 = ib * MC, rows = j->M - m0 < MC ? j->M - m0 : MC;
+    size_t r0 = ib * MC, r1 = r0 + MC < j->mrows ? r0 + MC : j->mrows;
     size_t c0 = jb * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
-    float *apack = j->apack[slot];
-    for (size_t k0 = 0; k0 < j->K; k0 += KC) {
-        size_t kc = j->K - k0 < KC ? j->K - k0 : KC;
+    const size_t K = j->K, ldc = j->ldc;
+    for (size_t k0 = 0; k0 < K; k0 += KC) {
+        size_t kc = K - k0 < KC ? K - k0 : KC;
         bool load = j->accumulate || k0 > 0;
-        pack_a_block(j->A, j->lda, m0, rows, k0, kc, apack);
         for (size_t cc = c0; cc < c1; cc += NR) {
             size_t cols = c1 - cc < NR ? c1 - cc : NR;
-            const float *bp = j->bpack + (cc / NR) * j->K * NR + k0 * NR;
-            for (size_t r = 0; r < rows; r += MR) {
-                size_t nrows = rows - r < MR ? rows - r : MR;
-                float *c = j->C + (m0 + r) * j->ldc + j->n0 + cc;
-                const float *ap = apack + (r / MR) * kc * MR;
-                if (nrows == MR && cols == NR)
-                    kernel_6x16(kc, ap, bp, c, j->ldc, load);
+            const float *bp = j->bpack + (cc / NR) * K * NR + k0 * NR;
+            for (size_t r = r0; r < r1; r += MR) {
+                size_t rows = r1 - r < MR ? r1 - r : MR;
+                float *c = j->C + (j->m0 + r) * ldc + j->n0 + cc;
+                const float *ap = j->apack + (r / MR) * K * MR + k0 * MR;
+                if (load && r + MR < r1) {
+                    size_t next_rows = r1 - r - MR < MR ? r1 - r - MR : MR;
+                    for (size_t i = 0; i < next_rows; i++) {
+                        _mm_prefetch((const char *)(c + (MR + i) * ldc), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(c + (MR + i) * ldc + NR - 1), _MM_HINT_T0);
+                    }
+                }
+                if (rows == MR && cols == NR)
+                    kernel_6x16(kc, ap, bp, c, ldc, load);
                 else
-                    kernel_edge(kc, ap, bp, c, j->ldc, load, nrows, cols);
+                    kernel_edge(kc, ap, bp, c, ldc, load, rows, cols);
             }
         }
     }
@@ -484,55 +489,59 @@ PM_AVX2 static void direct_task(void *ctx, size_t task, unsigned slot)
 
 #endif /* PM_GEMM_X86 */
 
-/* Runs the packed path over columns in slices whose packed B fits the budget.
- * Returns false (nothing written) when the packing buffers cannot be had. */
+/* Grows a pool buffer (or allocates a private one when there is no pool). */
+static float *packing_buffer(float **buf, size_t *cap, size_t need, float **own)
+{
+    if (!buf)
+        return *own = alloc_floats(need);
+    if (*cap < need) {
+        free(*buf);
+        *cap = 0;
+        if (!(*buf = alloc_floats(need)))
+            return NULL;
+        *cap = need;
+    }
+    return *buf;
+}
+
+/* Runs the packed path over row and column slices whose packed copies fit
+ * the budget. Returns false (nothing written) when the packing buffers
+ * cannot be had. */
 static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
 {
 #if PM_GEMM_X86
-    size_t slice = BPACK_MAX_FLOATS / (j->K * NR) * NR;
-    if (slice < NR)
-        slice = NR;
-    size_t first_cols = j->N < slice ? j->N : slice;
-    size_t need = (first_cols + NR - 1) / NR * NR * j->K;
+    size_t row_slice = BPACK_MAX_FLOATS / (j->K * MR) * MR, col_slice = BPACK_MAX_FLOATS / (j->K * NR) * NR;
+    row_slice = row_slice < MC ? MC : row_slice / MC * MC;
+    col_slice = col_slice < NR ? NR : col_slice;
+    size_t a_need = ((j->M < row_slice ? j->M : row_slice) + MR - 1) / MR * MR * j->K;
+    size_t b_need = ((j->N < col_slice ? j->N : col_slice) + NR - 1) / NR * NR * j->K;
     float *own_a = NULL, *own_b = NULL;
-    float *const *apack;
-    if (p) {
-        if (p->bpack_cap < need) {
-            free(p->bpack);
-            p->bpack_cap = 0;
-            if (!(p->bpack = alloc_floats(need)))
-                return false;
-            p->bpack_cap = need;
-        }
-        j->bpack = p->bpack;
-        apack = p->apack;
-    } else {
-        own_a = alloc_floats((size_t)MC * KC);
-        own_b = alloc_floats(need);
-        if (!own_a || !own_b) {
-            free(own_a);
-            free(own_b);
-            return false;
-        }
-        j->bpack = own_b;
-        apack = &own_a;
+    j->apack = packing_buffer(p ? &p->apack : NULL, p ? &p->apack_cap : NULL, a_need, &own_a);
+    j->bpack = packing_buffer(p ? &p->bpack : NULL, p ? &p->bpack_cap : NULL, b_need, &own_b);
+    if (!j->apack || !j->bpack) {
+        free(own_a);
+        free(own_b);
+        return false;
     }
-    j->apack = apack;
-    unsigned threads = parallel && p ? p->threads : 1u;
-    for (size_t n0 = 0; n0 < j->N; n0 += slice) {
-        j->n0 = n0;
-        j->ncols = j->N - n0 < slice ? j->N - n0 : slice;
-        size_t panels = (j->ncols + NR - 1) / NR;
-        pool_run(p, parallel, panels, pack_b_task, j);
-        /* Enough blocks that every thread stays busy to the end; column
-         * blocks only as narrow as needed, since each re-packs its A block. */
-        j->m_blocks = (j->M + MC - 1) / MC;
-        size_t n_blocks = 1;
-        while (j->m_blocks * n_blocks < 4 * (size_t)threads && panels / (2 * n_blocks) >= 4)
-            n_blocks *= 2;
-        j->n_block_cols = (panels + n_blocks - 1) / n_blocks * NR;
-        j->n_blocks = (j->ncols + j->n_block_cols - 1) / j->n_block_cols;
-        pool_run(p, parallel, j->m_blocks * j->n_blocks, packed_task, j);
+    size_t threads = parallel && p ? p->threads : 1u;
+    for (size_t m0 = 0; m0 < j->M; m0 += row_slice) {
+        j->m0 = m0;
+        j->mrows = j->M - m0 < row_slice ? j->M - m0 : row_slice;
+        j->m_blocks = (j->mrows + MC - 1) / MC;
+        for (size_t n0 = 0; n0 < j->N; n0 += col_slice) {
+            j->n0 = n0;
+            j->ncols = j->N - n0 < col_slice ? j->N - n0 : col_slice;
+            j->a_panels = n0 == 0 ? (j->mrows + MR - 1) / MR : 0;
+            size_t b_panels = (j->ncols + NR - 1) / NR;
+            pool_run(p, parallel, j->a_panels + b_panels, pack_task, j);
+            /* Enough blocks that every thread stays busy to the end. */
+            size_t n_blocks = 1;
+            while (threads > 1 && j->m_blocks * n_blocks < 4 * threads && b_panels / (2 * n_blocks) >= 2)
+                n_blocks *= 2;
+            j->n_block_cols = (b_panels + n_blocks - 1) / n_blocks * NR;
+            j->n_blocks = (j->ncols + j->n_block_cols - 1) / j->n_block_cols;
+            pool_run(p, parallel, j->m_blocks * j->n_blocks, packed_task, j);
+        }
     }
     free(own_a);
     free(own_b);

@@ -203,14 +203,19 @@ TEST(test_large_shapes)
     free_pools(pools);
 }
 
-/* K so long that the packed copy of B is built in column slices. */
-TEST(test_column_slices)
+/* K so long that the packed copies of B and of A are built in column and in
+ * row slices. */
+TEST(test_packing_slices)
 {
-    static const shape sh = {7, 240, 70001, 70001, 70003, 240, true, false};
+    static const shape shapes[] = {
+        {7, 240, 70001, 70001, 70003, 240, true, false},
+        {150, 20, 70001, 70002, 70001, 21, false, false},
+    };
     pm_gemm_pool *pools[POOLS];
     make_pools(pools);
     uint64_t s = 777;
-    CHECK(check_shape(pools, &sh, &s) == 0);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        CHECK_MSG(check_shape(pools, &shapes[i], &s) == 0, "shape %zu", i);
     free_pools(pools);
 }
 
@@ -321,7 +326,7 @@ int main(void)
     RUN(test_pool_threads);
     RUN(test_ragged_random);
     RUN(test_large_shapes);
-    RUN(test_column_slices);
+    RUN(test_packing_slices);
     RUN(test_signed_zero);
     RUN(test_empty_dimensions);
     RUN(test_non_finite);
