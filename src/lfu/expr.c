@@ -329,12 +329,10 @@ static void parse_term(parser *p)
     }
 }
 
+/* Every cycle of the recursion (parentheses, arguments, exponents, signs)
+ * passes through parse_unary, which alone bounds the depth. */
 static void parse_sum(parser *p)
 {
-    if (++p->depth > PM_EXPR_MAX_DEPTH) {
-        fail_at(p, p->pos, "nesting deeper than %d levels", PM_EXPR_MAX_DEPTH);
-        return;
-    }
     parse_term(p);
     for (;;) {
         int c = peek(p);
@@ -343,7 +341,6 @@ static void parse_sum(parser *p)
         parse_term(p);
         emit(p, c == '+' ? OP_ADD : OP_SUB, 0, 0.0, -1, op);
     }
-    p->depth--;
 }
 
 pm_status pm_expr_parse(const char *text, pm_expr **out, pm_error *err)
