@@ -34,8 +34,11 @@ enum { KC = 256, MC = 144 };
  * workers costs more than the work. */
 #define PARALLEL_MIN_MACS ((size_t)1 << 20)
 /* Fewer A rows than this: B is read once, transposed in registers, instead of
- * being packed (GEMV and other thin products run at memory speed). */
-enum { DIRECT_MAX_M = 4 };
+ * being packed (GEMV and other thin products run at memory speed; packing B
+ * would cost as much as the product). */
+#ifndef PM_GEMM_DIRECT_MAX_M
+#define PM_GEMM_DIRECT_MAX_M 8
+#endif
 /* The packed copies of A and of B are each built for at most this many
  * floats at a time (row and column slices beyond). */
 #define BPACK_MAX_FLOATS ((size_t)1 << 24)
@@ -468,20 +471,62 @@ PM_AVX2 static void direct_strip(const gemm_job *j, size_t m0, size_t rows, size
     }
 }
 
+/* All M rows (M < PM_GEMM_DIRECT_MAX_M) of C, columns n0..n0+8: each 8x8
+ * block of B is transposed once and applied to every row, whose running sums
+ * wait in a small local array between blocks (a store and reload of a float
+ * is exact, so each lane is still one chain; C itself is not used for this
+ * because rows a multiple of 4 KiB apart alias in the load/store unit). */
+PM_AVX2 static void direct_columns8(const gemm_job *j, size_t n0)
+{
+    const size_t K = j->K, ldb = j->ldb, lda = j->lda, ldc = j->ldc, M = j->M;
+    __m256 sums[PM_GEMM_DIRECT_MAX_M];
+    for (size_t m = 0; m < M; m++)
+        sums[m] = j->accumulate ? _mm256_loadu_ps(j->C + m * ldc + n0) : _mm256_setzero_ps();
+    const float *b = j->B + n0 * ldb;
+    size_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 r[8];
+        for (size_t i = 0; i < 8; i++)
+            r[i] = _mm256_loadu_ps(b + i * ldb + k);
+        transpose8(r);
+        const float *a = j->A + k;
+        for (size_t m = 0; m < M; m++, a += lda) {
+            __m256 acc = sums[m];
+            for (size_t i = 0; i < 8; i++)
+                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i), r[i], acc);
+            sums[m] = acc;
+        }
+    }
+    for (; k < K; k++) {
+        __m256 col = _mm256_setr_ps(b[k], b[ldb + k], b[2 * ldb + k], b[3 * ldb + k], b[4 * ldb + k],
+                                    b[5 * ldb + k], b[6 * ldb + k], b[7 * ldb + k]);
+        for (size_t m = 0; m < M; m++)
+            sums[m] = _mm256_fmadd_ps(_mm256_broadcast_ss(j->A + m * lda + k), col, sums[m]);
+    }
+    for (size_t m = 0; m < M; m++)
+        _mm256_storeu_ps(j->C + m * ldc + n0, sums[m]);
+}
+
 PM_AVX2 static void direct_task(void *ctx, size_t task, unsigned slot)
 {
     const gemm_job *j = ctx;
     (void)slot;
     size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
     size_t n = n0;
-    for (; n + 8 <= n1; n += 16) {
-        size_t halves = n + 16 <= n1 ? 2 : 1;
-        for (size_t m = 0; m < j->M; m += 2)
-            direct_strip(j, m, j->M - m < 2 ? 1 : 2, n, halves);
-        if (halves == 1) {
-            n += 8;
-            break;
+    if (j->M <= 2) {
+        /* one or two rows: the sums stay in registers, two strips of 8 columns
+         * give independent chains to hide the multiply-add latency */
+        for (; n + 8 <= n1; n += 16) {
+            size_t halves = n + 16 <= n1 ? 2 : 1;
+            direct_strip(j, 0, j->M, n, halves);
+            if (halves == 1) {
+                n += 8;
+                break;
+            }
         }
+    } else {
+        for (; n + 8 <= n1; n += 8)
+            direct_columns8(j, n);
     }
     if (n < n1)
         scalar_block(j, 0, j->M, n, n1);
@@ -584,7 +629,7 @@ void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, const float
     size_t col_tasks = (N + j.task_cols - 1) / j.task_cols;
     bool done = false;
 #if PM_GEMM_X86
-    if (simd && M < DIRECT_MAX_M) {
+    if (simd && M < PM_GEMM_DIRECT_MAX_M) {
         pool_run(pool, parallel, col_tasks, direct_task, &j);
         done = true;
     } else if (simd) {
