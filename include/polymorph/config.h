@@ -80,6 +80,12 @@ typedef struct pm_config {
     double energy_ctrl_pj_per_insn;   /* energy.ctrl_pj_per_insn */
     double energy_tensor_pj_per_mac;  /* energy.tensor_pj_per_mac */
     double static_power_w;            /* energy.static_w: leakage + clock tree, whole chip */
+
+    /* [fabric] LFU fabric beside each engine (docs/fabric.md): KAN networks
+     * mapped edge by edge onto LFUs chained by fp32 adders. A fabric
+     * activation costs energy.lfu_pj_per_eval, like a lane LFU's. */
+    uint32_t fabric_lfus;                 /* fabric.lfus: LFUs in each engine's fabric; 0 = no fabric */
+    uint32_t fabric_adder_latency_cycles; /* fabric.adder_latency_cycles: one fp32 add in the chain */
 } pm_config;
 
 /* Parse config text. Keys not set keep the values already in *cfg, so a file
@@ -106,8 +112,25 @@ void pm_config_init_unset(pm_config *cfg);
 bool pm_config_equal(const pm_config *a, const pm_config *b);
 /* Watts with every unit busy every cycle on every engine: rows*cols MACs,
  * all vector lanes, all LFUs, the full SRAM port, one control instruction,
- * DRAM at full bandwidth, plus static_w. The presets set tdp_w from it. */
+ * DRAM at full bandwidth, every fabric LFU of every engine (fabric.lfus),
+ * plus static_w. The presets set tdp_w from it. */
 double pm_config_full_activity_power_w(const pm_config *cfg);
+/* LFU fabric figures (docs/fabric.md). A fabric activation is one LFU
+ * evaluation plus the fp32 add that chains it into its node's sum; it is
+ * worth PM_FABRIC_FLOP_EQ_PER_ACTIVATION FLOP-equivalents: the FP32
+ * operations the same evaluation costs on an FPU (segment map 1 FMA, local
+ * coordinate 1 FMA, degree-3 Horner 3 FMAs, FMA = 2 FLOPs; the add = 1). */
+#define PM_FABRIC_FLOP_EQ_PER_ACTIVATION 11.0
+/* Watts one fabric LFU draws when it activates every cycle:
+ * energy.lfu_pj_per_eval x clock. */
+double pm_config_fabric_lfu_power_w(const pm_config *cfg);
+/* All fabric LFUs of the chip activating every cycle: lfus x engines x the above. */
+double pm_config_fabric_power_w(const pm_config *cfg);
+/* Peak FLOP-equivalents per second of the fabric, and per watt of
+ * pm_config_fabric_power_w (0 when the config has no fabric). */
+double pm_config_fabric_peak_flops(const pm_config *cfg);
+double pm_config_fabric_peak_flops_per_w(const pm_config *cfg);
+
 /* Longest accepted config line in bytes (without its newline). */
 #define PM_CONFIG_LINE_MAX 1024
 

@@ -24,8 +24,8 @@
  *   c  control register, 8 bits  engine_id, engines, lanes, cycle
  *
  * Opcode space: 0x00-0x2F control/scalar, 0x30-0x3F DMA, 0x40-0x6F vector,
- * 0x70-0x7F LFU, 0x80-0x8F synchronisation and trace, 0xC0-0xDF reserved for
- * the tensor unit. Opcodes are part of the binary format: never renumber.
+ * 0x70-0x7F LFU, 0x80-0x8F synchronisation and trace, 0xA0-0xAF LFU fabric,
+ * 0xC0-0xDF reserved for the tensor unit. Opcodes are part of the binary format: never renumber.
  */
 
 /* clang-format off */
@@ -92,6 +92,12 @@ PM_INSN(VCVT,    0x52, "vcvt",    VEC, "ttaar",   "Convert n elements: vcvt.DST.
 PM_INSN(LFUCFG,  0x70, "lfu.cfg", LFU, "sf",      "Load a built-in function table into slot s.")
 PM_INSN(LFULD,   0x71, "lfu.ld",  LFU, "sr",      "Load a serialized LFU table (PMLF) from SRAM at the register's address into slot s.")
 PM_INSN(LFU,     0x72, "lfu",     LFU, "tsaar",   "d[i] = f_s(a[i]) through the table in slot s: lfu.T s, d, a, n.")
+
+/* ---- LFU fabric (0xA0-0xAF): a KAN network mapped edge by edge onto a
+ * fabric of LFUs and adders, driven through the LFU unit's queue
+ * (docs/fabric.md). The network is a PMFN blob (include/polymorph/sim.h). */
+PM_INSN(FABCFG,  0xA0, "fab.cfg", LFU, "r",       "Load a serialized KAN network (PMFN) from SRAM at the register's address into the fabric: one resident table per edge.")
+PM_INSN(FABRUN,  0xA1, "fab.run", LFU, "taar",    "Stream n samples through the fabric's network: fab.run.T d, a, n; each sample's inputs (outputs) contiguous, samples one after another.")
 
 /* ---- synchronisation and trace ---- */
 PM_INSN(FENCE,   0x80, "fence",     CTRL, "m",    "Stall issue until every unit in the mask is idle.")

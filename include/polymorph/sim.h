@@ -8,6 +8,7 @@
 #include "polymorph/base.h"
 #include "polymorph/config.h"
 #include "polymorph/isa.h"
+#include "polymorph/lfu.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -84,6 +85,38 @@ void pm_sim_reset_counters(pm_sim *sim);
 
 /* Scalar register file of an engine after a run (tests, debugging). */
 pm_status pm_sim_reg_read(const pm_sim *sim, uint32_t engine, unsigned reg, int64_t *value, pm_error *err);
+
+/* ---- LFU fabric networks (src/sim/fabric_net.c, docs/fabric.md) ----
+ * A KAN network as the fabric holds it: layer l maps widths[l] inputs to
+ * widths[l+1] outputs; output j of layer l is the fp32 sum, in ascending
+ * input order, of edge(l, j, i)(x_i), starting from edge(l, j, 0)'s value.
+ * edges holds every edge's LFU table in (l, j, i) order. `fab.cfg` reads the
+ * serialized form ("PMFN") from SRAM; kernel builders write it. */
+#define PM_FABRIC_MAX_LAYERS 16
+#define PM_FABRIC_MAX_WIDTH 65536u
+#define PM_FABRIC_MAX_EDGES (1u << 22)
+#define PM_FABRIC_SERIAL_VERSION 1
+
+typedef struct pm_fabric_net {
+    uint32_t layers;                              /* 1..PM_FABRIC_MAX_LAYERS */
+    uint32_t widths[PM_FABRIC_MAX_LAYERS + 1];    /* each 1..PM_FABRIC_MAX_WIDTH */
+    pm_lfu_table *edges;                          /* pm_fabric_net_edge_count() tables */
+} pm_fabric_net;
+
+/* Edges of the network (0 when the shape is invalid). */
+uint64_t pm_fabric_net_edge_count(const pm_fabric_net *net);
+/* Index of edge (l, j, i) in edges[]. */
+uint64_t pm_fabric_net_edge_index(const pm_fabric_net *net, uint32_t l, uint32_t j, uint32_t i);
+/* Shape and every table (names the layer and edge of a bad one). */
+pm_status pm_fabric_net_validate(const pm_fabric_net *net, pm_error *err);
+/* Frees the tables and the edge array (the struct itself is the caller's). */
+void pm_fabric_net_free(pm_fabric_net *net);
+/* Serialized form: see docs/fabric.md. serialize allocates *bytes (free()). */
+pm_status pm_fabric_net_serialize(const pm_fabric_net *net, uint8_t **bytes, size_t *len, pm_error *err);
+/* Validates everything, never reads past len; *used (optional) receives the
+ * bytes the network occupies. Errors name the byte offset. */
+pm_status pm_fabric_net_deserialize(const uint8_t *src, size_t len, pm_fabric_net *out, size_t *used,
+                                    pm_error *err);
 
 #ifdef __cplusplus
 }

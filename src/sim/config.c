@@ -92,10 +92,12 @@ static const field_def fields[] = {
     F64("energy", "ctrl_pj_per_insn", energy_ctrl_pj_per_insn, 0, false, 1e6, "pJ/instruction"),
     F64("energy", "tensor_pj_per_mac", energy_tensor_pj_per_mac, 0, false, 1e6, "pJ/MAC"),
     F64("energy", "static_w", static_power_w, 0, false, 100000, "W"),
+    U32("fabric", "lfus", fabric_lfus, 0, 1u << 30, ""),
+    U32("fabric", "adder_latency_cycles", fabric_adder_latency_cycles, 0, 1024, "cycles"),
 };
 #define FIELD_COUNT (sizeof fields / sizeof fields[0])
 
-static const char *const section_names[] = {"chip", "tensor", "vector", "lfu", "sram", "dram", "control", "energy"};
+static const char *const section_names[] = {"chip", "tensor", "vector", "lfu", "sram", "dram", "control", "energy", "fabric"};
 #define SECTION_COUNT (sizeof section_names / sizeof section_names[0])
 
 static uint64_t field_get_int(const pm_config *cfg, const field_def *f)
@@ -882,5 +884,26 @@ double pm_config_full_activity_power_w(const pm_config *cfg)
         (double)cfg->sram_bytes_per_cycle * cfg->energy_sram_pj_per_byte + cfg->energy_ctrl_pj_per_insn;
     double engines_w = pj_per_cycle_per_engine * 1e-12 * hz * cfg->engines;
     double dram_w = cfg->dram_gbps * 1e9 * cfg->energy_dram_pj_per_byte * 1e-12;
-    return engines_w + dram_w + cfg->static_power_w;
+    return engines_w + dram_w + pm_config_fabric_power_w(cfg) + cfg->static_power_w;
+}
+
+double pm_config_fabric_lfu_power_w(const pm_config *cfg)
+{
+    return cfg->energy_lfu_pj_per_eval * 1e-12 * cfg->clock_mhz * 1e6;
+}
+
+double pm_config_fabric_power_w(const pm_config *cfg)
+{
+    return (double)cfg->fabric_lfus * cfg->engines * pm_config_fabric_lfu_power_w(cfg);
+}
+
+double pm_config_fabric_peak_flops(const pm_config *cfg)
+{
+    return (double)cfg->fabric_lfus * cfg->engines * PM_FABRIC_FLOP_EQ_PER_ACTIVATION * cfg->clock_mhz * 1e6;
+}
+
+double pm_config_fabric_peak_flops_per_w(const pm_config *cfg)
+{
+    double w = pm_config_fabric_power_w(cfg);
+    return w > 0 ? pm_config_fabric_peak_flops(cfg) / w : 0.0;
 }

@@ -49,6 +49,7 @@ static void engine_free(pm_engine *e)
     free(e->bscratch);
     for (int u = 0; u < PM_UNIT_COUNT; u++) free(e->unit[u].ring);
     pm_timeline_free(&e->sram_port);
+    pm_fabric_free(e->fabric);
 }
 
 void pm_sim_destroy(pm_sim *sim)

@@ -150,6 +150,7 @@ typedef struct pm_engine {
     uint32_t wait_flag;
     pm_unit_state unit[PM_UNIT_COUNT];
     pm_timeline sram_port; /* the engine's SRAM port, shared by its units */
+    struct pm_fabric *fabric; /* LFU fabric state (exec_fabric.c); NULL until fab.cfg */
 } pm_engine;
 
 typedef struct pm_flag_event {
@@ -271,6 +272,9 @@ PM_HIDDEN void pm_banks_add(pm_banks *b, uint64_t addr, uint64_t bytes);
 PM_HIDDEN uint64_t pm_banks_busiest(const pm_banks *b);
 /* Cycles the busiest bank needs: ceil(busiest / width); 0 when empty. */
 PM_HIDDEN uint64_t pm_banks_cycles(const pm_banks *b);
+
+/* ---- LFU fabric (exec_fabric.c) ---- */
+PM_HIDDEN void pm_fabric_free(struct pm_fabric *f);
 
 /* ---- trace (sim_trace.c) ---- */
 PM_HIDDEN void pm_trace_record(pm_sim *sim, uint8_t kind, uint32_t engine, uint8_t unit, uint8_t opcode,
