@@ -517,10 +517,13 @@ static void print_json(const bench_job *job, const bench_result *res, const benc
     fprintf(f, ", \"M\": %u, \"N\": %u, \"K\": %u, \"wfmt\": \"%s\", \"ofmt\": \"%s\", \"preset\": ", job->M, job->N,
             job->K, pm_format_get(job->wfmt)->name, pm_format_get(job->ofmt)->name);
     json_string(f, job->cfg.name);
-    fprintf(f, ", \"engines\": %u, \"rows\": %u, \"cols\": %u, \"dataflow\": \"%s\", \"clock_mhz\": ",
-            job->cfg.engines, job->cfg.tensor_rows, job->cfg.tensor_cols,
+    fprintf(f, ", \"engines\": %u, \"rows\": %u, \"cols\": %u, \"weight_load_rows\": %u, \"dataflow\": \"%s\""
+            ", \"clock_mhz\": ",
+            job->cfg.engines, job->cfg.tensor_rows, job->cfg.tensor_cols, job->cfg.tensor_weight_load_rows,
             dataflow_name(effective_dataflow(job)));
     json_number(f, job->cfg.clock_mhz);
+    fputs(", \"dram_gbps\": ", f);
+    json_number(f, job->cfg.dram_gbps);
     fputs(", \"threads\": ", f);
     if (job->threads) fprintf(f, "%u", job->threads);
     else fputs("null", f);
