@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""scikit-learn's bundled 8x8 digits: a Polymorph KAN and an MLP of equal
+parameter count (tools/mlp_train), test accuracy, and the KAN's energy per
+inference on the `edge` preset and on the LFU-fabric presets through
+`polymorph kan run`. Needs scikit-learn (build/bench-venv has it):
+
+    build/bench-venv/bin/python bench/kan_digits.py [--build build] [--json out.json]
+
+Data: load_digits(), pixels 0..16 scaled to [-1, 1], a stratified 80/20
+split with random_state 0, written to build/kanbench/digits/*.npy (x as
+float64, labels as int64, one-hot targets as float64 for the KAN's MSE loss).
+Accuracy is recomputed here from each model's saved test outputs.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = 10
+
+
+def dump_digits(folder, seed=0):
+    """Writes the split once; returns the paths and the arrays."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = d.data.astype(np.float64) / 16.0 * 2.0 - 1.0
+    y = d.target.astype(np.int64)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    os.makedirs(folder, exist_ok=True)
+    arrays = {
+        "train_x": xtr, "train_labels": ytr, "train_onehot": np.eye(CLASSES)[ytr],
+        "test_x": xte, "test_labels": yte, "test_onehot": np.eye(CLASSES)[yte],
+    }
+    paths = {}
+    for name, arr in arrays.items():
+        paths[name] = os.path.join(folder, name + ".npy")
+        np.save(paths[name], np.ascontiguousarray(arr))
+    return paths, arrays
+
+
+def run(cmd):
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"kan_digits: command failed ({proc.returncode}): {' '.join(cmd)}")
+    lines = [l for l in proc.stdout.splitlines() if l.strip()]
+    return json.loads(lines[-1]), wall
+
+
+def rel(cmd):
+    return " ".join(os.path.relpath(c, ROOT) if os.path.isabs(c) else c for c in cmd)
+
+
+def accuracy(outputs, labels):
+    return float(np.mean(np.argmax(np.asarray(outputs).reshape(len(labels), -1), axis=1) == labels))
+
+
+def kan_param_count(shape, grid, order):
+    edges = sum(a * b for a, b in zip(shape, shape[1:]))
+    return edges * (grid + order + 2)
+
+
+def mlp_fit(build, paths, params, loss, act, opt, steps, lr, seed, pred):
+    ykey = "train_labels" if loss == "ce" else "train_onehot"
+    cmd = [os.path.join(build, "tools", "mlp_train"), "--train-x", paths["train_x"], "--train-y", paths[ykey],
+           "--test-x", paths["test_x"], "--test-y", paths[ykey.replace("train", "test")], "--match-params", str(params),
+           "--depth", "1", "--act", act, "--loss", loss, "--opt", opt, "--steps", str(steps), "--lr", str(lr),
+           "--seed", str(seed), "--predict-out", pred, "--json"]
+    out, wall = run(cmd)
+    out["wall_seconds"] = wall
+    out["command"] = rel(cmd)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--hidden", type=int, default=10, help="KAN hidden width: shape 64,H,10")
+    ap.add_argument("--grid", type=int, default=5)
+    ap.add_argument("--kan-steps", type=int, default=50)
+    ap.add_argument("--mlp-steps", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=os.path.join("build", "kanbench", "digits"))
+    ap.add_argument("--presets", default="edge,lfu-rev0.1,lfu-rev0.4,lfu-rev0.4.1")
+    ap.add_argument("--skip-kan", action="store_true")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    build = os.path.join(ROOT, args.build)
+    folder = os.path.join(ROOT, args.work)
+    paths, arrays = dump_digits(folder, args.seed)
+    shape = [64, args.hidden, CLASSES]
+    result = {"data": {"train": len(arrays["train_labels"]), "test": len(arrays["test_labels"])}, "kan_shape": shape,
+              "grid": args.grid}
+    if args.skip_kan:
+        kan = {"params": kan_param_count(shape, args.grid, 3)}
+    else:
+        kan = kan_fit(build, paths, arrays, shape, args)
+    result["kan"] = kan
+    print(f"KAN {shape} G={args.grid}: params {kan['params']}"
+          + (f", test accuracy {kan['test_accuracy_checked']:.4f}" if "test_accuracy_checked" in kan else ""), flush=True)
+    result["mlp"] = {}
+    for loss, opt, lr in (("ce", "adam", 1e-2), ("mse", "adam", 1e-2), ("ce", "lbfgs", 1.0)):
+        pred = os.path.join(folder, f"mlp_{loss}_{opt}_pred.npy")
+        m = mlp_fit(build, paths, kan["params"], loss, "silu", opt, args.mlp_steps, lr, args.seed, pred)
+        m["test_accuracy_checked"] = accuracy(np.load(pred), arrays["test_labels"])
+        result["mlp"][f"{loss}_{opt}"] = m
+        print(f"MLP {m['shape']} {loss}/{opt}: params {m['params']}, test accuracy {m['test_accuracy_checked']:.4f}, "
+              f"train {m['train_seconds']:.2f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+def kan_fit(build, paths, arrays, shape, args):
+    raise NotImplementedError
+
+
+if __name__ == "__main__":
+    main()
