@@ -26,9 +26,9 @@
  * broadcast A value: 15 of the 16 registers. */
 enum { MR = 6, NR = 16 };
 /* K block: a 16-wide B micro-panel of KC rows (16 KiB) stays in L1 while the
- * A panels of one block stream past it; MC rows of A x KC (144 KiB) sit in L2.
- * A and B are packed whole (per slice) before any tile runs, so a block of C
- * never re-packs its operands. */
+ * rows of one block of A stream past it; MC rows of A x KC (144 KiB) sit in L2.
+ * B is packed whole (per column slice) before any tile runs; A needs no
+ * packing: the kernel broadcasts its elements straight from six row pointers. */
 enum { KC = 256, MC = 144 };
 /* Below this many multiply-adds a call runs on the calling thread: waking the
  * workers costs more than the work. */
@@ -39,8 +39,8 @@ enum { KC = 256, MC = 144 };
 #ifndef PM_GEMM_DIRECT_MAX_M
 #define PM_GEMM_DIRECT_MAX_M 8
 #endif
-/* The packed copies of A and of B are each built for at most this many
- * floats at a time (row and column slices beyond). */
+/* The packed copy of B is built for at most this many floats at a time
+ * (column slices beyond). */
 #define BPACK_MAX_FLOATS ((size_t)1 << 24)
 
 /* ---- thread pool ------------------------------------------------------- */
@@ -61,8 +61,8 @@ struct pm_gemm_pool {
     size_t ntasks;
     atomic_size_t next_task;
     atomic_flag in_use;    /* one product at a time; a concurrent caller runs alone */
-    float *apack, *bpack;  /* packed operands, grown on demand, reused */
-    size_t apack_cap, bpack_cap; /* floats */
+    float *bpack;          /* packed B, grown on demand, reused */
+    size_t bpack_cap;      /* floats */
 };
 
 typedef struct pool_worker_arg {
@@ -160,7 +160,6 @@ static void pool_stop(pm_gemm_pool *p, unsigned started)
 
 static void pool_free(pm_gemm_pool *p)
 {
-    free(p->apack);
     free(p->bpack);
     free(p->workers);
     pthread_cond_destroy(&p->done);
@@ -234,10 +233,9 @@ typedef struct gemm_job {
     size_t lda, ldb, ldc;
     float *C;
     bool accumulate;
-    /* packed path: rows [m0, m0 + mrows) and columns [n0, n0 + ncols) of C,
-     * A packed into apack (a_panels panels, 0 when already packed), B into bpack */
-    size_t m0, mrows, n0, ncols, a_panels;
-    float *apack, *bpack;
+    /* packed path: columns [n0, n0 + ncols) of C, their B packed into bpack */
+    size_t n0, ncols;
+    float *bpack;
     size_t m_blocks, n_blocks, n_block_cols;
     /* direct and scalar paths: tasks of task_cols columns each */
     size_t task_cols;
@@ -310,26 +308,13 @@ PM_AVX2 static void pack_b_panel(const float *B, size_t ldb, size_t n0, size_t c
             dst[k * NR + j] = j < cols ? B[(n0 + j) * ldb + k] : 0.0f;
 }
 
-/* Rows m0..m0+rows (rows <= MR) of A as one K-major panel:
- * dst[k*MR + i] = A[m0+i][k]; missing rows are zero. */
-static void pack_a_panel(const float *A, size_t lda, size_t m0, size_t rows, size_t K, float *dst)
-{
-    for (size_t i = 0; i < MR; i++) {
-        const float *a = A + (m0 + i) * lda;
-        if (i < rows)
-            for (size_t k = 0; k < K; k++)
-                dst[k * MR + i] = a[k];
-        else
-            for (size_t k = 0; k < K; k++)
-                dst[k * MR + i] = 0.0f;
-    }
-}
-
 /* The 6x16 micro-kernel: the whole tile stays in registers for kc steps and
  * every lane is one output's chain c = fma(a, b, c), k ascending. c starts
- * from C (load) or +0. */
-PM_AVX2 static void kernel_6x16(size_t kc, const float *a, const float *b, float *c, size_t ldc, bool load)
+ * from C (load) or +0. a[i] points at row i of A (at the block's first k). */
+PM_AVX2 static void kernel_6x16(size_t kc, const float *const a[MR], const float *b, float *c, size_t ldc,
+                                bool load)
 {
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (load) {
         c00 = _mm256_loadu_ps(c + 0 * ldc), c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
@@ -343,13 +328,12 @@ PM_AVX2 static void kernel_6x16(size_t kc, const float *a, const float *b, float
     }
     for (size_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), ak;
-        ak = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ak, b0, c00), c01 = _mm256_fmadd_ps(ak, b1, c01);
-        ak = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ak, b0, c10), c11 = _mm256_fmadd_ps(ak, b1, c11);
-        ak = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ak, b0, c20), c21 = _mm256_fmadd_ps(ak, b1, c21);
-        ak = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ak, b0, c30), c31 = _mm256_fmadd_ps(ak, b1, c31);
-        ak = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ak, b0, c40), c41 = _mm256_fmadd_ps(ak, b1, c41);
-        ak = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ak, b0, c50), c51 = _mm256_fmadd_ps(ak, b1, c51);
-        a += MR;
+        ak = _mm256_broadcast_ss(a0 + k), c00 = _mm256_fmadd_ps(ak, b0, c00), c01 = _mm256_fmadd_ps(ak, b1, c01);
+        ak = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(ak, b0, c10), c11 = _mm256_fmadd_ps(ak, b1, c11);
+        ak = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(ak, b0, c20), c21 = _mm256_fmadd_ps(ak, b1, c21);
+        ak = _mm256_broadcast_ss(a3 + k), c30 = _mm256_fmadd_ps(ak, b0, c30), c31 = _mm256_fmadd_ps(ak, b1, c31);
+        ak = _mm256_broadcast_ss(a4 + k), c40 = _mm256_fmadd_ps(ak, b0, c40), c41 = _mm256_fmadd_ps(ak, b1, c41);
+        ak = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(ak, b0, c50), c51 = _mm256_fmadd_ps(ak, b1, c51);
         b += NR;
     }
     _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);
@@ -361,9 +345,10 @@ PM_AVX2 static void kernel_6x16(size_t kc, const float *a, const float *b, float
 }
 
 /* A ragged tile (rows < MR or cols < NR): the kernel runs on a full tile in a
- * local buffer (padding lanes see zero operands) and only the valid part is
- * copied back, so each valid lane is the same chain as in a full tile. */
-PM_AVX2 static void kernel_edge(size_t kc, const float *a, const float *b, float *c, size_t ldc, bool load,
+ * local buffer and only the valid part is copied back. Padding rows repeat a
+ * valid row of A and padding columns of the packed B are zero; their lanes
+ * are dropped, and every valid lane is the same chain as in a full tile. */
+PM_AVX2 static void kernel_edge(size_t kc, const float *const a[MR], const float *b, float *c, size_t ldc, bool load,
                                 size_t rows, size_t cols)
 {
     float tile[MR * NR] = {0};
@@ -375,17 +360,10 @@ PM_AVX2 static void kernel_edge(size_t kc, const float *a, const float *b, float
         memcpy(c + i * ldc, tile + i * NR, cols * sizeof(float));
 }
 
-/* Packing phase: tasks below a_panels pack one A panel each, the rest one B panel. */
 PM_AVX2 static void pack_task(void *ctx, size_t task, unsigned slot)
 {
     const gemm_job *j = ctx;
     (void)slot;
-    if (task < j->a_panels) {
-        size_t r0 = task * MR, rows = j->mrows - r0 < MR ? j->mrows - r0 : MR;
-        pack_a_panel(j->A, j->lda, j->m0 + r0, rows, j->K, j->apack + task * j->K * MR);
-        return;
-    }
-    task -= j->a_panels;
     size_t c0 = task * NR, cols = j->ncols - c0 < NR ? j->ncols - c0 : NR;
     pack_b_panel(j->B, j->ldb, j->n0 + c0, cols, j->K, j->bpack + task * j->K * NR);
 }
@@ -399,7 +377,7 @@ PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
     const gemm_job *j = ctx;
     (void)slot;
     size_t ib = task / j->n_blocks, jb = task % j->n_blocks;
-    size_t r0 = ib * MC, r1 = r0 + MC < j->mrows ? r0 + MC : j->mrows;
+    size_t r0 = ib * MC, r1 = r0 + MC < j->M ? r0 + MC : j->M;
     size_t c0 = jb * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
     const size_t K = j->K, ldc = j->ldc;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
@@ -410,8 +388,10 @@ PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
             const float *bp = j->bpack + (cc / NR) * K * NR + k0 * NR;
             for (size_t r = r0; r < r1; r += MR) {
                 size_t rows = r1 - r < MR ? r1 - r : MR;
-                float *c = j->C + (j->m0 + r) * ldc + j->n0 + cc;
-                const float *ap = j->apack + (r / MR) * K * MR + k0 * MR;
+                float *c = j->C + r * ldc + j->n0 + cc;
+                const float *a[MR];
+                for (size_t i = 0; i < MR; i++)
+                    a[i] = j->A + (r + (i < rows ? i : rows - 1)) * j->lda + k0;
                 if (load && r + MR < r1) {
                     size_t next_rows = r1 - r - MR < MR ? r1 - r - MR : MR;
                     for (size_t i = 0; i < next_rows; i++) {
@@ -420,9 +400,9 @@ PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
                     }
                 }
                 if (rows == MR && cols == NR)
-                    kernel_6x16(kc, ap, bp, c, ldc, load);
+                    kernel_6x16(kc, a, bp, c, ldc, load);
                 else
-                    kernel_edge(kc, ap, bp, c, ldc, load, rows, cols);
+                    kernel_edge(kc, a, bp, c, ldc, load, rows, cols);
             }
         }
     }
@@ -534,62 +514,44 @@ PM_AVX2 static void direct_task(void *ctx, size_t task, unsigned slot)
 
 #endif /* PM_GEMM_X86 */
 
-/* Grows a pool buffer (or allocates a private one when there is no pool). */
-static float *packing_buffer(float **buf, size_t *cap, size_t need, float **own)
-{
-    if (!buf)
-        return *own = alloc_floats(need);
-    if (*cap < need) {
-        free(*buf);
-        *cap = 0;
-        if (!(*buf = alloc_floats(need)))
-            return NULL;
-        *cap = need;
-    }
-    return *buf;
-}
-
-/* Runs the packed path over row and column slices whose packed copies fit
- * the budget. Returns false (nothing written) when the packing buffers
- * cannot be had. */
+/* Runs the packed path over column slices whose packed B fits the budget.
+ * Returns false (nothing written) when the packing buffer cannot be had. */
 static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
 {
 #if PM_GEMM_X86
-    size_t row_slice = BPACK_MAX_FLOATS / (j->K * MR) * MR, col_slice = BPACK_MAX_FLOATS / (j->K * NR) * NR;
-    row_slice = row_slice < MC ? MC : row_slice / MC * MC;
+    size_t col_slice = BPACK_MAX_FLOATS / (j->K * NR) * NR;
     col_slice = col_slice < NR ? NR : col_slice;
-    size_t a_need = ((j->M < row_slice ? j->M : row_slice) + MR - 1) / MR * MR * j->K;
-    size_t b_need = ((j->N < col_slice ? j->N : col_slice) + NR - 1) / NR * NR * j->K;
-    float *own_a = NULL, *own_b = NULL;
-    j->apack = packing_buffer(p ? &p->apack : NULL, p ? &p->apack_cap : NULL, a_need, &own_a);
-    j->bpack = packing_buffer(p ? &p->bpack : NULL, p ? &p->bpack_cap : NULL, b_need, &own_b);
-    if (!j->apack || !j->bpack) {
-        free(own_a);
-        free(own_b);
-        return false;
+    size_t need = ((j->N < col_slice ? j->N : col_slice) + NR - 1) / NR * NR * j->K;
+    float *own = NULL;
+    if (!p) {
+        if (!(j->bpack = own = alloc_floats(need)))
+            return false;
+    } else {
+        if (p->bpack_cap < need) {
+            free(p->bpack);
+            p->bpack_cap = 0;
+            if (!(p->bpack = alloc_floats(need)))
+                return false;
+            p->bpack_cap = need;
+        }
+        j->bpack = p->bpack;
     }
     size_t threads = parallel && p ? p->threads : 1u;
-    for (size_t m0 = 0; m0 < j->M; m0 += row_slice) {
-        j->m0 = m0;
-        j->mrows = j->M - m0 < row_slice ? j->M - m0 : row_slice;
-        j->m_blocks = (j->mrows + MC - 1) / MC;
-        for (size_t n0 = 0; n0 < j->N; n0 += col_slice) {
-            j->n0 = n0;
-            j->ncols = j->N - n0 < col_slice ? j->N - n0 : col_slice;
-            j->a_panels = n0 == 0 ? (j->mrows + MR - 1) / MR : 0;
-            size_t b_panels = (j->ncols + NR - 1) / NR;
-            pool_run(p, parallel, j->a_panels + b_panels, pack_task, j);
-            /* Enough blocks that every thread stays busy to the end. */
-            size_t n_blocks = 1;
-            while (threads > 1 && j->m_blocks * n_blocks < 4 * threads && b_panels / (2 * n_blocks) >= 2)
-                n_blocks *= 2;
-            j->n_block_cols = (b_panels + n_blocks - 1) / n_blocks * NR;
-            j->n_blocks = (j->ncols + j->n_block_cols - 1) / j->n_block_cols;
-            pool_run(p, parallel, j->m_blocks * j->n_blocks, packed_task, j);
-        }
+    j->m_blocks = (j->M + MC - 1) / MC;
+    for (size_t n0 = 0; n0 < j->N; n0 += col_slice) {
+        j->n0 = n0;
+        j->ncols = j->N - n0 < col_slice ? j->N - n0 : col_slice;
+        size_t panels = (j->ncols + NR - 1) / NR;
+        pool_run(p, parallel, panels, pack_task, j);
+        /* Enough blocks that every thread stays busy to the end. */
+        size_t n_blocks = 1;
+        while (threads > 1 && j->m_blocks * n_blocks < 4 * threads && panels / (2 * n_blocks) >= 2)
+            n_blocks *= 2;
+        j->n_block_cols = (panels + n_blocks - 1) / n_blocks * NR;
+        j->n_blocks = (j->ncols + j->n_block_cols - 1) / j->n_block_cols;
+        pool_run(p, parallel, j->m_blocks * j->n_blocks, packed_task, j);
     }
-    free(own_a);
-    free(own_b);
+    free(own);
     return true;
 #else
     (void)p, (void)j, (void)parallel;
