@@ -86,6 +86,40 @@ void pm_sim_reset_counters(pm_sim *sim);
 /* Scalar register file of an engine after a run (tests, debugging). */
 pm_status pm_sim_reg_read(const pm_sim *sim, uint32_t engine, unsigned reg, int64_t *value, pm_error *err);
 
+/* Host threads the tensor unit's functional matmul may use (0 = one per
+ * online CPU, the default). Results are bit-identical for every count. */
+void pm_sim_set_threads(pm_sim *sim, unsigned threads);
+
+/* ---- tensor unit: the cycle-by-cycle reference model (src/sim/systolic_cycle.c) ----
+ * A slow, literal simulation of every processing element every cycle (docs/
+ * tensor.md, "Cycle model"), for small shapes: the tests check that the fast
+ * model's bits equal these and its cycles match. One tmm/tmma instruction. */
+typedef struct pm_systolic_problem {
+    uint32_t rows, cols;         /* array R x C */
+    uint32_t weight_load_rows;   /* ws: weight rows preloaded per cycle (1..rows) */
+    pm_dataflow dataflow;
+    uint32_t m, n, k;            /* acc[m x n] (+)= A[m x k] x B[n x k]^T */
+    bool accumulate;             /* tmma: sums continue from acc */
+    const uint16_t *a;           /* m x k bf16 codes, row-major */
+    const uint16_t *b;           /* n x k bf16 codes (weights already rounded to bf16) */
+    float *acc;                  /* m x n fp32, read when accumulate; written */
+    /* Tests only, 0 normally: added to the os fold period max(k, rows) or to
+     * the ws K-tile wait (rows + 1). A negative value must make the model
+     * report the collision or read-before-write it causes. */
+    int32_t period_delta;
+} pm_systolic_problem;
+
+typedef struct pm_systolic_result {
+    uint64_t cycles;             /* first operand in (cycle 0) to last accumulator write, inclusive */
+    uint32_t max_acc_reads;      /* most accumulator reads in one cycle (<= cols) */
+    uint32_t max_acc_writes;     /* most accumulator writes in one cycle (<= cols) */
+} pm_systolic_result;
+
+/* Fails (PM_ERR_INVALID) on a bad problem or, naming the PE and cycle, when
+ * the micro-architecture's own rules are broken (a register overwritten
+ * while still needed, a partial sum read before it was written). */
+pm_status pm_systolic_cycle_run(const pm_systolic_problem *p, pm_systolic_result *out, pm_error *err);
+
 /* ---- LFU fabric networks (src/sim/fabric_net.c, docs/fabric.md) ----
  * A KAN network as the fabric holds it: layer l maps widths[l] inputs to
  * widths[l+1] outputs; output j of layer l is the fp32 sum, in ascending

@@ -49,6 +49,7 @@ static void engine_free(pm_engine *e)
     free(e->bscratch);
     for (int u = 0; u < PM_UNIT_COUNT; u++) free(e->unit[u].ring);
     pm_timeline_free(&e->sram_port);
+    pm_tensor_free(e);
     pm_fabric_free(e->fabric);
 }
 
@@ -65,6 +66,7 @@ void pm_sim_destroy(pm_sim *sim)
     free(sim->events);
     free(sim->trace);
     pm_timeline_free(&sim->dram_channel);
+    pm_tensor_sim_free(sim);
     free(sim);
 }
 

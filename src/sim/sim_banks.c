@@ -44,15 +44,22 @@ void pm_banks_add(pm_banks *b, uint64_t addr, uint64_t bytes)
     edge(b, addr, -1);
 }
 
-uint64_t pm_banks_busiest(const pm_banks *b)
+void pm_banks_per_bank(const pm_banks *b, uint64_t *bytes)
 {
-    uint64_t most = 0;
     int64_t run = 0;
     for (uint32_t k = 0; k < b->banks; k++) {
         run += b->step[k];
-        int64_t bytes = (int64_t)(b->rounds * b->width) + run + b->part[k];
-        if (bytes > 0 && (uint64_t)bytes > most) most = (uint64_t)bytes;
+        int64_t n = (int64_t)(b->rounds * b->width) + run + b->part[k];
+        bytes[k] = n > 0 ? (uint64_t)n : 0;
     }
+}
+
+uint64_t pm_banks_busiest(const pm_banks *b)
+{
+    uint64_t bytes[PM_MAX_SRAM_BANKS], most = 0;
+    pm_banks_per_bank(b, bytes);
+    for (uint32_t k = 0; k < b->banks; k++)
+        if (bytes[k] > most) most = bytes[k];
     return most;
 }
 

@@ -55,13 +55,14 @@ typedef struct pm_cost {
     uint64_t stream_cycles;
     uint64_t latency_cycles; /* pipeline depth: results visible this much after the stream ends */
     uint64_t dram_channel_bytes; /* DMA: bytes charged on the shared DRAM channel (bursts) */
-    /* DMA: cycles its busiest SRAM bank needs (sim_banks.c). Other units
-     * leave it 0: their SRAM ranges are exactly their contiguous operands,
-     * and the scheduler counts the banks from those. */
+    /* DMA and tensor: cycles its busiest SRAM bank needs (sim_banks.c).
+     * Other units leave it 0: their SRAM ranges are exactly their contiguous
+     * operands, and the scheduler counts the banks from those. */
     uint64_t sram_bank_cycles;
     uint64_t dram_read_bytes, dram_write_bytes;
     uint64_t sram_read_bytes, sram_write_bytes;
     uint64_t vector_elems, lfu_evals;
+    uint64_t tensor_macs; /* useful multiply-accumulates of a tensor instruction */
     uint32_t next_pc;  /* preset to pc + 1 */
     bool branch_taken; /* a taken branch costs one bubble cycle (not `loop`) */
     uint8_t sync;      /* enum pm_sync_kind */
@@ -150,6 +151,7 @@ typedef struct pm_engine {
     uint32_t wait_flag;
     pm_unit_state unit[PM_UNIT_COUNT];
     pm_timeline sram_port; /* the engine's SRAM port, shared by its units */
+    struct pm_tensor_state *tensor; /* tensor unit state (exec_tensor.c); NULL until first use */
     struct pm_fabric *fabric; /* LFU fabric state (exec_fabric.c); NULL until fab.cfg */
 } pm_engine;
 
@@ -189,6 +191,8 @@ struct pm_sim {
     uint64_t dram_latency_cycles;
     pm_timeline dram_channel; /* shared by every engine */
     bool share_sram_port;     /* units of an engine compete for its SRAM port */
+    struct pm_gemm_pool *gemm_pool; /* host threads of the tensor unit's matmul, created on first use */
+    unsigned gemm_threads;          /* pm_sim_set_threads; 0 = one per online CPU */
 
     pm_counters total; /* integer counts; energies computed on read */
 
@@ -272,9 +276,16 @@ PM_HIDDEN void pm_banks_add(pm_banks *b, uint64_t addr, uint64_t bytes);
 PM_HIDDEN uint64_t pm_banks_busiest(const pm_banks *b);
 /* Cycles the busiest bank needs: ceil(busiest / width); 0 when empty. */
 PM_HIDDEN uint64_t pm_banks_cycles(const pm_banks *b);
+/* Bytes in each bank (bytes[0 .. banks)), for callers that weigh several sets. */
+PM_HIDDEN void pm_banks_per_bank(const pm_banks *b, uint64_t *bytes);
 
 /* ---- LFU fabric (exec_fabric.c) ---- */
 PM_HIDDEN void pm_fabric_free(struct pm_fabric *f);
+
+/* ---- tensor unit (exec_tensor.c) ---- */
+PM_HIDDEN void pm_tensor_reset(pm_engine *e); /* a new run: no shape, no epilogue */
+PM_HIDDEN void pm_tensor_free(pm_engine *e);
+PM_HIDDEN void pm_tensor_sim_free(pm_sim *sim); /* the host thread pool */
 
 /* ---- trace (sim_trace.c) ---- */
 PM_HIDDEN void pm_trace_record(pm_sim *sim, uint8_t kind, uint32_t engine, uint8_t unit, uint8_t opcode,

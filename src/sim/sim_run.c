@@ -49,6 +49,7 @@ static void engine_begin_run(pm_engine *e)
         e->unit[u].head = e->unit[u].count = 0;
     }
     pm_timeline_clear(&e->sram_port, e->cfg->sram_bytes_per_cycle);
+    pm_tensor_reset(e);
 }
 
 static uint64_t engine_drain(const pm_engine *e)
@@ -176,6 +177,7 @@ static void account(pm_sim *sim, pm_engine *e, pm_unit unit, const pm_cost *c)
     t->sram_write_bytes += c->sram_write_bytes;
     t->vector_elems += c->vector_elems;
     t->lfu_evals += c->lfu_evals;
+    t->tensor_macs += c->tensor_macs;
     e->retired++;
     e->pc = c->next_pc;
 }
@@ -183,10 +185,11 @@ static void account(pm_sim *sim, pm_engine *e, pm_unit unit, const pm_cost *c)
 /* ---- unit instructions ---- */
 
 /* Cycles the instruction's busiest SRAM bank needs. DMA bodies count their
- * rows; every other unit's SRAM ranges are exactly its contiguous operands. */
+ * rows and the tensor unit its operand re-reads; every other unit's SRAM
+ * ranges are exactly its contiguous operands. */
 static uint64_t bank_cycles(const pm_config *cfg, pm_unit unit, const pm_cost *c)
 {
-    if (unit == PM_UNIT_DMA_LD || unit == PM_UNIT_DMA_ST) return c->sram_bank_cycles;
+    if (unit == PM_UNIT_DMA_LD || unit == PM_UNIT_DMA_ST || unit == PM_UNIT_TENSOR) return c->sram_bank_cycles;
     if (cfg->sram_banks <= 1) return pm_ceil_div(c->sram_read_bytes + c->sram_write_bytes, cfg->sram_bytes_per_cycle);
     pm_banks b;
     pm_banks_init(&b, cfg);
