@@ -102,8 +102,45 @@ UseRamulatorTrace = False
 """
 
 
-def run_scalesim(name, M, N, K, rows, cols, dataflow, user_bw_words=None, sram_kb=1024):
+class ScalesimCache:
+    """SCALE-Sim's answer depends only on its inputs and takes minutes for
+    large shapes, so answers are kept in a JSON file under build/ (keyed by
+    every input and the scalesim version); --no-cache bypasses it."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path) if path else None
+        self.data = {}
+        if self.path and self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except ValueError:
+                self.data = {}
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def put(self, key, value):
+        self.data[key] = value
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+            tmp.replace(self.path)
+
+
+def run_scalesim(cache, name, M, N, K, rows, cols, dataflow, user_bw_words=None, sram_kb=1024):
     """One GEMM layer through SCALE-Sim; returns its compute report."""
+    from importlib.metadata import version
+    key = json.dumps([version("scalesim"), M, N, K, rows, cols, dataflow, user_bw_words, sram_kb])
+    hit = cache.get(key)
+    if hit:
+        return hit
+    report = run_scalesim_uncached(name, M, N, K, rows, cols, dataflow, user_bw_words, sram_kb)
+    cache.put(key, report)
+    return report
+
+
+def run_scalesim_uncached(name, M, N, K, rows, cols, dataflow, user_bw_words, sram_kb):
     from scalesim.scale_sim import scalesim
 
     with tempfile.TemporaryDirectory(prefix="pm-scalesim-") as tmp:
@@ -177,6 +214,9 @@ def main():
     ap.add_argument("--user-bandwidth", action="store_true",
                     help="give SCALE-Sim our DRAM bandwidth (words/cycle) and SRAM instead of its estimate mode")
     ap.add_argument("--json", action="store_true", help="print one JSON list instead of the table")
+    ap.add_argument("--cache", default=str(ROOT / "build" / "scalesim-cache.json"),
+                    help="file keeping SCALE-Sim's answers (default build/scalesim-cache.json)")
+    ap.add_argument("--no-cache", action="store_true", help="always run SCALE-Sim")
     args = ap.parse_args()
     ensure_scalesim(args)
 
@@ -190,6 +230,7 @@ def main():
         if d not in ("os", "ws"):
             sys.exit(f"scalesim_compare: --dataflow '{d}': expected os or ws")
 
+    cache = ScalesimCache(None if args.no_cache else args.cache)
     results, seen = [], set()
     for df in flows:
         for name, M, N, K in shapes:
@@ -204,7 +245,7 @@ def main():
             if args.user_bandwidth:
                 # SCALE-Sim counts in words (its word is one operand): bf16 = 2 bytes.
                 user_bw = pm["dram_gbps"] * 1e9 / (pm["clock_mhz"] * 1e6) / 2
-            ss = run_scalesim(name, M, N, K, R, C, used, user_bw, sram_kb)
+            ss = run_scalesim(cache, name, M, N, K, R, C, used, user_bw, sram_kb)
             row = {
                 "name": name, "M": M, "N": N, "K": K, "rows": R, "cols": C, "dataflow": used,
                 "polymorph_cycles": pm["cycles"],
