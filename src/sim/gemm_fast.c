@@ -368,17 +368,12 @@ PM_AVX2 static void pack_task(void *ctx, size_t task, unsigned slot)
     pack_b_panel(j->B, j->ldb, j->n0 + c0, cols, j->K, j->bpack + task * j->K * NR);
 }
 
-/* One block of C (MC rows x n_block_cols columns): K in KC steps, ascending;
+/* Rows [r0, r1) x columns [c0, c1) of the slice: K in KC steps, ascending;
  * between steps the tile goes back to C and is reloaded, continuing the chain.
  * The next tile's C rows are prefetched: the chain must start from C, so the
  * load cannot be deferred behind the multiply-adds. */
-PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
+PM_AVX2 static void packed_block(const gemm_job *j, size_t r0, size_t r1, size_t c0, size_t c1)
 {
-    const gemm_job *j = ctx;
-    (void)slot;
-    size_t ib = task / j->n_blocks, jb = task % j->n_blocks;
-    size_t r0 = ib * MC, r1 = r0 + MC < j->M ? r0 + MC : j->M;
-    size_t c0 = jb * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
     const size_t K = j->K, ldc = j->ldc;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
         size_t kc = K - k0 < KC ? K - k0 : KC;
@@ -406,6 +401,31 @@ PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
             }
         }
     }
+}
+
+/* Two-phase schedule (few columns): after pack_task has packed all of B,
+ * task = one block of MC rows x n_block_cols columns. */
+PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
+{
+    const gemm_job *j = ctx;
+    (void)slot;
+    size_t ib = task / j->n_blocks, jb = task % j->n_blocks;
+    size_t r0 = ib * MC, r1 = r0 + MC < j->M ? r0 + MC : j->M;
+    size_t c0 = jb * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
+    packed_block(j, r0, r1, c0, c1);
+}
+
+/* One-phase schedule (enough columns for every thread): task = one block of
+ * columns, all rows; it packs the B panels only it uses, so the threads need
+ * no barrier between packing and multiplying. */
+PM_AVX2 static void column_task(void *ctx, size_t task, unsigned slot)
+{
+    const gemm_job *j = ctx;
+    size_t c0 = task * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
+    for (size_t panel = c0 / NR; panel * NR < c1; panel++)
+        pack_task(ctx, panel, slot);
+    for (size_t r0 = 0; r0 < j->M; r0 += MC)
+        packed_block(j, r0, r0 + MC < j->M ? r0 + MC : j->M, c0, c1);
 }
 
 /* ---- direct path (few rows of A): B transposed in registers on the fly ---- */
@@ -542,10 +562,16 @@ static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
         j->n0 = n0;
         j->ncols = j->N - n0 < col_slice ? j->N - n0 : col_slice;
         size_t panels = (j->ncols + NR - 1) / NR;
+        if (threads == 1 || panels >= 2 * threads) {
+            size_t n_blocks = threads == 1 ? 1 : (panels < 4 * threads ? panels : 4 * threads);
+            j->n_block_cols = (panels + n_blocks - 1) / n_blocks * NR;
+            pool_run(p, parallel, (j->ncols + j->n_block_cols - 1) / j->n_block_cols, column_task, j);
+            continue;
+        }
         pool_run(p, parallel, panels, pack_task, j);
         /* Enough blocks that every thread stays busy to the end. */
         size_t n_blocks = 1;
-        while (threads > 1 && j->m_blocks * n_blocks < 4 * threads && panels / (2 * n_blocks) >= 2)
+        while (j->m_blocks * n_blocks < 4 * threads && panels / (2 * n_blocks) >= 2)
             n_blocks *= 2;
         j->n_block_cols = (panels + n_blocks - 1) / n_blocks * NR;
         j->n_blocks = (j->ncols + j->n_block_cols - 1) / j->n_block_cols;
