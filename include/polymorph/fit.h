@@ -72,7 +72,8 @@ pm_status pm_fit_table(pm_fit_fn f, void *ctx, const pm_fit_options *o, pm_lfu_t
  * computed once, so many candidate tables can be measured cheaply. Inputs:
  * every fp32 in [x_min, x_max] when there are at most PM_FIT_EXHAUSTIVE_MAX,
  * else PM_FIT_SWEEP_UNIFORM points evenly spaced in x plus
- * PM_FIT_SWEEP_BITS points evenly spaced in bit pattern (dense near 0);
+ * PM_FIT_SWEEP_BITS points evenly spaced in bit pattern (dense near 0) and
+ * x = 0 when the domain holds it;
  * pm_fit_measure adds every segment boundary of the table and its two
  * neighbours on each side (uniform mode). */
 #define PM_FIT_EXHAUSTIVE_MAX (1u << 22)

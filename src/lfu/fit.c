@@ -503,7 +503,7 @@ pm_status pm_fit_sweep_create(pm_fit_fn f, void *ctx, double x_min, double x_max
     int64_t k0 = key32(s->x_min), k1 = key32(s->x_max);
     uint64_t all = (uint64_t)(k1 - k0) + 1;
     s->exhaustive = all <= PM_FIT_EXHAUSTIVE_MAX;
-    size_t cap = s->exhaustive ? (size_t)all : (size_t)PM_FIT_SWEEP_UNIFORM + PM_FIT_SWEEP_BITS;
+    size_t cap = s->exhaustive ? (size_t)all : (size_t)PM_FIT_SWEEP_UNIFORM + PM_FIT_SWEEP_BITS + 1;
     s->x = malloc(cap * sizeof *s->x);
     s->ref = malloc(cap * sizeof *s->ref);
     if (!s->x || !s->ref) {
@@ -526,6 +526,16 @@ pm_status pm_fit_sweep_create(pm_fit_fn f, void *ctx, double x_min, double x_max
             if (key32(xu) <= key32(xb)) i++;
             else j++;
             if (!(s->n && key32(s->x[s->n - 1]) >= key32(next))) s->x[s->n++] = next;
+        }
+        /* Zero, where x-times forms and poles live, is always measured. */
+        if (k0 < 0 && k1 > 0) {
+            size_t at = 0;
+            while (key32(s->x[at]) < 0) at++;
+            if (key32(s->x[at]) != 0) {
+                memmove(s->x + at + 1, s->x + at, (s->n - at) * sizeof *s->x);
+                s->x[at] = 0.0f;
+                s->n++;
+            }
         }
     }
     for (size_t i = 0; i < s->n; i++) {
