@@ -251,6 +251,8 @@ def main():
                 "polymorph_cycles": pm["cycles"],
                 "polymorph_array_formula": polymorph_array_formula(M, N, K, R, C, L, used),
                 "polymorph_utilization": pm["utilization"],
+                "polymorph_tensor_busy_cycles": pm["tensor_busy_cycles"],
+                "polymorph_tensor_instructions": pm["tensor_instructions"],
                 "scalesim_cycles": ss["cycles"],
                 "scalesim_formula": scalesim_formula(M, N, K, R, C, used),
                 "scalesim_stall_cycles": ss["stall_cycles"],
@@ -263,12 +265,13 @@ def main():
                 if len(results) == 1:
                     print(f"array {R}x{C}, chip {pm['preset']}, SCALE-Sim "
                           f"{'USER bandwidth' if args.user_bandwidth else 'CALC (no memory stalls)'} mode")
-                    print(f"{'shape':<22} {'M':>5} {'N':>5} {'K':>5} {'df':>3} {'polymorph':>10} {'pm array':>10} "
-                          f"{'scalesim':>10} {'ss formula':>10} {'ss/pm':>6} {'pm util':>7} {'ss util':>7}")
+                    print(f"{'shape':<22} {'M':>5} {'N':>5} {'K':>5} {'df':>3} {'polymorph':>10} {'pm tensor':>10} "
+                          f"{'pm array':>10} {'scalesim':>10} {'ss formula':>10} {'ss/pm':>6} {'pm util':>7} "
+                          f"{'ss util':>7}")
                 print(f"{name:<22} {M:>5} {N:>5} {K:>5} {used:>3} {row['polymorph_cycles']:>10} "
-                      f"{row['polymorph_array_formula']:>10} {row['scalesim_cycles']:>10} {row['scalesim_formula']:>10} "
-                      f"{row['ratio']:>6.3f} {row['polymorph_utilization']:>7.3f} {row['scalesim_utilization']:>7.3f}",
-                      flush=True)
+                      f"{row['polymorph_tensor_busy_cycles']:>10} {row['polymorph_array_formula']:>10} "
+                      f"{row['scalesim_cycles']:>10} {row['scalesim_formula']:>10} {row['ratio']:>6.3f} "
+                      f"{row['polymorph_utilization']:>7.3f} {row['scalesim_utilization']:>7.3f}", flush=True)
     if args.json:
         print(json.dumps(results, indent=1))
 

@@ -547,6 +547,10 @@ static void print_json(const bench_job *job, const bench_result *res, const benc
             fig->bound, fig->dram_bytes, c->dram_read_bytes, c->dram_write_bytes, res->compulsory_dram_bytes,
             c->tensor_macs, c->instructions, res->program_words);
     json_number(f, c->energy_j);
+    /* The array's own share of the run (docs/bench.md, "SCALE-Sim"): cycles
+     * minus these is time the tensor unit waited for DMA or control. */
+    fprintf(f, ", \"tensor_instructions\": %" PRIu64 ", \"tensor_busy_cycles\": %" PRIu64,
+            c->unit[PM_UNIT_TENSOR].instructions, c->unit[PM_UNIT_TENSOR].busy_cycles);
     fputs(", \"sim_wall_s\": ", f);
     json_number(f, res->sim_wall_s);
     fputs(", \"native_wall_s\": ", f);
