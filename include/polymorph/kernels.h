@@ -60,6 +60,19 @@ void pm_matmul_desc_init(pm_matmul_desc *d, uint32_t M, uint32_t N, uint32_t K, 
  * address range) that cannot be honoured. */
 pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_program *out, pm_error *err);
 
+/* The tiling pm_kernel_matmul would choose (for reports, benchmarks, docs). */
+typedef struct pm_matmul_plan {
+    uint32_t tile_m, tile_n, tile_k; /* output tile and K chunk (the last ones may be ragged) */
+    bool a_resident;   /* an M block's whole K stays in SRAM and serves every N tile */
+    bool ramp;         /* GEMV: N chunks grow at the start and shrink at the end */
+    pm_dataflow dataflow;
+    uint32_t engines;
+    bool split_batch;  /* engines take batch entries (else ranges of N) */
+    double est_cycles; /* the planner's own estimate, for ranking tilings */
+} pm_matmul_plan;
+
+pm_status pm_matmul_plan_get(const pm_config *cfg, const pm_matmul_desc *d, pm_matmul_plan *out, pm_error *err);
+
 /* The plain C reference: the same bits the engine produces. x is M*K bf16
  * codes per batch, w the encoded weights per batch, bias N floats (or NULL),
  * y receives M*N values in out_fmt per batch (pm_format_bytes of M*N). */

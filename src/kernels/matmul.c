@@ -42,6 +42,8 @@ typedef struct plan {
     uint32_t tm, tn, tk;
     bool a_resident; /* the whole K of an M block stays in SRAM and serves every N tile */
     int dataflow;    /* tshape imm: 1 os, 2 ws */
+    bool ramp;       /* K chunks of the first and last tile ramp up and down (GEMV) */
+    uint32_t k_ramp; /* the smallest ramp chunk */
     uint64_t a_buf[2], b_buf[2], out_buf[2], bias_sram, acc_tile[2];
     double est_cycles;
 } plan;
@@ -250,6 +252,29 @@ static void add_load(step *s, uint64_t sram, uint64_t dram, uint64_t row_bytes, 
                                            (int64_t)sram_stride};
 }
 
+/* Width of the N tile that starts at n0 of N. */
+static uint32_t tile_width(const plan *p, uint32_t n0, uint32_t N)
+{
+    return N - n0 < p->tn ? N - n0 : p->tn;
+}
+
+/* Length of the K chunk at k0. With the ramp (GEMV) the first tile's chunks
+ * grow g, 2g, 4g, ... up to tk and the last tile's halve towards the end,
+ * so the first load and the last tensor op, which nothing can overlap, are
+ * small while the middle streams in large chunks. (Only for M = 1: the x
+ * row is then the same bytes whatever the chunking.) */
+static uint32_t chunk_len(const plan *p, uint32_t k0, uint32_t K, bool first_tile, bool last_tile)
+{
+    uint64_t w = p->tk, r = K - k0, g = p->k_ramp;
+    if (p->ramp && first_tile && k0 + g < w) w = k0 + g;
+    if (p->ramp && last_tile) {
+        uint64_t half = r / 2 / g * g;
+        if (half < g) half = g;
+        if (half < w) w = half;
+    }
+    return (uint32_t)(w < r ? w : r);
+}
+
 /* Counters that alternate double buffers across every job of an engine. */
 typedef struct cursor {
     uint64_t steps, tiles, mblocks;
@@ -266,11 +291,11 @@ static pm_status job_steps(const shape_info *si, const plan *p, const job *j, cu
     for (uint32_t m0 = 0; m0 < M; m0 += p->tm) {
         uint32_t mi = M - m0 < p->tm ? M - m0 : p->tm;
         uint64_t ablk = p->a_buf[cur->mblocks++ % 2];
-        for (uint32_t n0 = 0; n0 < N; n0 += p->tn) {
-            uint32_t nj = N - n0 < p->tn ? N - n0 : p->tn;
+        for (uint32_t n0 = 0, nj; n0 < N; n0 += nj) {
+            nj = tile_width(p, n0, N);
             uint64_t t = cur->tiles++;
-            for (uint32_t k0 = 0; k0 < K; k0 += p->tk) {
-                uint32_t kc = K - k0 < p->tk ? K - k0 : p->tk;
+            for (uint32_t k0 = 0, kc; k0 < K; k0 += kc) {
+                kc = chunk_len(p, k0, K, n0 == 0, n0 + nj == N);
                 uint64_t sb = cur->steps++ % 2;
                 step *s = push_step(out);
                 if (!s) return pm_error_set(err, PM_ERR_NOMEM, "matmul: out of memory for the step list");
@@ -314,19 +339,24 @@ static pm_status job_steps(const shape_info *si, const plan *p, const job *j, cu
 
 /* ---- planner ---- */
 
-/* Cycles of one tensor op per docs/tensor.md (fast model), for the cost model. */
-static double op_cycles(const pm_config *cfg, int df, uint64_t m, uint64_t n, uint64_t k)
+/* Cycles of one tensor op per docs/tensor.md (fast model), for the cost
+ * model: *stream until the array takes the next op, *total until the
+ * results are in the accumulator. */
+static void op_cycles(const pm_config *cfg, int df, uint64_t m, uint64_t n, uint64_t k, double *stream, double *total)
 {
     uint64_t R = cfg->tensor_rows, C = cfg->tensor_cols;
     if (df == 1) {
         uint64_t folds = ceil_div(m, R) * ceil_div(n, C);
-        return (double)(folds * (k > R ? k : R) + (R + C - 2) + R);
+        *stream = (double)(folds * (k > R ? k : R));
+        *total = *stream + (double)((R + C - 2) + R);
+        return;
     }
     uint64_t pre = ceil_div(R, cfg->tensor_weight_load_rows), ntiles = ceil_div(n, C);
     uint64_t per = m > pre ? m : pre, row = ntiles * per, wait = m + R + C - 2;
     /* A K-tile row shorter than the partial sums' trip through the array waits for them. */
     if (row < wait) row = wait;
-    return (double)(pre + ceil_div(k, R) * row + (R + C - 2) + 1);
+    *stream = (double)(pre + ceil_div(k, R) * row);
+    *total = *stream + (double)((R + C - 2) + 1);
 }
 
 typedef struct budget {
@@ -344,39 +374,76 @@ static budget plan_budget(const shape_info *si, uint32_t tm, uint32_t tn, uint32
     return u;
 }
 
-/* Estimated cycles of one engine running jobs of width n_job (count of them). */
+/* DRAM channel bytes of `rows` runs of row_bytes (one run when contiguous),
+ * counting whole 64-byte bursts and one extra for an unaligned start. */
+static double dram_run_bytes(uint64_t rows, uint64_t row_bytes, bool contiguous, bool aligned)
+{
+    if (contiguous) row_bytes *= rows, rows = 1;
+    return (double)rows * (double)((row_bytes + 63) / 64 + (row_bytes % 64 || !aligned ? 1 : 0)) * 64;
+}
+
+/* Estimated cycles of one engine running `jobs` jobs of width n_job: a
+ * small replay of the step pipeline the emitter produces (loads of step s+1
+ * behind those of step s and behind op s-1, which last read their buffer; op
+ * s behind its loads' DRAM latency and behind op s-1; under hazards = report
+ * a step starts only when the previous one has drained). It decides between
+ * tilings, so it only has to rank them the way the simulator would. */
 static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *p, uint32_t n_job, uint32_t jobs,
                         uint64_t *insns)
 {
     const pm_matmul_desc *d = si->d;
     uint32_t M = d->M, K = d->K;
-    double compute = 0, steps = 0, tiles = 0;
+    double bpc = pm_config_dram_bytes_per_cycle(cfg) / (d->engines > 1 ? d->engines : 1);
+    double lat = cfg->dram_latency_ns * cfg->clock_mhz / 1000.0;
+    bool report = cfg->hazard_mode == PM_HAZARD_REPORT;
+    double load_free = 0, op_end_prev = 0, op_end_prev2 = 0, op_free = 0, store_fin = 0, step_end = 0;
+    double steps = 0, tiles = 0, mblocks = 0;
+    bool first = true;
     for (uint32_t m0 = 0; m0 < M; m0 += p->tm) {
         uint32_t mi = M - m0 < p->tm ? M - m0 : p->tm;
-        for (uint32_t n0 = 0; n0 < n_job; n0 += p->tn) {
-            uint32_t nj = n_job - n0 < p->tn ? n_job - n0 : p->tn;
-            for (uint32_t k0 = 0; k0 < K; k0 += p->tk) {
-                uint32_t kc = K - k0 < p->tk ? K - k0 : p->tk;
-                compute += op_cycles(cfg, p->dataflow, mi, nj, kc);
+        mblocks++;
+        for (uint32_t n0 = 0, nj; n0 < n_job; n0 += nj) {
+            nj = tile_width(p, n0, n_job);
+            tiles++;
+            for (uint32_t k0 = 0, kc; k0 < K; k0 += kc) {
+                kc = chunk_len(p, k0, K, n0 == 0, n0 + nj == n_job);
+                /* DRAM moves 64-byte bursts per contiguous run: short strided rows cost more. */
+                uint64_t wk = fmt_bytes(d->w_fmt, kc);
+                bool w_aligned = (d->w_addr + si->w_hdr) % 64 == 0 && si->w_row % 64 == 0 && wk % 64 == 0;
+                bool x_aligned = d->x_addr % 64 == 0 && (uint64_t)K * 2 % 64 == 0 && (uint64_t)kc * 2 % 64 == 0;
+                double bytes = (si->w_hdr ? 64 : 0) + dram_run_bytes(nj, wk, kc == K, w_aligned);
+                if (!p->a_resident || n0 == 0) bytes += dram_run_bytes(mi, (uint64_t)kc * 2, kc == K, x_aligned);
+                /* This step's loads. */
+                double ls = report ? step_end : (load_free > op_end_prev2 ? load_free : op_end_prev2);
+                if (first) ls = 0;
+                load_free = ls + bytes / bpc;
+                double load_fin = load_free + lat;
+                double stream, total;
+                op_cycles(cfg, p->dataflow, mi, nj, kc, &stream, &total);
+                double os = load_fin > op_free ? load_fin : op_free;
+                if (k0 > 0 && os < op_end_prev) os = op_end_prev; /* tmma reads the previous op's sums */
+                if (report && os < step_end) os = step_end;
+                op_free = os + stream;
+                op_end_prev2 = op_end_prev;
+                op_end_prev = os + total;
+                if (k0 + kc == K) {
+                    double tout = (double)ceil_div((uint64_t)mi * nj, cfg->tensor_cols);
+                    op_free += tout;
+                    op_end_prev += tout + 2;
+                    double sb = (double)mi * fmt_bytes(d->out_fmt, nj);
+                    double ss = op_end_prev > store_fin ? op_end_prev : store_fin;
+                    store_fin = ss + sb / bpc + lat;
+                }
+                step_end = op_end_prev > load_fin ? op_end_prev : load_fin;
+                first = false;
                 steps++;
             }
-            compute += (double)ceil_div((uint64_t)mi * nj, cfg->tensor_cols) + 2;
-            tiles++;
         }
     }
-    double mblocks = (double)ceil_div(M, p->tm), ntiles = (double)ceil_div(n_job, p->tn);
-    double a_bytes = (double)M * K * 2 * (p->a_resident ? 1 : ntiles);
-    double w_bytes = (double)si->w_row * n_job * mblocks;
-    double y_bytes = (double)M * fmt_bytes(d->out_fmt, d->N) * n_job / d->N;
-    double bpc = pm_config_dram_bytes_per_cycle(cfg) / (d->engines > 1 ? d->engines : 1);
-    double dram = (a_bytes + w_bytes + y_bytes) / bpc;
-    /* The first step's loads and the last tile's store are not hidden. */
-    double first = ((double)p->tm * (p->a_resident ? K : p->tk) * 2 + (double)p->tn * fmt_bytes(d->w_fmt, p->tk)) /
-                   bpc;
+    double end = op_end_prev > store_fin ? op_end_prev : store_fin;
     double per_step = 16, per_tile = 12; /* issue slots of the generated code */
-    double body = compute > dram ? compute : dram;
     *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * jobs) + 64;
-    return (body + first) * jobs + steps * jobs * (cfg->hazard_mode == PM_HAZARD_REPORT ? 120 : 1);
+    return end * jobs + steps * jobs;
 }
 
 static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_t n_job, uint32_t jobs,
@@ -403,7 +470,8 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         budget u = plan_budget(si, (uint32_t)tm, (uint32_t)tn, (uint32_t)tk, res);
                         if (2 * (u.a + u.b + u.out) + u.bias > cfg->sram_bytes) continue;
                         plan p = {.tm = (uint32_t)tm, .tn = (uint32_t)tn, .tk = (uint32_t)tk, .a_resident = res,
-                                  .dataflow = df};
+                                  .dataflow = df, .ramp = d->M == 1,
+                                  .k_ramp = (uint32_t)round_up(cfg->tensor_rows, si->k_gran)};
                         uint64_t insns;
                         p.est_cycles = plan_cost(cfg, si, &p, n_job, jobs, &insns);
                         insns *= engines;
@@ -453,12 +521,24 @@ static pm_status check_range(const char *what, uint64_t addr, uint64_t stride, u
     return PM_OK;
 }
 
-pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_program *out, pm_error *err)
+/* Everything the program and the public plan share: validation, the split
+ * over engines and the chosen tiling. */
+typedef struct prepared {
+    shape_info si;
+    uint32_t engines, n_share, jobs_per_engine;
+    bool split_batch;
+    plan p;
+} prepared;
+
+static pm_status prepare(const pm_config *cfg, const pm_matmul_desc *d, prepared *pr, pm_error *err)
 {
-    shape_info si = {.d = d};
-    pm_status st = pm_matmul_check(d, &si.x_bytes, &si.w_bytes, &si.y_bytes, err);
+    memset(pr, 0, sizeof *pr);
+    shape_info *sip = &pr->si;
+    sip->d = d;
+    pm_status st = pm_matmul_check(d, &sip->x_bytes, &sip->w_bytes, &sip->y_bytes, err);
     if (st) return st;
-    if (!cfg || !out) return pm_error_set(err, PM_ERR_INVALID, "matmul: no config or output program");
+    if (!cfg) return pm_error_set(err, PM_ERR_INVALID, "matmul: no config");
+    shape_info si = *sip;
     uint32_t engines = d->engines ? d->engines : 1;
     if (engines > cfg->engines)
         return pm_error_set(err, PM_ERR_INVALID, "matmul: engines = %u but the config has chip.engines = %u", engines,
@@ -485,6 +565,39 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
     uint32_t jobs_per_engine = split_batch ? (uint32_t)ceil_div(d->batch, engines) : d->batch;
     plan p = {0};
     if ((st = choose_plan(cfg, &si, n_share, jobs_per_engine, engines, &p, err))) return st;
+    pr->si = si;
+    pr->engines = engines, pr->n_share = n_share, pr->jobs_per_engine = jobs_per_engine;
+    pr->split_batch = split_batch;
+    pr->p = p;
+    return PM_OK;
+}
+
+pm_status pm_matmul_plan_get(const pm_config *cfg, const pm_matmul_desc *d, pm_matmul_plan *out, pm_error *err)
+{
+    prepared pr;
+    pm_status st = prepare(cfg, d, &pr, err);
+    if (st) return st;
+    memset(out, 0, sizeof *out);
+    out->tile_m = pr.p.tm, out->tile_n = pr.p.tn, out->tile_k = pr.p.tk;
+    out->a_resident = pr.p.a_resident;
+    out->ramp = pr.p.ramp;
+    out->dataflow = pr.p.dataflow == 2 ? PM_DATAFLOW_WEIGHT_STATIONARY : PM_DATAFLOW_OUTPUT_STATIONARY;
+    out->engines = pr.engines;
+    out->split_batch = pr.split_batch;
+    out->est_cycles = pr.p.est_cycles;
+    return PM_OK;
+}
+
+pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_program *out, pm_error *err)
+{
+    prepared pr;
+    if (!out) return pm_error_set(err, PM_ERR_INVALID, "matmul: no output program");
+    pm_status st = prepare(cfg, d, &pr, err);
+    if (st) return st;
+    const shape_info si = pr.si;
+    const plan p = pr.p;
+    uint32_t engines = pr.engines, n_share = pr.n_share;
+    bool split_batch = pr.split_batch;
 
     pm_builder *b;
     if ((st = pm_builder_create(&b, err))) return st;
