@@ -184,18 +184,34 @@ static void emit_epilogue_state(emitter *e, uint64_t bias_sram)
     e->mode = mode, e->bias = bias;
 }
 
-/* The double-buffered pipeline: the loads of step s+1 go out before the
- * tensor op of step s, and a tile's store goes out in the step after its
- * tout. Under control.hazards = report each step starts with a fence on
- * dma.ld, dma.st and tensor, which makes exactly the hazards the interlock
- * would resolve impossible: load(s) and op(s-1) are done before op(s) reads
- * load(s)'s buffer and load(s+1) overwrites op(s-1)'s; a tout is done
- * before its store reads the output buffer; store(t-2) is done before
- * tout(t) rewrites its buffer. Under interlock the scoreboard does the same
- * waiting without stalling issue, so no fences are emitted. */
+static void emit_tout(emitter *e, const step *st, int df)
+{
+    emit_tshape(e, st->m, st->n, st->k, df);
+    emit_epilogue_state(e, st->bias_sram);
+    li(e, R_ACC, (int64_t)st->acc);
+    li(e, R_OUT, (int64_t)st->out_sram);
+    emit(e, PM_OP_TOUT, e->d->out_fmt, R_OUT, R_ACC, 0);
+}
+
+/* The double-buffered pipeline. The loads of step s+1 go out before the
+ * tensor op of step s. A tile's tout goes out after the first op of the
+ * next tile (two accumulator tiles alternate), so it never waits for its
+ * own tile's last results to drain through the array: the array is busy
+ * with the next tile meanwhile. A tile's store goes out in the step after
+ * its tout.
+ *
+ * Under control.hazards = report each step starts with a fence on dma.ld,
+ * dma.st and tensor, which makes exactly the hazards the interlock would
+ * resolve impossible: load(s) and op(s-1) are done before op(s) reads
+ * load(s)'s buffer and load(s+1) overwrites op(s-1)'s; a tout is done before
+ * its store reads the output buffer; store(t-2) is done before tout(t)
+ * rewrites its buffer (at least one fence lies between them). Under
+ * interlock the scoreboard does the same waiting without stalling issue, so
+ * no fences are emitted. */
 static void emit_steps(emitter *e, const step *steps, size_t count, int df)
 {
     const pm_matmul_desc *d = e->d;
+    const step *tout_due = NULL;
     for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
     for (size_t s = 0; s < count; s++) {
         const step *st = &steps[s];
@@ -208,13 +224,22 @@ static void emit_steps(emitter *e, const step *steps, size_t count, int df)
         li(e, R_A, (int64_t)st->a);
         li(e, R_B, (int64_t)st->b);
         emit(e, st->accumulate ? PM_OP_TMMA : PM_OP_TMM, d->w_fmt, R_ACC, R_A, R_B);
-        if (st->tile_end) {
-            emit_epilogue_state(e, st->bias_sram);
-            li(e, R_OUT, (int64_t)st->out_sram);
-            emit(e, PM_OP_TOUT, d->out_fmt, R_OUT, R_ACC, 0);
+        if (tout_due) {
+            emit_tout(e, tout_due, df);
             e->pending = true;
-            e->pending_store = st->store;
+            e->pending_store = tout_due->store;
+            tout_due = NULL;
         }
+        if (st->tile_end) tout_due = st;
+    }
+    if (tout_due) {
+        if (e->pending) {
+            if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
+            emit_dma(e, &e->pending_store);
+        }
+        emit_tout(e, tout_due, df);
+        e->pending = true;
+        e->pending_store = tout_due->store;
     }
     if (e->pending) {
         if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
