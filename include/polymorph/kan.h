@@ -108,6 +108,7 @@ typedef struct pm_kan_train_opts {
     uint32_t steps;           /* optimiser iterations */
     double lr;                /* Adam step (default 1e-2); L-BFGS initial step (default 1) */
     uint32_t history;         /* L-BFGS memory, default 10 */
+    uint32_t lbfgs_iters;     /* L-BFGS iterations per step (pykan/torch max_iter), default 20 */
     pm_kan_reg reg;
     uint32_t grid_update_every; /* update grids from samples every this many steps (0: never) */
     uint32_t grid_update_stop;  /* ... while step < this */

@@ -43,6 +43,8 @@ const char pm_cli_kan_help[] =
     "  --grid-eps E           1 = uniform grids (default, needed for export), 0 = quantiles\n"
     "  --grid-update EVERY,STOP  grid update from samples every EVERY steps while\n"
     "                         step < STOP (default 10,50; 0 = never)\n"
+    "  --restarts R           train R initialisations (seeds S*1000+r) for 20 steps, keep\n"
+    "                         the lowest training loss, then train it (default: train 1, toy 8)\n"
     "  --prune T              after training, drop hidden nodes whose in/out scores <= T\n"
     "  --log-every N          progress line period on stderr (default 10), --quiet: none\n"
     "output:\n"
@@ -65,7 +67,7 @@ typedef struct kan_opt {
 enum {
     O_DATA, O_TARGETS, O_TEST_DATA, O_TEST_TARGETS, O_FUNCTION, O_SAMPLES, O_DOMAIN, O_SHAPE, O_GRID, O_GRIDS,
     O_ORDER, O_STEPS, O_OPTIMIZER, O_LR, O_SEED, O_REG, O_GRID_EPS, O_GRID_UPDATE, O_PRUNE, O_OUTPUT, O_EXPORT,
-    O_JSON, O_QUIET, O_LOG_EVERY, O_COUNT
+    O_JSON, O_QUIET, O_LOG_EVERY, O_RESTARTS, O_COUNT
 };
 
 static const kan_opt kan_opts[O_COUNT] = {
@@ -93,6 +95,7 @@ static const kan_opt kan_opts[O_COUNT] = {
     [O_JSON] = {"json", 0, 0, SUB_TRAIN | SUB_EVAL | SUB_EXPORT | SUB_TOY},
     [O_QUIET] = {"quiet", 'q', 0, SUB_TRAIN | SUB_TOY},
     [O_LOG_EVERY] = {"log-every", 0, 1, SUB_TRAIN | SUB_TOY},
+    [O_RESTARTS] = {"restarts", 0, 1, SUB_TRAIN | SUB_TOY},
 };
 
 typedef struct kan_args {
@@ -593,6 +596,43 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
 }
 
+/* Several initialisations trained briefly; the one with the lowest
+ * training loss is kept (selection never looks at the test set). KAN
+ * training from pykan's initialisation is bimodal on some problems: a run
+ * either finds the function or folds the hidden layer into a poor local
+ * minimum (docs/kan.md), and a short trial tells them apart. */
+static pm_status create_best(uint32_t depth, const uint32_t *width, const pm_kan_init *init, uint32_t restarts,
+                             const dataset *train, const pm_kan_train_opts *o, pm_kan *out, pm_error *err)
+{
+    pm_kan_init in = *init;
+    if (restarts <= 1) return pm_kan_create(out, depth, width, &in, err);
+    pm_kan_train_opts trial = *o;
+    trial.steps = o->steps < 20 ? o->steps : 20;
+    trial.progress = NULL;
+    double best = HUGE_VAL;
+    memset(out, 0, sizeof *out);
+    for (uint32_t r = 0; r < restarts; r++) {
+        pm_kan cand;
+        double loss = HUGE_VAL;
+        in.seed = init->seed * 1000 + r;
+        pm_status st = pm_kan_create(&cand, depth, width, &in, err);
+        if (!st) st = pm_kan_train(&cand, train->x, train->y, train->n, &trial, &loss, err);
+        if (st) {
+            pm_kan_free(&cand);
+            pm_kan_free(out);
+            return st;
+        }
+        if (loss < best || !out->params) {
+            best = loss;
+            pm_kan_free(out);
+            *out = cand;
+        } else {
+            pm_kan_free(&cand);
+        }
+    }
+    return PM_OK;
+}
+
 /* ---- kan train ---- */
 
 static int cmd_train(int argc, char **argv)
@@ -601,14 +641,15 @@ static int cmd_train(int argc, char **argv)
     if (!parse_args("kan train", SUB_TRAIN, argc, argv, &a)) return PM_EXIT_FAIL;
     if (a.help) return fputs(pm_cli_kan_help, stdout), PM_EXIT_OK;
     if (a.positional_count) return pm_cli_fail(a.verb, "unexpected argument '%s'", a.positional[0]);
-    uint32_t width[PM_KAN_MAX_LAYERS + 1], depth, seed32, grid, order;
+    uint32_t width[PM_KAN_MAX_LAYERS + 1], depth, seed32, grid, order, restarts;
     uint64_t seed;
     pm_kan_train_opts o;
     progress_ctx pc;
     double prune = -1.0;
     if (!get_shape(&a, width, &depth) || !get_u32(&a, O_GRID, 5, 1, PM_KAN_MAX_GRID, &grid) ||
         !get_u32(&a, O_ORDER, 3, 1, PM_KAN_MAX_ORDER, &order) || !get_u32(&a, O_SEED, 0, 0, 0xffffffffu, &seed32) ||
-        !train_options(&a, 100, &o, &pc) || !get_double(&a, O_PRUNE, -1.0, 0.0, 1e300, &prune))
+        !train_options(&a, 100, &o, &pc) || !get_double(&a, O_PRUNE, -1.0, 0.0, 1e300, &prune) ||
+        !get_u32(&a, O_RESTARTS, 1, 1, 1000, &restarts))
         return PM_EXIT_FAIL;
     seed = seed32;
     pc.grid = grid;
@@ -628,7 +669,7 @@ static int cmd_train(int argc, char **argv)
     o.test_y = test.y;
     o.test_n = test.n;
     double loss = 0.0, train_rmse = 0.0, test_rmse = NAN, lfu_test = NAN;
-    pm_status st = pm_kan_create(&net, depth, width, &init, &err);
+    pm_status st = create_best(depth, width, &init, restarts, &train, &o, &net, &err);
     if (!st) st = pm_kan_train(&net, train.x, train.y, train.n, &o, &loss, &err);
     if (!st && prune >= 0.0) {
         st = pm_kan_prune(&net, train.x, train.n, prune, &pruned, &err);
@@ -687,12 +728,12 @@ static int cmd_toy(int argc, char **argv)
     if (a.positional_count) return pm_cli_fail(a.verb, "unexpected argument '%s'", a.positional[0]);
     if (!a.given[O_FUNCTION]) return pm_cli_fail(a.verb, "--function EXPR is required");
     if (!a.given[O_GRIDS]) return pm_cli_fail(a.verb, "--grids G1,G2,.. is required");
-    uint32_t width[PM_KAN_MAX_LAYERS + 1], depth, grids[32], ngrids, seed32, order;
+    uint32_t width[PM_KAN_MAX_LAYERS + 1], depth, grids[32], ngrids, seed32, order, restarts;
     pm_kan_train_opts o;
     progress_ctx pc;
     if (!get_shape(&a, width, &depth) || !(ngrids = get_list(&a, O_GRIDS, grids, 32, 1, PM_KAN_MAX_GRID)) ||
         !get_u32(&a, O_ORDER, 3, 1, PM_KAN_MAX_ORDER, &order) || !get_u32(&a, O_SEED, 0, 0, 0xffffffffu, &seed32) ||
-        !train_options(&a, 200, &o, &pc))
+        !train_options(&a, 200, &o, &pc) || !get_u32(&a, O_RESTARTS, 8, 1, 1000, &restarts))
         return PM_EXIT_FAIL;
     if (o.grid_eps != 1.0) return pm_cli_fail(a.verb, "--grid-eps must be 1 here: toy reports the exported LFU network too");
     pm_error err = {0};
@@ -712,7 +753,7 @@ static int cmd_toy(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     double results[32][4];
     size_t params[32];
-    pm_status st = pm_kan_create(&net, depth, width, &init, &err);
+    pm_status st = create_best(depth, width, &init, restarts, &train, &o, &net, &err);
     for (uint32_t g = 0; g < ngrids && !st; g++) {
         pc.grid = grids[g];
         if (g) st = pm_kan_extend_grid(&net, grids[g], train.x, train.n, o.grid_eps, &err);

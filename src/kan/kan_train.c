@@ -13,6 +13,7 @@ void pm_kan_train_defaults(pm_kan_train_opts *o)
     o->steps = 100;
     o->lr = 1.0;
     o->history = 10;
+    o->lbfgs_iters = 20;
     o->grid_update_every = 10;
     o->grid_update_stop = 50;
     o->grid_eps = 1.0;
@@ -387,6 +388,57 @@ static int lbfgs_alloc(lbfgs_state *L, size_t P, size_t m)
     return L->s && L->yv && L->rho && L->alpha ? 0 : -1;
 }
 
+/* One L-BFGS iteration from params (loss f, gradient w->g): direction by
+ * the two-loop recursion, strong-Wolfe line search, history update. *stop
+ * becomes 1 when the iteration made no progress, 2 at a zero gradient. */
+static pm_status lbfgs_iteration(trainer *t, lbfgs_state *L, work *w, double *f, int *stop)
+{
+    const pm_kan_train_opts *o = t->o;
+    pm_kan *net = t->net;
+    size_t P = w->P;
+    double gmax = 0.0;
+    for (size_t i = 0; i < P; i++) gmax = fmax(gmax, fabs(w->g[i]));
+    if (gmax == 0.0) {
+        *stop = 2;
+        return PM_OK;
+    }
+    lbfgs_direction(L, w->g, w->d);
+    if (!(dot(w->g, w->d, P) < 0.0)) { /* not a descent direction: drop the history */
+        L->count = 0;
+        for (size_t i = 0; i < P; i++) w->d[i] = -w->g[i];
+    }
+    double a1 = o->lr;
+    if (!L->count) { /* no curvature known yet: a step of at most lr in the L1 norm (torch) */
+        double l1 = 0.0;
+        for (size_t i = 0; i < P; i++) l1 += fabs(w->g[i]);
+        a1 = fmin(1.0, 1.0 / l1) * o->lr;
+    }
+    memcpy(w->m1, net->params, P * sizeof *w->m1); /* the start point */
+    double f1;
+    pm_status st = strong_wolfe(t, w->m1, *f, w->g, w->d, a1, w->p1, w->g1, &f1, w->pt, w->gt);
+    if (st) return st;
+    memcpy(net->params, w->p1, P * sizeof *w->p1);
+    size_t k = L->head;
+    double ys = 0.0;
+    for (size_t i = 0; i < P; i++) {
+        L->s[k * P + i] = w->p1[i] - w->m1[i];
+        L->yv[k * P + i] = w->g1[i] - w->g[i];
+        ys += L->s[k * P + i] * L->yv[k * P + i];
+    }
+    if (ys > 1e-300) { /* keep the pair only with positive curvature */
+        L->rho[k] = 1.0 / ys;
+        L->head = (L->head + 1) % L->m;
+        if (L->count < L->m) L->count++;
+    }
+    if (!(f1 < *f)) {
+        if (!L->count) *stop = 1; /* steepest descent found nothing either */
+        L->count = 0;             /* retry once from steepest descent */
+    }
+    memcpy(w->g, w->g1, P * sizeof *w->g);
+    *f = f1;
+    return PM_OK;
+}
+
 pm_status pm_kan_train(pm_kan *net, const double *x, const double *y, size_t n, const pm_kan_train_opts *o,
                        double *final_loss, pm_error *err)
 {
@@ -425,51 +477,16 @@ pm_status pm_kan_train(pm_kan *net, const double *x, const double *y, size_t n, 
             }
             st = evaluate(&t, net->params, &f, w.g);
         } else {
-            double gmax = 0.0;
-            for (size_t i = 0; i < P; i++) gmax = fmax(gmax, fabs(w.g[i]));
-            if (gmax == 0.0) break; /* a stationary point: nothing left to do */
-            lbfgs_direction(&L, w.g, w.d);
-            double gd = dot(w.g, w.d, P);
-            if (!(gd < 0.0)) { /* not a descent direction: drop the history */
-                L.count = 0;
-                for (size_t i = 0; i < P; i++) w.d[i] = -w.g[i];
-                gd = dot(w.g, w.d, P);
+            /* One pykan/torch L-BFGS step: up to lbfgs_iters iterations and
+             * 1.25x as many loss evaluations. */
+            size_t budget = t.evals + (size_t)(o->lbfgs_iters ? o->lbfgs_iters : 20) * 5 / 4;
+            int stop = 0;
+            for (uint32_t it = 0; it < (o->lbfgs_iters ? o->lbfgs_iters : 20) && t.evals < budget && !st && !stop; it++)
+                st = lbfgs_iteration(&t, &L, &w, &f, &stop);
+            if (stop == 2) {
+                progress(&t, step + 1, f, 1);
+                break; /* a stationary point: nothing left to do */
             }
-            double a1 = o->lr;
-            if (!L.count) { /* first step: no curvature known yet */
-                double l1 = 0.0;
-                for (size_t i = 0; i < P; i++) l1 += fabs(w.g[i]);
-                a1 = fmin(1.0, 1.0 / l1) * o->lr;
-            }
-            double f1;
-            double *start = malloc(P * sizeof *start);
-            if (!start) {
-                st = pm_error_set(err, PM_ERR_NOMEM, "kan train: no memory");
-                break;
-            }
-            memcpy(start, net->params, P * sizeof *start);
-            st = strong_wolfe(&t, start, f, w.g, w.d, a1, w.p1, w.g1, &f1, w.pt, w.gt);
-            if (!st) {
-                memcpy(net->params, w.p1, P * sizeof *w.p1);
-                /* history pair s = p1 - p0, y = g1 - g0 when curvature is positive */
-                size_t k = L.head;
-                double ys = 0.0;
-                for (size_t i = 0; i < P; i++) {
-                    L.s[k * P + i] = w.p1[i] - start[i];
-                    L.yv[k * P + i] = w.g1[i] - w.g[i];
-                    ys += L.s[k * P + i] * L.yv[k * P + i];
-                }
-                if (ys > 1e-300) {
-                    L.rho[k] = 1.0 / ys;
-                    L.head = (L.head + 1) % L.m;
-                    if (L.count < L.m) L.count++;
-                } else if (f1 >= f) {
-                    L.count = 0; /* no progress and no curvature: restart from steepest descent */
-                }
-                memcpy(w.g, w.g1, P * sizeof *w.g);
-                f = f1;
-            }
-            free(start);
         }
         if (!st) progress(&t, step + 1, f, step + 1 == o->steps);
     }
