@@ -174,13 +174,21 @@ def scalesim_formula(M, N, K, R, C, dataflow):
 
 
 def polymorph_array_formula(M, N, K, R, C, L, dataflow):
-    """One tmm over the whole shape in the tensor unit's fast model
-    (docs/tensor.md), without the ws K-tile wait rule: folds overlap through
-    the shadow registers, fill and drain are paid once."""
+    """The whole shape as one tmm in the tensor unit's fast model
+    (docs/tensor.md, "Timing"): folds overlap through the shadow registers,
+    so fill and drain are paid once per instruction, not once per fold."""
     if dataflow == "os":
-        return math.ceil(M / R) * math.ceil(N / C) * max(K, R) + (R + C - 2) + R
-    load = math.ceil(R / L)
-    return load + math.ceil(K / R) * math.ceil(N / C) * max(M, load) + (R + C - 2) + 1
+        period = max(K, R)  # a fold occupies the inputs for K cycles, or R while the last results shift out
+        return (math.ceil(M / R) * math.ceil(N / C) - 1) * period + K + (R + C - 2) + R
+    # ws: weight tiles R (k) x C (n), K tile outer; preload ceil(R/L) cycles
+    # overlaps the previous tile; a K tile of a column block waits R + 1
+    # cycles after the previous K tile's sums entered it.
+    preload = math.ceil(R / L)
+    gap = max(M, preload)
+    kt, nt = math.ceil(K / R), math.ceil(N / C)
+    row = max(nt * gap, R + 1)
+    last = preload + (kt - 1) * row + (nt - 1) * gap
+    return last + M + R + C - 1
 
 
 # ---- Polymorph ----
