@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -45,86 +46,129 @@ enum { KC = 256, MC = 144 };
 
 /* ---- thread pool ------------------------------------------------------- */
 
-typedef void (*pool_task_fn)(void *ctx, size_t task, unsigned slot);
+/* A job is a count of independent tasks; any thread may run any of them. The
+ * caller works too and returns as soon as every task is done, so a worker the
+ * host scheduler wakes late costs nothing. Tasks are claimed from one word
+ * holding (job number << 32 | next task), so a late worker can never claim a
+ * task of a newer job with the old job's function. */
+typedef void (*pool_task_fn)(void *ctx, size_t task);
+
+/* After a job, workers and the caller poll this long before sleeping: the
+ * simulator issues products back to back, and a futex wake-up costs tens of
+ * microseconds. */
+#define POOL_SPIN_NS 50000
 
 struct pm_gemm_pool {
-    unsigned threads; /* including the calling thread (slot 0) */
+    unsigned threads; /* including the calling thread */
     bool simd;        /* AVX2 + FMA usable on this host */
     pthread_t *workers;
     pthread_mutex_t lock;
     pthread_cond_t wake, done;
-    uint64_t generation; /* bumped for every job */
-    bool quit;
-    unsigned busy; /* workers that have not finished the current job */
+    /* the current job, written under lock before its number is published */
+    uint32_t job;
     pool_task_fn fn;
     void *ctx;
     size_t ntasks;
-    atomic_size_t next_task;
-    atomic_flag in_use;    /* one product at a time; a concurrent caller runs alone */
-    float *bpack;          /* packed B, grown on demand, reused */
-    size_t bpack_cap;      /* floats */
+    bool quit;
+    atomic_uint_least32_t job_published; /* polled by spinning workers */
+    atomic_uint_least64_t claim;         /* job << 32 | next task */
+    atomic_size_t finished;              /* tasks of the current job done */
+    atomic_flag in_use; /* one product at a time; a concurrent caller runs alone */
+    float *bpack;       /* packed B, grown on demand, reused */
+    size_t bpack_cap;   /* floats */
 };
 
-typedef struct pool_worker_arg {
-    pm_gemm_pool *pool;
-    unsigned slot;
-} pool_worker_arg;
-
-static void pool_drain(pm_gemm_pool *p, unsigned slot)
+static uint64_t now_ns(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void cpu_relax(void)
+{
+#if PM_GEMM_X86
+    _mm_pause();
+#endif
+}
+
+/* Runs tasks of job `job` until none is left to claim. */
+static void pool_claim_tasks(pm_gemm_pool *p, uint32_t job, pool_task_fn fn, void *ctx, size_t ntasks)
+{
+    uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
     for (;;) {
-        size_t t = atomic_fetch_add_explicit(&p->next_task, 1, memory_order_relaxed);
-        if (t >= p->ntasks)
+        if ((uint32_t)(v >> 32) != job || (v & 0xFFFFFFFFu) >= ntasks)
             return;
-        p->fn(p->ctx, t, slot);
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &v, v + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        fn(ctx, (size_t)(v & 0xFFFFFFFFu));
+        if (atomic_fetch_add_explicit(&p->finished, 1, memory_order_acq_rel) + 1 == ntasks) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+        v = atomic_load_explicit(&p->claim, memory_order_acquire);
     }
 }
 
 static void *pool_worker(void *arg)
 {
-    pool_worker_arg a = *(pool_worker_arg *)arg;
-    free(arg);
-    pm_gemm_pool *p = a.pool;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->lock);
+    pm_gemm_pool *p = arg;
+    uint32_t seen = 0;
     for (;;) {
-        while (p->generation == seen && !p->quit)
-            pthread_cond_wait(&p->wake, &p->lock);
-        if (p->quit)
-            break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->lock);
-        pool_drain(p, a.slot);
+        uint64_t spin_end = now_ns() + POOL_SPIN_NS;
+        for (unsigned i = 1; atomic_load_explicit(&p->job_published, memory_order_acquire) == seen; i++) {
+            cpu_relax();
+            if (i % 64 == 0 && now_ns() > spin_end)
+                break;
+        }
         pthread_mutex_lock(&p->lock);
-        if (--p->busy == 0)
-            pthread_cond_signal(&p->done);
+        while (p->job == seen && !p->quit)
+            pthread_cond_wait(&p->wake, &p->lock);
+        if (p->quit) {
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
+        seen = p->job;
+        pool_task_fn fn = p->fn;
+        void *ctx = p->ctx;
+        size_t ntasks = p->ntasks;
+        pthread_mutex_unlock(&p->lock);
+        pool_claim_tasks(p, seen, fn, ctx, ntasks);
     }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
 }
 
-/* Runs fn(ctx, t, slot) for every t < ntasks on all threads and returns when
- * all are done. Which thread runs a task never matters: tasks own disjoint
- * outputs. parallel = false (or a one-thread pool) runs them here in order. */
+/* Runs fn(ctx, t) for every t < ntasks and returns when all are done. Which
+ * thread runs a task never matters: tasks own disjoint outputs. parallel =
+ * false (or a one-thread pool) runs them here in order. */
 static void pool_run(pm_gemm_pool *p, bool parallel, size_t ntasks, pool_task_fn fn, void *ctx)
 {
-    if (!p || p->threads < 2 || !parallel || ntasks < 2) {
+    if (!p || p->threads < 2 || !parallel || ntasks < 2 || ntasks > 0xFFFFFFFFu) {
         for (size_t t = 0; t < ntasks; t++)
-            fn(ctx, t, 0);
+            fn(ctx, t);
         return;
     }
     pthread_mutex_lock(&p->lock);
+    uint32_t job = ++p->job;
     p->fn = fn;
     p->ctx = ctx;
     p->ntasks = ntasks;
-    atomic_store_explicit(&p->next_task, 0, memory_order_relaxed);
-    p->busy = p->threads - 1;
-    p->generation++;
+    atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->claim, (uint64_t)job << 32, memory_order_release);
+    atomic_store_explicit(&p->job_published, job, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    pool_drain(p, 0);
+    pool_claim_tasks(p, job, fn, ctx, ntasks);
+    uint64_t spin_end = now_ns() + POOL_SPIN_NS;
+    for (unsigned i = 1; atomic_load_explicit(&p->finished, memory_order_acquire) != ntasks; i++) {
+        cpu_relax();
+        if (i % 64 == 0 && now_ns() > spin_end)
+            break;
+    }
     pthread_mutex_lock(&p->lock);
-    while (p->busy)
+    while (atomic_load_explicit(&p->finished, memory_order_acquire) != ntasks)
         pthread_cond_wait(&p->done, &p->lock);
     pthread_mutex_unlock(&p->lock);
 }
@@ -182,7 +226,9 @@ pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *er
         return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: out of memory");
     p->threads = threads;
     p->simd = host_has_avx2_fma();
-    atomic_init(&p->next_task, 0);
+    atomic_init(&p->job_published, 0);
+    atomic_init(&p->claim, 0);
+    atomic_init(&p->finished, 0);
     atomic_flag_clear(&p->in_use);
     if (pthread_mutex_init(&p->lock, NULL) || pthread_cond_init(&p->wake, NULL) || pthread_cond_init(&p->done, NULL)) {
         free(p);
@@ -193,16 +239,7 @@ pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *er
         return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: out of memory for %u threads", threads);
     }
     for (unsigned i = 1; i < threads; i++) {
-        pool_worker_arg *a = malloc(sizeof *a);
-        int rc = a ? 0 : 1;
-        if (a) {
-            a->pool = p;
-            a->slot = i;
-            rc = pthread_create(&p->workers[i - 1], NULL, pool_worker, a);
-            if (rc)
-                free(a);
-        }
-        if (rc) {
+        if (pthread_create(&p->workers[i - 1], NULL, pool_worker, p)) {
             pool_stop(p, i - 1);
             pool_free(p);
             return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: cannot start worker thread %u of %u", i, threads - 1);
@@ -255,10 +292,9 @@ static void scalar_block(const gemm_job *j, size_t m0, size_t m1, size_t n0, siz
         }
 }
 
-static void scalar_task(void *ctx, size_t task, unsigned slot)
+static void scalar_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
-    (void)slot;
     size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
     scalar_block(j, 0, j->M, n0, n1);
 }
@@ -360,10 +396,9 @@ PM_AVX2 static void kernel_edge(size_t kc, const float *const a[MR], const float
         memcpy(c + i * ldc, tile + i * NR, cols * sizeof(float));
 }
 
-PM_AVX2 static void pack_task(void *ctx, size_t task, unsigned slot)
+PM_AVX2 static void pack_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
-    (void)slot;
     size_t c0 = task * NR, cols = j->ncols - c0 < NR ? j->ncols - c0 : NR;
     pack_b_panel(j->B, j->ldb, j->n0 + c0, cols, j->K, j->bpack + task * j->K * NR);
 }
@@ -405,10 +440,9 @@ PM_AVX2 static void packed_block(const gemm_job *j, size_t r0, size_t r1, size_t
 
 /* Two-phase schedule (few columns): after pack_task has packed all of B,
  * task = one block of MC rows x n_block_cols columns. */
-PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
+PM_AVX2 static void packed_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
-    (void)slot;
     size_t ib = task / j->n_blocks, jb = task % j->n_blocks;
     size_t r0 = ib * MC, r1 = r0 + MC < j->M ? r0 + MC : j->M;
     size_t c0 = jb * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
@@ -418,12 +452,12 @@ PM_AVX2 static void packed_task(void *ctx, size_t task, unsigned slot)
 /* One-phase schedule (enough columns for every thread): task = one block of
  * columns, all rows; it packs the B panels only it uses, so the threads need
  * no barrier between packing and multiplying. */
-PM_AVX2 static void column_task(void *ctx, size_t task, unsigned slot)
+PM_AVX2 static void column_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
     size_t c0 = task * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
     for (size_t panel = c0 / NR; panel * NR < c1; panel++)
-        pack_task(ctx, panel, slot);
+        pack_task(ctx, panel);
     for (size_t r0 = 0; r0 < j->M; r0 += MC)
         packed_block(j, r0, r0 + MC < j->M ? r0 + MC : j->M, c0, c1);
 }
@@ -507,10 +541,9 @@ PM_AVX2 static void direct_columns8(const gemm_job *j, size_t n0)
         _mm256_storeu_ps(j->C + m * ldc + n0, sums[m]);
 }
 
-PM_AVX2 static void direct_task(void *ctx, size_t task, unsigned slot)
+PM_AVX2 static void direct_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
-    (void)slot;
     size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
     size_t n = n0;
     if (j->M <= 2) {
