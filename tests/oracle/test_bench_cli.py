@@ -21,7 +21,8 @@ REQUIRED = {
     "cycles": int, "seconds": float, "flops": (int, float), "peak_flops": (int, float),
     "utilization": float, "compute_bound_s": float, "dram_bound_s": float, "roofline_fraction": float,
     "bound": str, "dram_bytes": int, "dram_read_bytes": int, "dram_write_bytes": int,
-    "compulsory_dram_bytes": int, "tensor_macs": int, "energy_j": float, "sim_wall_s": float,
+    "compulsory_dram_bytes": int, "tensor_macs": int, "energy_j": float, "sim_wall_s": float, "build_wall_s": float,
+    "tensor_instructions": int, "tensor_busy_cycles": int, "weight_load_rows": int, "dram_gbps": float,
     "bit_exact": bool, "mismatched_bytes": int,
 }
 NULLABLE = ("native_wall_s", "native_median_s", "sim_vs_native", "native_library", "native_max_abs_diff", "threads")
@@ -97,6 +98,9 @@ def check_figures(j):
     assert j["roofline_fraction"] == pytest.approx(tight / j["seconds"], rel=1e-12)
     assert 0 < j["roofline_fraction"] <= 1
     assert j["energy_j"] > 0
+    # the array cannot be busy longer than the run, on any engine
+    assert 0 < j["tensor_busy_cycles"] <= j["cycles"] * j["engines"]
+    assert j["tensor_instructions"] >= 2  # at least one tmm and one tout
     assert j["sim_wall_s"] > 0
     if j["native_wall_s"] is not None:
         assert j["native_wall_s"] > 0
