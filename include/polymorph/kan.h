@@ -113,6 +113,8 @@ typedef struct pm_kan_train_opts {
     uint32_t grid_update_every; /* update grids from samples every this many steps (0: never) */
     uint32_t grid_update_stop;  /* ... while step < this */
     double grid_eps;          /* 1 = uniform grid over the samples' range, 0 = quantiles */
+    double grid_margin;       /* the grid range is the samples' [min, max] widened by this
+                               * fraction of its width each side (default 0.01) */
     uint32_t log_every;       /* progress callback period (0: never) */
     pm_kan_progress_fn progress;
     void *progress_user;
@@ -130,16 +132,18 @@ pm_status pm_kan_rmse(const pm_kan *net, const double *x, const double *y, size_
 
 /* Grid update from samples (pykan update_grid_from_samples): each layer's
  * per-input grid becomes grid_eps*uniform + (1-grid_eps)*quantile grid of
- * the layer's inputs over the batch, extended by k knots of the end
- * intervals' width each side; the coefficients are refitted by least squares
- * so every edge keeps its function on the samples. */
-pm_status pm_kan_update_grid(pm_kan *net, const double *x, size_t n, double grid_eps, pm_error *err);
+ * the layer's inputs over the batch, its range [min, max] widened by
+ * `margin` times its width each side (pykan: 0; see docs/kan.md for why we
+ * use 0.01), extended by k knots of the mean interval each side; the
+ * coefficients are refitted by least squares so every edge keeps its
+ * function on the samples. */
+pm_status pm_kan_update_grid(pm_kan *net, const double *x, size_t n, double grid_eps, double margin, pm_error *err);
 
 /* Grid extension G -> new_grid (pykan refine / curve2coef): same ranges,
  * new knots from the samples as above, coefficients by least squares on the
  * samples plus dense points over each old grid's range. */
 pm_status pm_kan_extend_grid(pm_kan *net, uint32_t new_grid, const double *x, size_t n, double grid_eps,
-                             pm_error *err);
+                             double margin, pm_error *err);
 
 /* Edge attribution A_ij (mean |phi_ij| over the batch), [in][out] per layer,
  * written layer after layer into scores (sum over layers of in*out values). */

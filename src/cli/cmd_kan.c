@@ -41,6 +41,8 @@ const char pm_cli_kan_help[] =
     "  --seed S               initialisation and data seed (default 0)\n"
     "  --reg lamb=L,l1=A,entropy=B,coef=C,coefdiff=D   regularisation (default off)\n"
     "  --grid-eps E           1 = uniform grids (default, needed for export), 0 = quantiles\n"
+    "  --grid-margin M        grids span the samples' range widened by M of its width\n"
+    "                         each side (default 0.01; pykan 0)\n"
     "  --grid-update EVERY,STOP  grid update from samples every EVERY steps while\n"
     "                         step < STOP (default 10,50; 0 = never)\n"
     "  --restarts R           train R initialisations (seeds S*1000+r) for 20 steps, keep\n"
@@ -67,7 +69,7 @@ typedef struct kan_opt {
 enum {
     O_DATA, O_TARGETS, O_TEST_DATA, O_TEST_TARGETS, O_FUNCTION, O_SAMPLES, O_DOMAIN, O_SHAPE, O_GRID, O_GRIDS,
     O_ORDER, O_STEPS, O_OPTIMIZER, O_LR, O_SEED, O_REG, O_GRID_EPS, O_GRID_UPDATE, O_PRUNE, O_OUTPUT, O_EXPORT,
-    O_JSON, O_QUIET, O_LOG_EVERY, O_RESTARTS, O_COUNT
+    O_JSON, O_QUIET, O_LOG_EVERY, O_RESTARTS, O_GRID_MARGIN, O_COUNT
 };
 
 static const kan_opt kan_opts[O_COUNT] = {
@@ -96,6 +98,7 @@ static const kan_opt kan_opts[O_COUNT] = {
     [O_QUIET] = {"quiet", 'q', 0, SUB_TRAIN | SUB_TOY},
     [O_LOG_EVERY] = {"log-every", 0, 1, SUB_TRAIN | SUB_TOY},
     [O_RESTARTS] = {"restarts", 0, 1, SUB_TRAIN | SUB_TOY},
+    [O_GRID_MARGIN] = {"grid-margin", 0, 1, SUB_TRAIN | SUB_TOY},
 };
 
 typedef struct kan_args {
@@ -399,7 +402,7 @@ static int get_data(const data_request *r, dataset *train, dataset *test, pm_err
 {
     const kan_args *a = r->a;
     memset(train, 0, sizeof *train);
-    memset(test, 0, sizeof *test);
+    if (test) memset(test, 0, sizeof *test);
     if (a->given[O_FUNCTION] == a->given[O_DATA])
         return pm_cli_fail(a->verb, "give exactly one of --data and --function"), 0;
     if (a->given[O_FUNCTION]) {
@@ -486,6 +489,7 @@ static int train_options(const kan_args *a, uint32_t default_steps, pm_kan_train
     }
     if (!get_double(a, O_LR, o->optimizer == PM_KAN_ADAM ? 1e-2 : 1.0, 1e-12, 1e6, &o->lr)) return 0;
     if (!get_double(a, O_GRID_EPS, 1.0, 0.0, 1.0, &o->grid_eps)) return 0;
+    if (!get_double(a, O_GRID_MARGIN, 0.01, 0.0, 10.0, &o->grid_margin)) return 0;
     if (a->given[O_GRID_UPDATE]) {
         uint32_t v[2];
         uint32_t n = get_list(a, O_GRID_UPDATE, v, 2, 0, 100000000);
@@ -756,7 +760,7 @@ static int cmd_toy(int argc, char **argv)
     pm_status st = create_best(depth, width, &init, restarts, &train, &o, &net, &err);
     for (uint32_t g = 0; g < ngrids && !st; g++) {
         pc.grid = grids[g];
-        if (g) st = pm_kan_extend_grid(&net, grids[g], train.x, train.n, o.grid_eps, &err);
+        if (g) st = pm_kan_extend_grid(&net, grids[g], train.x, train.n, o.grid_eps, o.grid_margin, &err);
         if (!st) st = pm_kan_train(&net, train.x, train.y, train.n, &o, NULL, &err);
         if (!st) st = pm_kan_rmse(&net, train.x, train.y, train.n, &results[g][0], &err);
         if (!st) st = pm_kan_rmse(&net, test.x, test.y, test.n, &results[g][1], &err);

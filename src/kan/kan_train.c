@@ -17,6 +17,7 @@ void pm_kan_train_defaults(pm_kan_train_opts *o)
     o->grid_update_every = 10;
     o->grid_update_stop = 50;
     o->grid_eps = 1.0;
+    o->grid_margin = 0.01;
 }
 
 /* ---- grids from samples ---- */
@@ -30,7 +31,8 @@ static int cmp_double(const void *a, const void *b)
 /* New knots for one input from its sorted samples: grid_eps * uniform +
  * (1 - grid_eps) * quantiles over [min, max], then `order` knots each side
  * spaced by the mean interval (pykan extend_grid). */
-static void knots_from_samples(const double *sorted, size_t n, uint32_t grid, uint32_t order, double eps, double *t)
+static void knots_from_samples(const double *sorted, size_t n, uint32_t grid, uint32_t order, double eps, double margin,
+                               double *t)
 {
     double lo = sorted[0], hi = sorted[n - 1];
     if (!(hi - lo > 1e-12 * (1.0 + fabs(lo)))) { /* a constant input: a unit interval around it */
@@ -38,11 +40,13 @@ static void knots_from_samples(const double *sorted, size_t n, uint32_t grid, ui
         hi += 0.5;
         eps = 1.0;
     }
+    double pad = margin * (hi - lo);
+    lo -= pad;
+    hi += pad;
     for (uint32_t g = 0; g <= grid; g++) {
         double uni = g == grid ? hi : lo + (hi - lo) * g / grid;
         double ada = sorted[(size_t)((double)g * (double)(n - 1) / grid + 0.5)];
-        if (g == 0) ada = lo;
-        if (g == grid) ada = hi;
+        if (g == 0 || g == grid) ada = g ? hi : lo;
         t[order + g] = eps == 1.0 ? uni : eps * uni + (1.0 - eps) * ada;
     }
     double h = (t[order + grid] - t[order]) / grid;
@@ -89,7 +93,7 @@ static pm_status layer_inputs(const pm_kan *net, uint32_t layer, const double *x
  * uniform points per new interval over the old inner grid range (so the
  * function is kept where the samples are sparse). */
 static pm_status regrid_layer(pm_kan *net, uint32_t l, const double *xin, size_t n, uint32_t new_grid, double eps,
-                              uint32_t dense, pm_error *err)
+                              double margin, uint32_t dense, pm_error *err)
 {
     pm_kan_layer *L = &net->layer[l];
     uint32_t k = L->order, old_nk = pm_kan_knot_count(L->grid, k), new_nk = pm_kan_knot_count(new_grid, k);
@@ -110,7 +114,7 @@ static pm_status regrid_layer(pm_kan *net, uint32_t l, const double *xin, size_t
         for (size_t s = 0; s < extra; s++) /* midpoints of `extra` cells over the old inner range */
             xs[n + s] = old_t[k] + (old_t[k + L->grid] - old_t[k]) * ((double)s + 0.5) / (double)extra;
         qsort(xs, n, sizeof *xs, cmp_double);
-        knots_from_samples(xs, n, new_grid, k, eps, knots + (size_t)i * new_nk);
+        knots_from_samples(xs, n, new_grid, k, eps, margin, knots + (size_t)i * new_nk);
         for (uint32_t j = 0; j < L->out && !st; j++) {
             size_t e = (size_t)i * L->out + j;
             for (size_t s = 0; s < pts; s++) ys[s] = spline_part(L, i, e, xs[s]);
@@ -152,36 +156,38 @@ done:
     return st;
 }
 
-static pm_status regrid(pm_kan *net, const double *x, size_t n, const uint32_t *new_grid, double eps, uint32_t dense,
-                        pm_error *err)
+static pm_status regrid(pm_kan *net, const double *x, size_t n, const uint32_t *new_grid, double eps, double margin,
+                        uint32_t dense, pm_error *err)
 {
     if (!net || !net->params) return pm_error_set(err, PM_ERR_INVALID, "kan grid: no network");
     if (!x || n < 2) return pm_error_set(err, PM_ERR_INVALID, "kan grid: needs at least 2 samples, got %zu", n);
     if (!(eps >= 0.0 && eps <= 1.0)) return pm_error_set(err, PM_ERR_INVALID, "kan grid: grid_eps %g outside [0, 1]", eps);
+    if (!(margin >= 0.0 && margin <= 10.0)) return pm_error_set(err, PM_ERR_INVALID, "kan grid: margin %g outside [0, 10]", margin);
     /* Layer by layer, each from the inputs the already re-gridded layers give (pykan). */
     for (uint32_t l = 0; l < net->depth; l++) {
         double *xin;
         pm_status st = layer_inputs(net, l, x, n, &xin, err);
         if (st) return st;
-        st = regrid_layer(net, l, xin, n, new_grid ? new_grid[l] : net->layer[l].grid, eps, dense, err);
+        st = regrid_layer(net, l, xin, n, new_grid ? new_grid[l] : net->layer[l].grid, eps, margin, dense, err);
         free(xin);
         if (st) return st;
     }
     return PM_OK;
 }
 
-pm_status pm_kan_update_grid(pm_kan *net, const double *x, size_t n, double grid_eps, pm_error *err)
+pm_status pm_kan_update_grid(pm_kan *net, const double *x, size_t n, double grid_eps, double margin, pm_error *err)
 {
-    return regrid(net, x, n, NULL, grid_eps, 0, err);
+    return regrid(net, x, n, NULL, grid_eps, margin, 0, err);
 }
 
-pm_status pm_kan_extend_grid(pm_kan *net, uint32_t new_grid, const double *x, size_t n, double grid_eps, pm_error *err)
+pm_status pm_kan_extend_grid(pm_kan *net, uint32_t new_grid, const double *x, size_t n, double grid_eps, double margin,
+                             pm_error *err)
 {
     if (new_grid < 1 || new_grid > PM_KAN_MAX_GRID)
         return pm_error_set(err, PM_ERR_INVALID, "kan grid extension: grid %u outside 1..%d", new_grid, PM_KAN_MAX_GRID);
     uint32_t grids[PM_KAN_MAX_LAYERS];
     for (uint32_t l = 0; l < PM_KAN_MAX_LAYERS; l++) grids[l] = new_grid;
-    return regrid(net, x, n, grids, grid_eps, 8, err);
+    return regrid(net, x, n, grids, grid_eps, margin, 8, err);
 }
 
 /* ---- optimisers ---- */
@@ -455,7 +461,7 @@ pm_status pm_kan_train(pm_kan *net, const double *x, const double *y, size_t n, 
     int fresh = 1;
     for (uint32_t step = 0; step < o->steps && !st; step++) {
         if (grid_due(o, step)) {
-            if ((st = pm_kan_update_grid(net, x, n, o->grid_eps, err))) break;
+            if ((st = pm_kan_update_grid(net, x, n, o->grid_eps, o->grid_margin, err))) break;
             fresh = 1;
         }
         if (fresh) { /* (re)start: buffers for the current size, empty history */

@@ -119,13 +119,13 @@ TEST(update_and_extend_grid_keep_function)
     for (size_t s = 0; s < n; s++) x[s] = -1.0 + 2.0 * s / (n - 1); /* samples span exactly [-1, 1] */
     pm_error err = {0};
     CHECK(pm_kan_forward(&one, x, n, y0, &err) == PM_OK);
-    CHECK(pm_kan_extend_grid(&one, 10, x, n, 1.0, &err) == PM_OK && one.layer[0].grid == 10);
+    CHECK(pm_kan_extend_grid(&one, 10, x, n, 1.0, 0.0, &err) == PM_OK && one.layer[0].grid == 10);
     CHECK(pm_kan_forward(&one, x, n, y1, &err) == PM_OK);
     double worst = 0.0, scale = 0.0;
     for (size_t s = 0; s < 2 * n; s++) worst = fmax(worst, fabs(y1[s] - y0[s])), scale = fmax(scale, fabs(y0[s]));
     CHECK_MSG(worst < 1e-6 * scale, "extension 5 -> 10 moved an edge by %g (scale %g)", worst, scale);
     /* 5 -> 7 does not nest: a least-squares approximation, still close */
-    CHECK(pm_kan_extend_grid(&one, 7, x, n, 1.0, &err) == PM_OK);
+    CHECK(pm_kan_extend_grid(&one, 7, x, n, 1.0, 0.0, &err) == PM_OK);
     CHECK(pm_kan_forward(&one, x, n, y0, &err) == PM_OK);
     worst = 0.0;
     for (size_t s = 0; s < 2 * n; s++) worst = fmax(worst, fabs(y1[s] - y0[s]));
@@ -140,7 +140,7 @@ TEST(update_and_extend_grid_keep_function)
     CHECK(pm_kan_forward(&net, x, n, y0, &err) == PM_OK);
     scale = 0.0;
     for (size_t s = 0; s < n; s++) scale = fmax(scale, fabs(y0[s]));
-    CHECK(pm_kan_update_grid(&net, x, n, 1.0, &err) == PM_OK);
+    CHECK(pm_kan_update_grid(&net, x, n, 1.0, 0.01, &err) == PM_OK);
     CHECK(pm_kan_forward(&net, x, n, y1, &err) == PM_OK);
     worst = 0.0;
     for (size_t s = 0; s < n; s++) worst = fmax(worst, fabs(y1[s] - y0[s]));
@@ -209,7 +209,7 @@ TEST(export_refuses_non_uniform_grid)
     double x[50];
     for (int s = 0; s < 50; s++) x[s] = pow(s / 49.0, 3.0);
     pm_error err = {0};
-    CHECK(pm_kan_update_grid(&net, x, 50, 0.0, &err) == PM_OK);
+    CHECK(pm_kan_update_grid(&net, x, 50, 0.0, 0.0, &err) == PM_OK);
     pm_kan_lfu_net ln;
     CHECK(pm_kan_export(&net, &ln, &err) == PM_ERR_UNSUPPORTED && strstr(err.message, "not uniform"));
     pm_kan_free(&net);
