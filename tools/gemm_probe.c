@@ -55,28 +55,37 @@ static void run_blas(const probe *p)
     p->sgemm(ROW_MAJOR, NO_TRANS, TRANS, M, N, K, 1.0f, p->A, K, p->B, K, 0.0f, p->C, N);
 }
 
-/* Alternates ours and OpenBLAS run by run, so a change in the load of a
- * shared machine hits both medians alike. */
-static void time_both(const probe *p, pm_gemm_pool *pool, int threads, int reps, double *ours, double *blas)
+static double time_ours(const probe *p, unsigned threads, int reps)
 {
-    double to[MAX_REPS], tb[MAX_REPS];
-    if (p->set_threads)
-        p->set_threads(threads);
-    run_ours(p, pool); /* warm-up: packing buffers, worker threads, caches */
-    if (p->sgemm)
-        run_blas(p);
+    pm_gemm_pool *pool = NULL;
+    pm_error err = {0};
+    if (pm_gemm_pool_create(threads, &pool, &err) != PM_OK) {
+        fprintf(stderr, "gemm_probe: %s\n", err.message);
+        exit(1);
+    }
+    double t[MAX_REPS];
+    run_ours(p, pool); /* warm-up: packing buffer, worker threads, caches */
     for (int r = 0; r < reps; r++) {
         double t0 = now_s();
         run_ours(p, pool);
-        to[r] = now_s() - t0;
-        if (p->sgemm) {
-            t0 = now_s();
-            run_blas(p);
-            tb[r] = now_s() - t0;
-        }
+        t[r] = now_s() - t0;
     }
-    *ours = median(to, reps);
-    *blas = p->sgemm ? median(tb, reps) : 0.0;
+    pm_gemm_pool_destroy(pool);
+    return median(t, reps);
+}
+
+static double time_blas(const probe *p, int threads, int reps)
+{
+    double t[MAX_REPS];
+    if (p->set_threads)
+        p->set_threads(threads);
+    run_blas(p);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        run_blas(p);
+        t[r] = now_s() - t0;
+    }
+    return median(t, reps);
 }
 
 int main(int argc, char **argv)
@@ -104,6 +113,13 @@ int main(int argc, char **argv)
         B[i] = (float)((s = s * 1664525u + 1013904223u) >> 9) / 8388608.0f - 1.0f;
 
     probe p = {M, N, K, A, B, C, NULL, NULL};
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    /* Ours first, before OpenBLAS is even loaded: its threads start at load
+     * time and spin for a while after every call, stealing the cores. */
+    double ours[3], blas[3] = {0, 0, 0};
+    for (unsigned th = 1; th <= 2; th++)
+        ours[th] = flops / time_ours(&p, th, reps) * 1e-9;
+
     void *lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
     if (lib) {
         void *f = dlsym(lib, "cblas_sgemm"), *g = dlsym(lib, "openblas_set_num_threads");
@@ -112,27 +128,15 @@ int main(int argc, char **argv)
     }
     if (!p.sgemm)
         fprintf(stderr, "gemm_probe: libopenblas.so.0 / cblas_sgemm not available: %s\n", lib ? "no symbol" : dlerror());
-
-    double flops = 2.0 * (double)M * (double)N * (double)K;
     printf("M=%zu N=%zu K=%zu, median of %d runs, GFLOP/s\n", M, N, K, reps);
     printf("threads   ours      openblas  ratio\n");
-    for (unsigned th = 1; th <= 2; th++) {
-        pm_gemm_pool *pool = NULL;
-        pm_error err = {0};
-        if (pm_gemm_pool_create(th, &pool, &err) != PM_OK) {
-            fprintf(stderr, "gemm_probe: %s\n", err.message);
-            return 1;
-        }
-        double t_ours, t_blas;
-        time_both(&p, pool, (int)th, reps, &t_ours, &t_blas);
-        pm_gemm_pool_destroy(pool);
-        double ours = flops / t_ours * 1e-9;
-        if (p.sgemm) {
-            double blas = flops / t_blas * 1e-9;
-            printf("%-9u %-9.2f %-9.2f %.3f\n", th, ours, blas, ours / blas);
-        } else {
-            printf("%-9u %-9.2f -\n", th, ours);
-        }
+    for (int th = 1; th <= 2 && p.sgemm; th++)
+        blas[th] = flops / time_blas(&p, th, reps) * 1e-9;
+    for (int th = 1; th <= 2; th++) {
+        if (p.sgemm)
+            printf("%-9d %-9.2f %-9.2f %.3f\n", th, ours[th], blas[th], ours[th] / blas[th]);
+        else
+            printf("%-9d %-9.2f -\n", th, ours[th]);
     }
     free(A), free(B), free(C);
     if (lib)
