@@ -225,7 +225,9 @@ static void print_text(pm_text *o, const fit_result *f)
         for (int d = 0; d < 3; d++) {
             const pm_fit_trial *tr = &f->trials[d];
             if (!tr->degree) continue;
-            if (tr->segments) pm_text_printf(o, " degree %u: %u segments (%zu bytes);", (unsigned)tr->degree, (unsigned)tr->segments, tr->bytes);
+            if (tr->segments)
+                pm_text_printf(o, " degree %u: %u segment%s (%zu bytes);", (unsigned)tr->degree, (unsigned)tr->segments,
+                               tr->segments == 1 ? "" : "s", tr->bytes);
             else pm_text_printf(o, " degree %u: none up to %d;", (unsigned)tr->degree, PM_LFU_MAX_SEGMENTS);
         }
         pm_text_printf(o, " smallest: degree %u\n", (unsigned)t->degree);
