@@ -18,6 +18,46 @@ static uint32_t find_span(const double *t, uint32_t last, double x)
     return lo;
 }
 
+/* The common case: every knot t_{s-k+1}..t_{s+k} exists, so the triangular
+ * scheme (Piegl & Tiller's BasisFuns) runs with 2 divisions per entry
+ * instead of the general recursion's bounds checks. */
+static int basis_inner(const double *t, uint32_t grid, uint32_t k, double x, int s, int *first, double *B, double *dB)
+{
+    double N[PM_KAN_MAX_ORDER + 1], lower[PM_KAN_MAX_ORDER + 1], left[PM_KAN_MAX_ORDER + 1], right[PM_KAN_MAX_ORDER + 1];
+    N[0] = 1.0;
+    lower[0] = 1.0;
+    for (uint32_t j = 1; j <= k; j++) {
+        if (j == k) memcpy(lower, N, sizeof N); /* N_{s-k+1..s, k-1} */
+        left[j] = x - t[s + 1 - (int)j];
+        right[j] = t[s + (int)j] - x;
+        double saved = 0.0;
+        for (uint32_t r = 0; r < j; r++) {
+            double tmp = N[r] / (right[r + 1] + left[j - r]);
+            N[r] = saved + right[r + 1] * tmp;
+            saved = left[j - r] * tmp;
+        }
+        N[j] = saved;
+    }
+    int basis = (int)(grid + k), last = (int)(grid + 2 * k);
+    *first = s - (int)k;
+    for (uint32_t m = 0; m <= k; m++) {
+        int j = s - (int)k + (int)m;
+        int valid = j >= 0 && j < basis;
+        B[m] = valid ? N[m] : 0.0;
+        if (!dB) continue;
+        dB[m] = 0.0;
+        if (!valid || j + (int)k + 1 > last) continue;
+        /* B'_{j,k} = k (N_{j,k-1}/(t_{j+k}-t_j) - N_{j+1,k-1}/(t_{j+k+1}-t_{j+1})); on this
+         * span N_{j,k-1} is lower[m-1] (0 for m = 0) and N_{j+1,k-1} is lower[m] (0 for m = k). */
+        double a = m > 0 ? lower[m - 1] : 0.0, b = m < k ? lower[m] : 0.0, d = 0.0;
+        double wl = t[j + (int)k] - t[j], wr = t[j + (int)k + 1] - t[j + 1];
+        if (a != 0.0 && wl > 0.0) d += a / wl;
+        if (b != 0.0 && wr > 0.0) d -= b / wr;
+        dB[m] = (double)k * d;
+    }
+    return 1;
+}
+
 int pm_kan_basis_local(const double *t, uint32_t grid, uint32_t order, double x, int *first, double *B, double *dB)
 {
     uint32_t k = order, last = grid + 2 * order; /* knots t_0..t_last */
@@ -28,6 +68,7 @@ int pm_kan_basis_local(const double *t, uint32_t grid, uint32_t order, double x,
     *first = 0;
     if (!(x >= t[0] && x < t[last])) return 0;
     int s = (int)find_span(t, last, x);
+    if (s >= (int)k - 1 && s <= (int)(grid + k)) return basis_inner(t, grid, order, x, s, first, B, dB);
     /* N[m] holds N_{s-k+m, p}; N_{j,p} exists when j >= 0 and j+p+1 <= last
      * (an index outside that is not part of the basis and stays 0; the real
      * basis functions never depend on such entries). */
