@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Layer buffers hold at most this many values per block of samples. */
+#define FABRIC_BLOCK_VALUES ((uint64_t)1 << 18)
+
 struct pm_fabric {
     pm_fabric_net net;
     uint64_t edges;
@@ -108,25 +111,35 @@ pm_status pm_exec_FABRUN(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *
     uint64_t in_bytes = n * w_in * elem, out_bytes = n * w_out * elem, soff, doff;
     if ((st = pm_sram_operand(e, in->op[2], in_bytes, false, c, &soff, err))) return st;
     if ((st = pm_sram_operand(e, in->op[1], out_bytes, true, c, &doff, err))) return st;
-    /* scratch: the samples (in or out, sample-major), two feature-major layer buffers, one edge's column */
-    uint64_t wide = n * f->max_width;
+    /* Host scratch: every input decoded (all inputs are read before any
+     * output is written, so d may overlap a), every output, and for a block
+     * of samples two feature-major layer buffers and one edge's column. The
+     * block bounds the layer buffers whatever the widths. */
+    uint64_t block = FABRIC_BLOCK_VALUES / f->max_width;
+    if (block < 1) block = 1;
+    if (block > n) block = n;
+    uint64_t wide = block * f->max_width;
     float *buf;
     uint8_t *bytes;
-    if ((st = pm_scratch_floats(e, (size_t)(3 * wide + n), &buf, err))) return st;
+    if ((st = pm_scratch_floats(e, (size_t)(n * w_in + n * w_out + 2 * wide + block), &buf, err))) return st;
     if ((st = pm_scratch_bytes(e, (size_t)out_bytes, &bytes, err))) return st;
-    float *raw = buf, *cur = buf + wide, *next = cur + wide, *col = next + wide;
-    if ((st = pm_format_decode(fmt, e->sram + soff, (size_t)(n * w_in), raw, err))) return st;
-    for (uint64_t b = 0; b < n; b++)
-        for (uint32_t i = 0; i < w_in; i++) cur[(uint64_t)i * n + b] = raw[b * w_in + i];
-    for (uint32_t l = 0; l < net->layers; l++) {
-        layer_forward(net, l, cur, next, col, n);
-        float *swap = cur;
-        cur = next;
-        next = swap;
+    float *x = buf, *y = x + n * w_in, *cur0 = y + n * w_out, *next0 = cur0 + wide, *col = next0 + wide;
+    if ((st = pm_format_decode(fmt, e->sram + soff, (size_t)(n * w_in), x, err))) return st;
+    for (uint64_t b0 = 0; b0 < n; b0 += block) {
+        uint64_t m = n - b0 < block ? n - b0 : block;
+        float *cur = cur0, *next = next0;
+        for (uint64_t b = 0; b < m; b++)
+            for (uint32_t i = 0; i < w_in; i++) cur[(uint64_t)i * m + b] = x[(b0 + b) * w_in + i];
+        for (uint32_t l = 0; l < net->layers; l++) {
+            layer_forward(net, l, cur, next, col, m);
+            float *swap = cur;
+            cur = next;
+            next = swap;
+        }
+        for (uint64_t b = 0; b < m; b++)
+            for (uint32_t j = 0; j < w_out; j++) y[(b0 + b) * w_out + j] = cur[(uint64_t)j * m + b];
     }
-    for (uint64_t b = 0; b < n; b++)
-        for (uint32_t j = 0; j < w_out; j++) raw[b * w_out + j] = cur[(uint64_t)j * n + b];
-    if ((st = pm_format_encode(fmt, raw, (size_t)(n * w_out), bytes, err))) return st;
+    if ((st = pm_format_encode(fmt, y, (size_t)(n * w_out), bytes, err))) return st;
     memcpy(e->sram + doff, bytes, (size_t)out_bytes);
     pm_post_increment(e, in->op[2], in_bytes);
     pm_post_increment(e, in->op[1], out_bytes);

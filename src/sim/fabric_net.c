@@ -151,6 +151,12 @@ pm_status pm_fabric_net_deserialize(const uint8_t *src, size_t len, pm_fabric_ne
         pm_error_prefix(err, "PMFN: byte %u: ", PMFN_FIXED_BYTES);
         return PM_ERR_FORMAT;
     }
+    /* Every edge takes at least its length word and a PMLF header: a
+     * header that claims more edges than the bytes can hold is refused
+     * before anything is allocated for them. */
+    if ((len - at) / (4 + PM_LFU_SERIAL_HEADER_BYTES) < edges)
+        return pm_error_set(err, PM_ERR_FORMAT, "PMFN: byte %zu: %llu edges cannot fit in the %zu bytes that remain",
+                            at, (unsigned long long)edges, len - at);
     net.edges = calloc((size_t)edges, sizeof *net.edges);
     if (!net.edges) return pm_error_set(err, PM_ERR_NOMEM, "PMFN: out of memory for %llu edges", (unsigned long long)edges);
     for (uint64_t k = 0; k < edges; k++) {

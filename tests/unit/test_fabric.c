@@ -64,7 +64,7 @@ static void random_net(pm_fabric_net *net, uint32_t layers, const uint32_t *widt
 /* The order the fabric must keep, written out for one sample. */
 static void reference(const pm_fabric_net *net, const float *x, float *y)
 {
-    float a[64], b[64];
+    static float a[4096], b[4096];
     memcpy(a, x, net->widths[0] * sizeof *a);
     const pm_lfu_table *edge = net->edges;
     for (uint32_t l = 0; l < net->layers; l++) {
@@ -264,6 +264,54 @@ TEST(test_fab_run_bf16)
     pm_fabric_net_free(&net);
 }
 
+TEST(test_fab_run_blocks_and_in_place)
+{
+    /* a wide hidden layer makes the simulator work in blocks of samples;
+     * the outputs overwrite the inputs (d == a) */
+    pm_config cfg;
+    if (!fabric_config(&cfg, 0)) return;
+    static const uint32_t w[] = {2, 600, 1}; /* blocks of 436 samples */
+    pm_fabric_net net;
+    random_net(&net, 2, w);
+    pm_sim *sim;
+    pm_error err;
+    CHECK(pm_sim_create(&cfg, &sim, &err) == PM_OK);
+    enum { N = 1000 };
+    static float x[N * 2], y[N], want[N];
+    for (int k = 0; k < N * 2; k++) x[k] = rndf(-3, 3);
+    for (int b = 0; b < N; b++) reference(&net, x + 2 * b, want + b);
+    uint8_t *bytes;
+    size_t len;
+    CHECK(pm_fabric_net_serialize(&net, &bytes, &len, &err) == PM_OK);
+    CHECK(pm_sim_sram_write(sim, 0, 0, bytes, len, &err) == PM_OK);
+    free(bytes);
+    uint64_t at = (len + 63) / 64 * 64;
+    CHECK(pm_sim_sram_write(sim, 0, at, x, sizeof x, &err) == PM_OK);
+    char text[256];
+    snprintf(text, sizeof text, "li r1, 0\nfab.cfg r1\nli r2, %llu\nli r4, %d\nfab.run.f32 r2, r2, r4\nhalt\n",
+             (unsigned long long)at, N);
+    pm_program p;
+    CHECK(pm_assemble("t", text, &p, &err) == PM_OK);
+    CHECK(pm_sim_load_program(sim, &p, 0, &err) == PM_OK);
+    CHECK_MSG(pm_sim_run(sim, NULL, &err) == PM_OK, "%s", err.message);
+    CHECK(pm_sim_sram_read(sim, 0, at, y, sizeof y, &err) == PM_OK);
+    CHECK(memcmp(y, want, sizeof y) == 0);
+    pm_program_free(&p);
+    pm_sim_destroy(sim);
+    pm_fabric_net_free(&net);
+}
+
+TEST(test_serial_refuses_impossible_counts_early)
+{
+    /* a 12-byte header that claims 65536 x 65536 edges... capped, and one
+     * that claims 2^21 edges in 40 bytes: refused without allocating them */
+    uint8_t buf[40] = {'P', 'M', 'F', 'N', 1, 0, 0, 0, 1, 0, 0, 0, 0, 8, 0, 0, 0, 2, 0, 0};
+    pm_fabric_net net;
+    pm_error err;
+    CHECK(pm_fabric_net_deserialize(buf, sizeof buf, &net, NULL, &err) == PM_ERR_FORMAT &&
+          strstr(err.message, "cannot fit"));
+}
+
 /* Cycles of one fab.run of n samples on cfg with a fabric of `lfus` LFUs
  * (0: the preset's). */
 static uint64_t run_cycles_cfg(pm_config cfg, const pm_fabric_net *net, uint32_t lfus, uint64_t n)
@@ -374,6 +422,8 @@ int main(void)
     RUN(test_serial_rejects);
     RUN(test_fab_run_matches_reference);
     RUN(test_fab_run_bf16);
+    RUN(test_fab_run_blocks_and_in_place);
+    RUN(test_serial_refuses_impossible_counts_early);
     RUN(test_timing_pipelined_and_folded);
     RUN(test_faults);
     RUN(test_preset_figures);
