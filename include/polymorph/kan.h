@@ -92,6 +92,12 @@ pm_status pm_kan_forward(const pm_kan *net, const double *x, size_t n, double *y
  * summed over layers; loss = mse + lamb * reg. */
 typedef struct pm_kan_reg {
     double lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff;
+    /* Not pykan: a P-spline smoothness term, added as is (not times lamb):
+     * lamb_smooth * sum over edges and m of (scale_sp * (c_{m+1} - 2 c_m + c_{m-1}))^2.
+     * Tiny (default 1e-7 in pm_kan_train_defaults), it only decides the
+     * coefficients that the data leaves (almost) free: uniform grids over a
+     * hidden layer's skewed activations have intervals with no samples. */
+    double lamb_smooth;
 } pm_kan_reg;
 
 /* mse = mean over samples and outputs of (y - target)^2 (+ lamb*reg); grad

@@ -41,6 +41,8 @@ const char pm_cli_kan_help[] =
     "  --seed S               initialisation and data seed (default 0)\n"
     "  --reg lamb=L,l1=A,entropy=B,coef=C,coefdiff=D   regularisation (default off)\n"
     "  --grid-eps E           1 = uniform grids (default, needed for export), 0 = quantiles\n"
+    "  --smooth L             P-spline smoothness weight on every edge's coefficients\n"
+    "                         (default 1e-7; 0 = pykan's objective)\n"
     "  --grid-margin M        grids span the samples' range widened by M of its width\n"
     "                         each side (default 0.01; pykan 0)\n"
     "  --grid-update EVERY,STOP  grid update from samples every EVERY steps while\n"
@@ -69,7 +71,7 @@ typedef struct kan_opt {
 enum {
     O_DATA, O_TARGETS, O_TEST_DATA, O_TEST_TARGETS, O_FUNCTION, O_SAMPLES, O_DOMAIN, O_SHAPE, O_GRID, O_GRIDS,
     O_ORDER, O_STEPS, O_OPTIMIZER, O_LR, O_SEED, O_REG, O_GRID_EPS, O_GRID_UPDATE, O_PRUNE, O_OUTPUT, O_EXPORT,
-    O_JSON, O_QUIET, O_LOG_EVERY, O_RESTARTS, O_GRID_MARGIN, O_COUNT
+    O_JSON, O_QUIET, O_LOG_EVERY, O_RESTARTS, O_GRID_MARGIN, O_SMOOTH, O_COUNT
 };
 
 static const kan_opt kan_opts[O_COUNT] = {
@@ -99,6 +101,7 @@ static const kan_opt kan_opts[O_COUNT] = {
     [O_LOG_EVERY] = {"log-every", 0, 1, SUB_TRAIN | SUB_TOY},
     [O_RESTARTS] = {"restarts", 0, 1, SUB_TRAIN | SUB_TOY},
     [O_GRID_MARGIN] = {"grid-margin", 0, 1, SUB_TRAIN | SUB_TOY},
+    [O_SMOOTH] = {"smooth", 0, 1, SUB_TRAIN | SUB_TOY},
 };
 
 typedef struct kan_args {
@@ -490,6 +493,7 @@ static int train_options(const kan_args *a, uint32_t default_steps, pm_kan_train
     if (!get_double(a, O_LR, o->optimizer == PM_KAN_ADAM ? 1e-2 : 1.0, 1e-12, 1e6, &o->lr)) return 0;
     if (!get_double(a, O_GRID_EPS, 1.0, 0.0, 1.0, &o->grid_eps)) return 0;
     if (!get_double(a, O_GRID_MARGIN, 0.01, 0.0, 10.0, &o->grid_margin)) return 0;
+    if (!get_double(a, O_SMOOTH, 1e-7, 0.0, 1e6, &o->reg.lamb_smooth)) return 0;
     if (a->given[O_GRID_UPDATE]) {
         uint32_t v[2];
         uint32_t n = get_list(a, O_GRID_UPDATE, v, 2, 0, 100000000);

@@ -388,6 +388,30 @@ pm_status pm_kan_loss_grad(const pm_kan *net, const double *x, const double *tar
         }
     }
 
+    if (reg && reg->lamb_smooth != 0.0) {
+        for (uint32_t l = 0; l < net->depth; l++) {
+            const pm_kan_layer *L = &net->layer[l];
+            size_t nb = pm_kan_basis_count(L->grid, L->order), edges = (size_t)L->in * L->out;
+            double *gc = grad ? grad + L->param_offset : NULL, *gs = gc ? gc + edges * nb + edges : NULL;
+            for (size_t e = 0; e < edges; e++) {
+                const double *c = L->coef + e * nb;
+                double ws = L->scale_sp[e], sum = 0.0;
+                for (size_t m = 1; m + 1 < nb; m++) {
+                    double d2 = c[m + 1] - 2.0 * c[m] + c[m - 1];
+                    sum += d2 * d2;
+                    if (gc) {
+                        double g = 2.0 * reg->lamb_smooth * ws * ws * d2;
+                        gc[e * nb + m + 1] += g;
+                        gc[e * nb + m] -= 2.0 * g;
+                        gc[e * nb + m - 1] += g;
+                    }
+                }
+                total += reg->lamb_smooth * ws * ws * sum;
+                if (gs) gs[e] += 2.0 * reg->lamb_smooth * ws * sum;
+            }
+        }
+    }
+
     /* Backward, last layer first. gphi_ij(s) = gy[s][j] + lamb*dA_ij*sign(phi)/n. */
     for (uint32_t l = net->depth; l-- > 0;) {
         const pm_kan_layer *L = &net->layer[l];

@@ -162,8 +162,8 @@ int pm_kan_cholesky_solve(double *A, double *b, size_t n)
 }
 
 /* Normal equations of the banded collocation system plus a ridge of 1e-8
- * times the mean diagonal (pykan's curve2coef uses lamb = 1e-8); the ridge
- * also pins coefficients no sample touches to 0 instead of leaving them free. */
+ * times the mean diagonal (pykan's curve2coef uses lamb = 1e-8), which keeps
+ * the system definite when some coefficient has no samples. */
 pm_status pm_kan_curve2coef(const double *knots, uint32_t grid, uint32_t order, const double *xs, const double *ys,
                             size_t count, double *coef, pm_error *err)
 {
@@ -190,6 +190,13 @@ pm_status pm_kan_curve2coef(const double *knots, uint32_t grid, uint32_t order, 
     for (size_t i = 0; i < nb; i++) trace += A[i * nb + i];
     double ridge = 1e-8 * (trace > 0.0 ? trace / (double)nb : 1.0);
     for (size_t i = 0; i < nb; i++) A[i * nb + i] += ridge;
+    /* and a 10x larger second-difference (P-spline) term, so coefficients no
+     * sample pins continue the curve smoothly instead of dropping to 0 */
+    for (size_t m = 1; m + 1 < nb; m++) {
+        static const double d[3] = {1.0, -2.0, 1.0};
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) A[(m - 1 + a) * nb + (m - 1 + b)] += 10.0 * ridge * d[a] * d[b];
+    }
     int bad = pm_kan_cholesky_solve(A, rhs, nb);
     if (!bad) memcpy(coef, rhs, nb * sizeof *coef);
     free(A);

@@ -82,7 +82,7 @@ TEST(gradient_matches_finite_differences)
     size_t n = 40;
     double x[40 * 3], y[40];
     random_data(x, y, n, 3, 5);
-    pm_kan_reg regs[2] = {{0}, {1e-2, 1.0, 2.0, 0.5, 0.25}};
+    pm_kan_reg regs[2] = {{0}, {1e-2, 1.0, 2.0, 0.5, 0.25, 1e-3}};
     for (int r = 0; r < 2; r++) {
         double *g = malloc(net.param_count * sizeof *g);
         double f;
