@@ -19,6 +19,7 @@ static const char usage[] =
     "usage: mlp_train --train-x FILE --train-y FILE [--test-x FILE --test-y FILE]\n"
     "                 (--shape W0,W1,...,WL | --hidden H[,H...] | --match-params N [--depth D])\n"
     "                 [--act silu|relu|tanh] [--loss mse|ce] [--opt adam|lbfgs] [--steps N] [--lr R]\n"
+    "                 (--lr default: 1e-3 for adam, 1 for lbfgs)\n"
     "                 [--batch B] [--history M] [--seed S] [--report-every N] [--predict-out FILE.npy] [--json]\n"
     "Data: .npy (C order, little-endian ints or floats) or .csv (one sample per line).\n"
     "x is n x inputs; y is n x outputs for --loss mse, or n class labels for --loss ce.\n"
@@ -274,7 +275,7 @@ typedef struct opts {
     uint32_t depth;
     pm_mlp_act act;
     uint64_t seed;
-    int json;
+    int json, lr_given;
     pm_mlp_train_opts train;
 } opts;
 
@@ -371,10 +372,13 @@ static int parse_args(int argc, char **argv, opts *o)
             o->train.learning_rate = strtod(v, &end);
             if (end == v || *end || !(o->train.learning_rate > 0) || !isfinite(o->train.learning_rate))
                 return fail("--lr needs a positive number, got '%s'", v);
+            o->lr_given = 1;
         } else {
             return fail("unknown option '%s' (see --help)", a);
         }
     }
+    /* L-BFGS's step is a fraction of a quasi-Newton step: 1 is its natural scale */
+    if (!o->lr_given && o->train.optimizer == PM_MLP_OPT_LBFGS) o->train.learning_rate = 1.0;
     if (!o->train_x || !o->train_y) return fail("--train-x and --train-y are required (see --help)");
     if (!o->test_x != !o->test_y) return fail("--test-x and --test-y go together");
     if (o->predict_out && !o->test_x) return fail("--predict-out needs test data");
@@ -466,8 +470,10 @@ typedef struct progress_ctx {
 static int print_progress(const pm_mlp_progress *p, void *user)
 {
     const progress_ctx *c = user;
-    fprintf(stderr, "step %u  loss %.6g  test %s %.6g\n", p->step, p->train_loss,
-            c->loss == PM_MLP_LOSS_MSE ? "rmse" : "accuracy", p->test_metric);
+    fprintf(stderr, "step %u  loss %.6g", p->step, p->train_loss);
+    if (!isnan(p->test_metric))
+        fprintf(stderr, "  test %s %.6g", c->loss == PM_MLP_LOSS_MSE ? "rmse" : "accuracy", p->test_metric);
+    fputc('\n', stderr);
     return 0;
 }
 
