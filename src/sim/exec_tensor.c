@@ -301,7 +301,28 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     const uint64_t lo[2] = {a_off, b_off}, sizes[2] = {a_bytes, b_bytes}, times[2] = {a_times, b_times};
     c->sram_bank_cycles = banked_cycles(cfg, lo, sizes, times, 2);
     c->tensor_macs = s.m * s.n * s.k;
+    if (!s.ws) {
+        uint64_t folds = pm_ceil_div(s.m, cfg->tensor_rows) * pm_ceil_div(s.n, cfg->tensor_cols);
+        c->chain = (pm_acc_chain){1, accumulate, acc_word * 4, s.m, s.n, folds, c->stream_cycles / folds, s.k};
+    }
     return PM_OK;
+}
+
+/* Chained tmma (os after os, same tile and shape, so the same fold order):
+ * fold f of `next` reads output (i, j) of its fold at s2 + f*P2 + i + j; fold
+ * f of `prev` wrote it at s1 + f*P1 + K1 + 2R - 2 + j - i (row R-1 leaves
+ * its column's chain first). Reading a cycle after the write for every f, i
+ * and j needs s2 >= s1 + K1 + 2R - 1 + max over f of f*(P1 - P2): the first
+ * row of each fold, not the whole tile, decides. systolic_cycle.c runs
+ * such chains and checks every read against its scoreboard. */
+bool pm_tensor_chain_ready(const pm_config *cfg, const pm_inflight *prev, const pm_cost *next, uint64_t *ready)
+{
+    const pm_acc_chain *a = &prev->chain, *b = &next->chain;
+    if (a->kind != 1 || b->kind != 1 || !b->reads || a->acc_lo != b->acc_lo || a->m != b->m || a->n != b->n)
+        return false;
+    uint64_t spread = a->period > b->period ? (a->folds - 1) * (a->period - b->period) : 0;
+    *ready = prev->start + a->k + 2 * (uint64_t)cfg->tensor_rows - 1 + spread;
+    return true;
 }
 
 pm_status pm_exec_TMM(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err)

@@ -47,6 +47,17 @@ enum pm_sync_kind {
     PM_SYNC_MARK,
 };
 
+/* An output-stationary tmm/tmma's accumulator tile and fold schedule
+ * (exec_tensor.c), so that a tmma continuing the same tile may start once
+ * the sums it reads first are written, not when the whole tile has drained
+ * (docs/tensor.md, "Chained tmma"). kind 0: not such an instruction. */
+typedef struct pm_acc_chain {
+    uint8_t kind;   /* 1 = os matmul */
+    uint8_t reads;  /* continues the sums (tmma) */
+    uint64_t acc_lo, m, n;
+    uint64_t folds, period, k;
+} pm_acc_chain;
+
 /* Filled by an exec body: its functional effect is already done; this says
  * what it costs and what it touched, for the timing model and counters. */
 typedef struct pm_cost {
@@ -69,6 +80,7 @@ typedef struct pm_cost {
     uint32_t sync_mask;  /* fence: unit mask */
     uint32_t sync_flag;  /* flag index */
     int64_t sync_value;  /* flag value / mark id */
+    pm_acc_chain chain;  /* tensor: accumulator chaining */
     uint8_t range_count;
     pm_range range[PM_COST_MAX_RANGES];
 } pm_cost;
@@ -80,6 +92,7 @@ typedef struct pm_inflight {
     uint8_t opcode;
     uint8_t range_count;
     pm_range range[PM_COST_MAX_RANGES];
+    pm_acc_chain chain; /* period as run (stretched when the SRAM port bound it) */
 } pm_inflight;
 
 /* A shared bandwidth resource (the chip's DRAM channel, an engine's SRAM
@@ -286,6 +299,11 @@ PM_HIDDEN void pm_fabric_free(struct pm_fabric *f);
 PM_HIDDEN void pm_tensor_reset(pm_engine *e); /* a new run: no shape, no epilogue */
 PM_HIDDEN void pm_tensor_free(pm_engine *e);
 PM_HIDDEN void pm_tensor_sim_free(pm_sim *sim); /* the host thread pool */
+/* Earliest start of tensor instruction `next` as far as the earlier tensor
+ * instruction `prev` (whose writes it reads) is concerned; false when only
+ * prev's finish will do. */
+PM_HIDDEN bool pm_tensor_chain_ready(const pm_config *cfg, const pm_inflight *prev, const pm_cost *next,
+                                     uint64_t *ready);
 
 /* ---- trace (sim_trace.c) ---- */
 PM_HIDDEN void pm_trace_record(pm_sim *sim, uint8_t kind, uint32_t engine, uint8_t unit, uint8_t opcode,

@@ -234,7 +234,11 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
         {
             if (f->finish <= start) continue;
             bool same = u == (int)unit;
-            if ((same || interlock) && conflicts(f, c, same, NULL)) start = max_u64(start, f->finish);
+            if ((same || interlock) && conflicts(f, c, same, NULL)) {
+                uint64_t ready = f->finish;
+                if (same && unit == PM_UNIT_TENSOR && !pm_tensor_chain_ready(cfg, f, c, &ready)) ready = f->finish;
+                start = max_u64(start, ready);
+            }
         }
         if (!interlock) {
             /* Name the conflicting instruction that finishes last: the one a
@@ -298,6 +302,9 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
     slot->opcode = in->opcode;
     slot->range_count = c->range_count;
     memcpy(slot->range, c->range, c->range_count * sizeof *c->range);
+    slot->chain = c->chain;
+    if (c->chain.kind && c->chain.folds) /* the folds as they ran: the SRAM port may have spaced them out */
+        slot->chain.period = max_u64(c->chain.period, pm_ceil_div(free_cycle - start, c->chain.folds));
 
     /* Busy cycles: the union of [start, finish) over the unit's instructions. */
     from = max_u64(start, us->drain_cycle);

@@ -63,20 +63,20 @@ static void end_cycle(model *md)
 
 /* ---- output-stationary ---- */
 
-/* Fold f enters row i (column j) at cycle f * period + i (+ j) + k, k < K. */
-static pm_status os_feed(model *md, uint32_t lane, uint32_t folds, uint64_t period, uint32_t *fold, uint32_t *k,
-                         bool *any)
+/* Fold g (over all chained instructions) enters row i (column j) at cycle
+ * start[g] + i (+ j) + k, k < K. */
+static pm_status os_feed(model *md, uint32_t lane, uint32_t folds, const uint64_t *start, uint32_t *fold,
+                         uint32_t *k, bool *any)
 {
     *any = false;
     if (md->t < lane) return PM_OK;
     uint64_t u = md->t - lane;
-    for (uint32_t f = 0; f < folds; f++) {
-        uint64_t start = (uint64_t)f * period;
-        if (u < start || u - start >= md->p->k) continue;
+    for (uint32_t g = 0; g < folds; g++) {
+        if (u < start[g] || u - start[g] >= md->p->k) continue;
         if (*any) return broken(md, lane, lane, "two folds' operands enter the same edge register");
         *any = true;
-        *fold = f;
-        *k = (uint32_t)(u - start);
+        *fold = g;
+        *k = (uint32_t)(u - start[g]);
     }
     return PM_OK;
 }
@@ -86,12 +86,29 @@ static pm_status run_os(model *md, os_pe *pe)
     const pm_systolic_problem *p = md->p;
     const uint32_t R = md->R, C = md->C;
     const uint32_t fm = (p->m + R - 1) / R, fn = (p->n + C - 1) / C, folds = fm * fn;
+    const uint32_t insns = 1 + p->repeat, all = folds * insns;
     int64_t per = (int64_t)(p->k > R ? p->k : R) + p->period_delta;
     if (per < 1) return pm_error_set(md->err, PM_ERR_INVALID, "cycle model: fold period %lld", (long long)per);
-    const uint64_t period = (uint64_t)per, outputs = (uint64_t)folds * R * C;
-    uint32_t *shifting = calloc(C, sizeof *shifting);
-    if (!shifting) return pm_error_set(md->err, PM_ERR_NOMEM, "cycle model: out of memory");
+    const uint64_t period = (uint64_t)per, outputs = (uint64_t)all * R * C;
+    uint32_t *shifting = calloc(C, sizeof *shifting), *version = calloc((size_t)p->m * p->n, sizeof *version);
+    uint64_t *start = malloc(all * sizeof *start), *written_at = calloc((size_t)p->m * p->n, sizeof *written_at);
     pm_status st = PM_OK;
+    if (!shifting || !version || !start || !written_at) {
+        st = pm_error_set(md->err, PM_ERR_NOMEM, "cycle model: out of memory");
+        goto out;
+    }
+    /* The controller: folds every `period` cycles; a chained instruction
+     * after its predecessor's folds and K + 2R - 1 cycles after its start. */
+    for (uint32_t q = 0; q < insns; q++) {
+        uint64_t s0 = 0;
+        if (q) {
+            uint64_t prev = start[(q - 1) * folds];
+            int64_t wait = (int64_t)(prev + p->k + 2 * (uint64_t)R - 1) + p->chain_delta;
+            s0 = prev + folds * period;
+            if (wait > (int64_t)s0) s0 = (uint64_t)wait;
+        }
+        for (uint32_t f = 0; f < folds; f++) start[q * folds + f] = s0 + f * period;
+    }
     uint64_t written = 0;
     for (md->t = 0; written < outputs && !st; md->t++) {
         /* 1. Output chains: the bottom register leaves into the accumulator
@@ -101,7 +118,10 @@ static pm_status run_os(model *md, os_pe *pe)
             os_pe *bot = &pe[(R - 1) * C + j];
             if (bot->out.v) {
                 if (bot->out_we) {
-                    p->acc[(size_t)bot->out.m * p->n + bot->out.k] = bot->out.x;
+                    size_t e = (size_t)bot->out.m * p->n + bot->out.k;
+                    p->acc[e] = bot->out.x;
+                    version[e]++;
+                    written_at[e] = md->t;
                     md->writes++;
                 }
                 written++;
@@ -122,11 +142,11 @@ static pm_status run_os(model *md, os_pe *pe)
                     pe[i * C + j].a = pe[i * C + j - 1].a;
                     continue;
                 }
-                uint32_t f = 0, k = 0;
+                uint32_t g = 0, k = 0;
                 bool any;
-                if ((st = os_feed(md, i, folds, period, &f, &k, &any))) break;
-                uint32_t m = (f / fn) * R + i;
-                pe[i * C].a = (tok){any, f, m, k, any && m < p->m ? bf16(p->a[(size_t)m * p->k + k]) : 0.0f};
+                if ((st = os_feed(md, i, all, start, &g, &k, &any))) break;
+                uint32_t m = (g % folds / fn) * R + i;
+                pe[i * C].a = (tok){any, g, m, k, any && m < p->m ? bf16(p->a[(size_t)m * p->k + k]) : 0.0f};
             }
         for (uint32_t j = 0; j < C && !st; j++)
             for (uint32_t i = R; i-- > 0;) {
@@ -134,15 +154,15 @@ static pm_status run_os(model *md, os_pe *pe)
                     pe[i * C + j].b = pe[(i - 1) * C + j].b;
                     continue;
                 }
-                uint32_t f = 0, k = 0;
+                uint32_t g = 0, k = 0;
                 bool any;
-                if ((st = os_feed(md, j, folds, period, &f, &k, &any))) break;
-                uint32_t n = (f % fn) * C + j;
-                pe[j].b = (tok){any, f, n, k, any && n < p->n ? bf16(p->b[(size_t)n * p->k + k]) : 0.0f};
+                if ((st = os_feed(md, j, all, start, &g, &k, &any))) break;
+                uint32_t n = (g % folds % fn) * C + j;
+                pe[j].b = (tok){any, g, n, k, any && n < p->n ? bf16(p->b[(size_t)n * p->k + k]) : 0.0f};
             }
         /* 3. Every PE with both operands does one MAC in k order; the first
          * starts from +0 (tmm) or the accumulator word read over its
-         * column's bus (tmma). */
+         * column's bus (tmma), which must hold the previous instruction's sum. */
         for (uint32_t i = 0; i < R && !st; i++)
             for (uint32_t j = 0; j < C && !st; j++) {
                 os_pe *q = &pe[i * C + j];
@@ -151,15 +171,20 @@ static pm_status run_os(model *md, os_pe *pe)
                     st = broken(md, i, j, "A and B operands of different folds or k meet");
                     break;
                 }
-                uint32_t buf = q->a.tile & 1, m = q->a.m, n = q->b.m;
+                uint32_t buf = q->a.tile & 1, m = q->a.m, n = q->b.m, insn = q->a.tile / folds;
                 if (q->a.k == 0) {
                     if (q->held[buf]) {
                         st = broken(md, i, j, "accumulator reused before its previous fold was copied out");
                         break;
                     }
                     float init = 0.0f;
-                    if (p->accumulate && m < p->m && n < p->n) {
-                        init = p->acc[(size_t)m * p->n + n];
+                    if ((p->accumulate || insn) && m < p->m && n < p->n) {
+                        size_t e = (size_t)m * p->n + n;
+                        if (version[e] != insn || (insn && written_at[e] >= md->t)) {
+                            st = broken(md, i, j, "accumulator read before the previous instruction wrote it");
+                            break;
+                        }
+                        init = p->acc[e];
                         md->reads++;
                     }
                     q->c[buf] = init;
@@ -177,7 +202,7 @@ static pm_status run_os(model *md, os_pe *pe)
                                                        : "column copied before this PE finished");
                         break;
                     }
-                    uint32_t mr = (q->a.tile / fn) * R + r;
+                    uint32_t mr = (q->a.tile % folds / fn) * R + r;
                     s->out = (tok){true, q->a.tile, mr, n, s->c[buf]};
                     s->out_we = mr < p->m && n < p->n;
                     s->held[buf] = false;
@@ -186,7 +211,11 @@ static pm_status run_os(model *md, os_pe *pe)
             }
         end_cycle(md);
     }
+out:
     free(shifting);
+    free(version);
+    free(start);
+    free(written_at);
     return st;
 }
 
@@ -332,6 +361,8 @@ pm_status pm_systolic_cycle_run(const pm_systolic_problem *p, pm_systolic_result
         return pm_error_set(err, PM_ERR_INVALID, "cycle model: array %u x %u (1..64 each)", p->rows, p->cols);
     if (p->m < 1 || p->n < 1 || p->k < 1 || p->m > 4096 || p->n > 4096 || p->k > 4096)
         return pm_error_set(err, PM_ERR_INVALID, "cycle model: shape %u x %u x %u (1..4096 each)", p->m, p->n, p->k);
+    if (p->repeat > 64 || (p->repeat && p->dataflow == PM_DATAFLOW_WEIGHT_STATIONARY))
+        return pm_error_set(err, PM_ERR_INVALID, "cycle model: repeat %u (os only, at most 64)", p->repeat);
     if (p->dataflow == PM_DATAFLOW_WEIGHT_STATIONARY && (p->weight_load_rows < 1 || p->weight_load_rows > p->rows))
         return pm_error_set(err, PM_ERR_INVALID, "cycle model: weight_load_rows %u (1..rows)", p->weight_load_rows);
     model md = {p, out, err, p->rows, p->cols, 0, 0, 0, 0};

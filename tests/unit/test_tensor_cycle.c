@@ -133,7 +133,7 @@ static void one_case(uint32_t R, uint32_t C, uint32_t L, pm_dataflow df, uint32_
     for (size_t i = 0; i < (size_t)m * n; i++) acc0[i] = pm_bf16_to_f32(pm_f32_to_bf16(rndf(0.5f, 4) * (rnd() & 1 ? 1 : -1)));
     memcpy(slow, acc0, (size_t)m * n * 4);
 
-    pm_systolic_problem p = {R, C, L, df, m, n, k, accumulate, a, b, slow, 0};
+    pm_systolic_problem p = {R, C, L, df, m, n, k, accumulate, a, b, slow, 0, 0, 0};
     pm_systolic_result r;
     pm_error err;
     pm_status st = pm_systolic_cycle_run(&p, &r, &err);
@@ -204,7 +204,7 @@ TEST(schedule_is_minimal)
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         pm_systolic_problem p = {cases[c].R, cases[c].C, cases[c].L, cases[c].df, cases[c].m, cases[c].n,
-                                 cases[c].k, false, a, b, acc, 0};
+                                 cases[c].k, false, a, b, acc, 0, 0, 0};
         pm_systolic_result r;
         pm_error err;
         CHECK_MSG(pm_systolic_cycle_run(&p, &r, &err) == PM_OK, "case %zu: %s", c, err.message);
@@ -215,11 +215,74 @@ TEST(schedule_is_minimal)
     }
 }
 
+/* tmm then `repeat` tmma on the same tile, back to back in one run: a
+ * chained tmma starts when the first sums it reads are written (K + 2R - 1 after
+ * its predecessor started) or when the array is free, whichever is later.
+ * The cycle model runs the same chain and checks every accumulator read. */
+static void chain_case(uint32_t R, uint32_t C, uint32_t m, uint32_t n, uint32_t k, uint32_t repeat)
+{
+    pm_config cfg = base_config(R, C, 1);
+    uint16_t *a = malloc((size_t)m * k * 2), *b = malloc((size_t)n * k * 2);
+    float *slow = calloc((size_t)m * n, 4), *fast = malloc((size_t)m * n * 4);
+    for (size_t i = 0; i < (size_t)m * k; i++) a[i] = pm_f32_to_bf16(rndf(-2, 2));
+    for (size_t i = 0; i < (size_t)n * k; i++) b[i] = pm_f32_to_bf16(rndf(-2, 2));
+    pm_systolic_problem p = {R, C, 1, PM_DATAFLOW_OUTPUT_STATIONARY, m, n, k, false, a, b, slow, 0, repeat, 0};
+    pm_systolic_result r;
+    pm_error err;
+    pm_status st = pm_systolic_cycle_run(&p, &r, &err);
+    CHECK_MSG(st == PM_OK, "cycle model: %s", err.message);
+
+    pm_sim *sim = NULL;
+    CHECK(pm_sim_create(&cfg, &sim, NULL) == PM_OK);
+    if (!sim) return;
+    pm_sim_share_sram_port(sim, false);
+    pm_sim_sram_write(sim, 0, SA, a, (size_t)m * k * 2, NULL);
+    pm_sim_sram_write(sim, 0, SB, b, (size_t)n * k * 2, NULL);
+    char src[512];
+    snprintf(src, sizeof src,
+             "li r1, %u\nli r2, %u\nli r3, %u\ntshape r1, r2, r3, 1\nli r4, 0\nli r5, %d\nli r6, %d\nli r9, %u\n"
+             "tmm.bf16 r4, r5, r6\nagain: tmma.bf16 r4, r5, r6\nloop r9, again\nhalt\n",
+             m, n, k, SA, SB, repeat);
+    CHECK(run_src(sim, src) == PM_OK);
+    pm_counters c;
+    pm_sim_counters(sim, &c);
+    uint64_t busy = c.unit[PM_UNIT_TENSOR].busy_cycles;
+    snprintf(src, sizeof src, "li r1, %u\nli r2, %u\ntshape r1, r2, r2, 0\nli r4, 0\nli r7, %d\n"
+             "tout.f32 r7, r4\nhalt\n", m, n, SD);
+    CHECK(run_src(sim, src) == PM_OK);
+    pm_sim_sram_read(sim, 0, SD, fast, (size_t)m * n * 4, NULL);
+    pm_sim_destroy(sim);
+    CHECK_MSG(memcmp(slow, fast, (size_t)m * n * 4) == 0, "chain R%u C%u %ux%ux%u x%u: bits differ", R, C, m, n, k,
+              repeat + 1);
+    if (!st)
+        CHECK_MSG(busy == r.cycles, "chain R%u C%u %ux%ux%u x%u: fast %llu cycles, cycle model %llu", R, C, m, n, k,
+                  repeat + 1, (unsigned long long)busy, (unsigned long long)r.cycles);
+    /* When the wait binds, one cycle less reads a sum before it is written. */
+    uint64_t folds = (uint64_t)((m + R - 1) / R) * ((n + C - 1) / C), per = k > R ? k : R;
+    if (folds * per < k + 2ull * R - 1) {
+        p.chain_delta = -1;
+        memset(slow, 0, (size_t)m * n * 4);
+        CHECK_MSG(pm_systolic_cycle_run(&p, &r, &err) == PM_ERR_INVALID, "chain R%u C%u %ux%ux%u: wait not minimal",
+                  R, C, m, n, k);
+    }
+    free(a), free(b), free(slow), free(fast);
+}
+
+TEST(chained_tmma)
+{
+    chain_case(4, 4, 4, 4, 4, 3);   /* one fold: waits K + 2R - 1 */
+    chain_case(4, 4, 8, 4, 4, 2);   /* two folds of R: still waits */
+    chain_case(3, 5, 2, 9, 10, 2);  /* K > R */
+    chain_case(4, 3, 9, 7, 2, 3);   /* K < R, ragged: back to back */
+    for (int t = 0; t < 30; t++)
+        chain_case(2 + rnd() % 7, 2 + rnd() % 7, 1 + rnd() % 20, 1 + rnd() % 20, 1 + rnd() % 20, 1 + rnd() % 3);
+}
+
 TEST(bad_problems_are_refused)
 {
     uint16_t a[4] = {0}, b[4] = {0};
     float acc[4];
-    pm_systolic_problem p = {0, 2, 1, PM_DATAFLOW_OUTPUT_STATIONARY, 2, 2, 1, false, a, b, acc, 0};
+    pm_systolic_problem p = {0, 2, 1, PM_DATAFLOW_OUTPUT_STATIONARY, 2, 2, 1, false, a, b, acc, 0, 0, 0};
     pm_systolic_result r;
     pm_error err;
     CHECK(pm_systolic_cycle_run(&p, &r, &err) == PM_ERR_INVALID);
@@ -236,6 +299,7 @@ int main(void)
     RUN(random_shapes_both_dataflows);
     RUN(block_weight_format);
     RUN(schedule_is_minimal);
+    RUN(chained_tmma);
     RUN(bad_problems_are_refused);
     return TEST_SUMMARY();
 }
