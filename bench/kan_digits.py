@@ -109,6 +109,15 @@ def main():
     print(f"KAN {shape} G={args.grid}: params {kan['params']}"
           + (f", test accuracy {kan['test_accuracy_checked']:.4f} (LFU fp32 {kan['lfu_test_accuracy']:.4f}), "
              f"train {kan['seconds']:.2f} s" if "test_accuracy_checked" in kan else ""), flush=True)
+    if not args.skip_kan:
+        kan["engine"] = kan_energy(build, os.path.join(ROOT, kan["network"]), paths, arrays, args.presets.split(","), folder)
+        for p, r in kan["engine"].items():
+            if "missing" in r:
+                print(f"  kan run on {p}: skipped ({r['missing']})")
+            else:
+                print(f"  kan run on {p} ({r['mode']}): {r['energy_per_inference_j'] * 1e9:.4g} nJ per inference, "
+                      f"{r['cycles']} cycles for {r['samples']} samples, bit-exact {r['bit_exact']}, "
+                      f"accuracy {r['test_accuracy_checked']:.4f}", flush=True)
     result["mlp"] = {}
     for loss, opt, lr in (("ce", "adam", 1e-2), ("mse", "adam", 1e-2), ("ce", "lbfgs", 1.0)):
         pred = os.path.join(folder, f"mlp_{loss}_{opt}_pred.npy")
@@ -117,6 +126,10 @@ def main():
         result["mlp"][f"{loss}_{opt}"] = m
         print(f"MLP {m['shape']} {loss}/{opt}: params {m['params']}, test accuracy {m['test_accuracy_checked']:.4f}, "
               f"train {m['train_seconds']:.2f} s", flush=True)
+    mlp_shape = next(iter(result["mlp"].values()))["shape"]
+    result["mlp_energy"] = mlp_energy(build, mlp_shape, len(arrays["test_labels"]))
+    print(f"MLP {mlp_shape} matmuls on edge: {result['mlp_energy']['energy_per_inference_j'] * 1e9:.4g} nJ per inference "
+          f"(lower bound: matrix products only)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
@@ -158,6 +171,47 @@ def kan_predict(build, model_path, x, exported=False):
     finally:
         (lib.pm_kan_lfu_net_free if exported else lib.pm_kan_free)(net)
     return y
+
+
+def available_presets(build):
+    proc = subprocess.run([os.path.join(build, "polymorph"), "presets"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+
+
+def kan_energy(build, net, paths, arrays, presets, folder):
+    """`polymorph kan run` of the exported network over the whole test set on
+    each preset: energy per inference, cycles, the engine's own bit-exact
+    check against host inference, and accuracy from the engine's outputs."""
+    have = available_presets(build)
+    runs = {}
+    for p in presets:
+        if p not in have:
+            runs[p] = {"missing": f"preset {p} is not in this build (polymorph presets)"}
+            continue
+        pred = os.path.join(folder, f"kan_run_{p}.npy")
+        cmd = [os.path.join(build, "polymorph"), "kan", "run", net, "--input", paths["test_x"], "--preset", p,
+               "--output", pred, "--json"]
+        out, wall = run(cmd)
+        out["test_accuracy_checked"] = accuracy(np.load(pred), arrays["test_labels"])
+        out["command"] = rel(cmd)
+        runs[p] = out
+    return runs
+
+
+def mlp_energy(build, shape, batch):
+    """Energy of the MLP's matrix products on the edge preset through
+    `polymorph bench gemm` (bf16 operands, fp32 out): a lower bound of its
+    inference energy, since the SiLU, biases and argmax are not included."""
+    parts = []
+    for k, n in zip(shape, shape[1:]):
+        cmd = [os.path.join(build, "polymorph"), "bench", "gemm", str(batch), str(n), str(k), "--preset", "edge",
+               "--no-native", "--json"]
+        out, _ = run(cmd)
+        parts.append({"M": batch, "N": n, "K": k, "energy_j": out["energy_j"], "cycles": out["cycles"],
+                      "bit_exact": out["bit_exact"], "command": rel(cmd)})
+    total = sum(p["energy_j"] for p in parts)
+    return {"preset": "edge", "batch": batch, "matmuls": parts, "energy_j": total,
+            "energy_per_inference_j": total / batch, "cycles": sum(p["cycles"] for p in parts)}
 
 
 def kan_fit(build, paths, arrays, shape, args):
