@@ -28,6 +28,7 @@ enum {
     R_B = 15,
     R_S0 = 16,
     R_S1 = 17,
+    R_COUNT = 18, /* lanes: pairs of edges left in a node's loop */
 };
 
 #define AREG_INC PM_AREG_INC
@@ -136,31 +137,79 @@ typedef struct lanes_ctx {
     uint32_t slots;
 } lanes_ctx;
 
+/* One edge of the node in R_NODE: its table (address in R_TABLE) into
+ * `slot`, evaluated over the input column at R_IN (which moves on to the
+ * next column), into the node directly (first edge) or into `tmp` and
+ * added to the node. */
+static void lanes_edge(kan_emit *k, int slot, bool first, int tmp)
+{
+    emit(k, PM_OP_LFULD, slot, R_TABLE, 0, 0, 0);
+    int dst = first ? R_NODE : tmp;
+    emit(k, PM_OP_LFU, PM_FMT_F32, slot, dst, R_IN | AREG_INC, R_N);
+    fence(k, MASK(PM_UNIT_LFU));
+    if (!first) {
+        pm_builder_emit(k->b, PM_OP_VADD, PM_FMT_F32, R_NODE, R_NODE, tmp, R_N, 0);
+        fence(k, MASK(PM_UNIT_VEC));
+    }
+}
+
+/* The byte step between a node's consecutive tables, or 0 when they are
+ * not evenly spaced (then every edge loads its address itself). */
+static int64_t table_step(const uint64_t *addr, uint32_t in)
+{
+    if (in < 2) return 0;
+    int64_t step = (int64_t)(addr[1] - addr[0]);
+    for (uint32_t i = 2; i < in; i++)
+        if ((int64_t)(addr[i] - addr[i - 1]) != step) return 0;
+    return step;
+}
+
+/* A node: the first edge writes the node's column; the others go through
+ * two alternating columns so an edge's lfu overlaps the previous vadd. With
+ * evenly spaced tables (an exported KAN's layer: one table size) the edges
+ * after the first run as a counted loop of pairs, so the code does not
+ * grow with the layer's width; otherwise they are unrolled. */
+static void lanes_node(kan_emit *k, const uint64_t *addr, uint32_t in, uint32_t slots)
+{
+    int64_t step = table_step(addr, in);
+    li(k, R_TABLE, (int64_t)addr[0]);
+    lanes_edge(k, 0, true, 0);
+    if (step == 0 || in < 4) {
+        for (uint32_t i = 1; i < in; i++) {
+            li(k, R_TABLE, (int64_t)addr[i]);
+            lanes_edge(k, (int)(i % slots), false, i % 2 ? R_TMP1 : R_TMP0);
+        }
+        return;
+    }
+    uint32_t rest = in - 1;
+    if (rest % 2) {
+        emit(k, PM_OP_ADDI, R_TABLE, R_TABLE, step, 0, 0);
+        lanes_edge(k, slots > 1 ? 1 : 0, false, R_TMP1);
+    }
+    li(k, R_COUNT, rest / 2);
+    uint32_t top = pm_builder_pc(k->b);
+    emit(k, PM_OP_ADDI, R_TABLE, R_TABLE, step, 0, 0);
+    lanes_edge(k, 0, false, R_TMP0);
+    emit(k, PM_OP_ADDI, R_TABLE, R_TABLE, step, 0, 0);
+    lanes_edge(k, slots > 1 ? 1 : 0, false, R_TMP1);
+    emit(k, PM_OP_LOOP, R_COUNT, top, 0, 0, 0);
+}
+
 static void lanes_body(kan_emit *k, const void *p)
 {
     const lanes_ctx *c = p;
     const pm_fabric_net *net = c->net;
     li(k, R_A, (int64_t)c->buf[0]);
     dma_samples(k, true, net->widths[0], true, R_A, R_X);
-    uint64_t edge = 0, nth = 0;
+    uint64_t edge = 0;
     for (uint32_t l = 0; l < net->layers; l++) {
         uint64_t in_buf = c->buf[l % 2], out_buf = c->buf[(l + 1) % 2];
+        uint32_t in = net->widths[l];
         li(k, R_B, (int64_t)in_buf);
         li(k, R_NODE, (int64_t)out_buf);
-        for (uint32_t j = 0; j < net->widths[l + 1]; j++) {
+        for (uint32_t j = 0; j < net->widths[l + 1]; j++, edge += in) {
             emit(k, PM_OP_ADD, R_IN, R_B, 0, 0, 0);
-            for (uint32_t i = 0; i < net->widths[l]; i++, edge++, nth++) {
-                int slot = (int)(nth % c->slots);
-                li(k, R_TABLE, (int64_t)c->table_addr[edge]);
-                emit(k, PM_OP_LFULD, slot, R_TABLE, 0, 0, 0);
-                int dst = i == 0 ? R_NODE : (nth % 2 ? R_TMP1 : R_TMP0);
-                emit(k, PM_OP_LFU, PM_FMT_F32, slot, dst, R_IN | AREG_INC, R_N);
-                fence(k, MASK(PM_UNIT_LFU));
-                if (i > 0) {
-                    pm_builder_emit(k->b, PM_OP_VADD, PM_FMT_F32, R_NODE, R_NODE, dst, R_N, 0);
-                    fence(k, MASK(PM_UNIT_VEC));
-                }
-            }
+            lanes_node(k, c->table_addr + edge, in, c->slots);
             emit(k, PM_OP_ADD, R_NODE, R_NODE, R_STRIDE, 0, 0);
         }
     }

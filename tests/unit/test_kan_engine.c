@@ -48,6 +48,25 @@ static void random_net(pm_fabric_net *net, uint32_t layers, const uint32_t *widt
     for (uint64_t k = 0; k < edges; k++) random_table(&net->edges[k]);
 }
 
+/* Every edge the same table shape (an exported KAN's layer): the lanes
+ * builder loops over a node's edges instead of unrolling them. */
+static void uniform_net(pm_fabric_net *net, uint32_t layers, const uint32_t *widths)
+{
+    random_net(net, layers, widths);
+    for (uint64_t k = 0; k < pm_fabric_net_edge_count(net); k++) {
+        pm_lfu_table *t = &net->edges[k];
+        pm_lfu_table_free(t);
+        memset(t, 0, sizeof *t);
+        t->degree = 3;
+        t->segments = 8;
+        t->x_min = rndf(-2, -1);
+        t->x_max = rndf(1, 2);
+        t->oor = PM_LFU_OOR_EXTEND;
+        t->coeffs = malloc(32 * sizeof *t->coeffs);
+        for (int c = 0; c < 32; c++) t->coeffs[c] = rndf(-0.5f, 0.5f);
+    }
+}
+
 /* Per sample, per node: first edge's value, then each further edge added
  * in ascending input order, in fp32. */
 static void reference(const pm_fabric_net *net, const float *x, size_t batch, float *y)
@@ -137,6 +156,31 @@ TEST(test_random_networks)
         check_both_modes(&net, batches[s], PM_HAZARD_INTERLOCK);
         pm_fabric_net_free(&net);
     }
+}
+
+TEST(test_uniform_tables_loop)
+{
+    /* inputs 5 (4 more edges: pairs only), 4 (3: one, then a pair), 6 (5) */
+    static const uint32_t w[] = {5, 4, 6, 1};
+    pm_fabric_net net;
+    uniform_net(&net, 3, w);
+    check_both_modes(&net, 50, PM_HAZARD_INTERLOCK);
+    check_both_modes(&net, 19, PM_HAZARD_REPORT);
+    pm_fabric_net_free(&net);
+    /* the code does not grow with the width: a 64-64-10 network is a few
+     * instructions per node, not per edge */
+    static const uint32_t big[] = {64, 64, 10};
+    uniform_net(&net, 2, big);
+    pm_config edge;
+    CHECK(preset("edge", &edge));
+    pm_kan_desc d = {.mode = PM_KAN_MODE_LANES, .batch = 100, .x_addr = 0, .y_addr = 1 << 20};
+    pm_program p;
+    pm_error err;
+    CHECK_MSG(pm_kernel_kan(&edge, &net, &d, &p, &err) == PM_OK, "%s", err.message);
+    CHECK_MSG(p.code_count < 2000 && p.code_count <= edge.imem_words, "%zu instructions", p.code_count); /* unrolled: ~4 per edge, 18 944 */
+    pm_program_free(&p);
+    check_both_modes(&net, 40, PM_HAZARD_INTERLOCK);
+    pm_fabric_net_free(&net);
 }
 
 TEST(test_report_hazards_need_no_interlock)
@@ -291,6 +335,7 @@ TEST(test_errors)
 int main(void)
 {
     RUN(test_random_networks);
+    RUN(test_uniform_tables_loop);
     RUN(test_report_hazards_need_no_interlock);
     RUN(test_chunks);
     RUN(test_trained_network_matches_kan_layer);
