@@ -46,6 +46,10 @@ static void random_table(pm_lfu_table *t)
         t->below_value = rndf(-1, 1);
         t->above_value = rndf(-1, 1);
     }
+    if (rnd() % 3 == 0) { /* a KAN edge's residual base branch: y = w_b * silu(x) + p(x) */
+        t->param[PM_LFU_PARAM_BASE_FUNC] = (float)(PM_LFU_SILU + 1);
+        t->param[PM_LFU_PARAM_BASE_WEIGHT] = rndf(-1, 1);
+    }
     size_t n = (size_t)t->segments * (t->degree + 1u);
     t->coeffs = malloc(n * sizeof *t->coeffs);
     for (size_t k = 0; k < n; k++) t->coeffs[k] = rndf(-1, 1);

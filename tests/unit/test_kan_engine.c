@@ -33,6 +33,10 @@ static void random_table(pm_lfu_table *t)
     t->x_min = rndf(-2.5f, -0.5f);
     t->x_max = rndf(0.5f, 2.5f);
     t->oor = rnd() % 2 ? PM_LFU_OOR_CLAMP : PM_LFU_OOR_EXTEND;
+    if (rnd() % 3 == 0) { /* a KAN edge's residual base branch: y = w_b * silu(x) + p(x) */
+        t->param[PM_LFU_PARAM_BASE_FUNC] = (float)(PM_LFU_SILU + 1);
+        t->param[PM_LFU_PARAM_BASE_WEIGHT] = rndf(-1, 1);
+    }
     size_t n = (size_t)t->segments * (t->degree + 1u);
     t->coeffs = malloc(n * sizeof *t->coeffs);
     for (size_t k = 0; k < n; k++) t->coeffs[k] = rndf(-1, 1);
