@@ -88,7 +88,8 @@ def main():
     ap.add_argument("--hidden", type=int, default=10, help="KAN hidden width: shape 64,H,10")
     ap.add_argument("--grid", type=int, default=5)
     ap.add_argument("--kan-steps", type=int, default=50)
-    ap.add_argument("--mlp-steps", type=int, default=500)
+    ap.add_argument("--mlp-steps", type=int, default=0,
+                    help="MLP iterations; default: the KAN's L-BFGS iterations (20 per KAN step)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=os.path.join("build", "kanbench", "digits"))
     ap.add_argument("--presets", default="edge,lfu-rev0.1,lfu-rev0.4,lfu-rev0.4.1")
@@ -119,9 +120,11 @@ def main():
                       f"{r['cycles']} cycles for {r['samples']} samples, bit-exact {r['bit_exact']}, "
                       f"accuracy {r['test_accuracy_checked']:.4f}", flush=True)
     result["mlp"] = {}
-    for loss, opt, lr in (("ce", "adam", 1e-2), ("mse", "adam", 1e-2), ("ce", "lbfgs", 1.0)):
+    mlp_steps = args.mlp_steps or 20 * args.kan_steps
+    # the KAN's own loss and optimiser (MSE on one-hot, L-BFGS), then the MLP's usual ones
+    for loss, opt, lr in (("mse", "lbfgs", 1.0), ("ce", "lbfgs", 1.0), ("ce", "adam", 1e-2)):
         pred = os.path.join(folder, f"mlp_{loss}_{opt}_pred.npy")
-        m = mlp_fit(build, paths, kan["params"], loss, "silu", opt, args.mlp_steps, lr, args.seed, pred)
+        m = mlp_fit(build, paths, kan["params"], loss, "silu", opt, mlp_steps, lr, args.seed, pred)
         m["test_accuracy_checked"] = accuracy(np.load(pred), arrays["test_labels"])
         result["mlp"][f"{loss}_{opt}"] = m
         print(f"MLP {m['shape']} {loss}/{opt}: params {m['params']}, test accuracy {m['test_accuracy_checked']:.4f}, "

@@ -141,7 +141,9 @@ def main():
     ap.add_argument("--toys", default=",".join(t[0] for t in TOYS))
     ap.add_argument("--grids", default="3,5,10,20")
     ap.add_argument("--kan-steps", type=int, default=200, help="L-BFGS steps per grid")
-    ap.add_argument("--mlp-steps", type=int, default=1800, help="L-BFGS steps for the MLP")
+    ap.add_argument("--mlp-steps", type=int, default=0,
+                    help="L-BFGS iterations for the MLP; default: as many as the KAN had up to that grid "
+                         "(a pykan/Polymorph KAN step is up to 20 L-BFGS iterations)")
     ap.add_argument("--mlp-acts", default="silu,tanh")
     ap.add_argument("--samples", type=int, default=1000, help="training and test points each")
     ap.add_argument("--seed", type=int, default=0)
@@ -164,12 +166,13 @@ def main():
             kans = [{"grid": g, "params": kan_param_count(shape, g, 3)} for g in grids]
         else:
             kans = kan_fit(build, train, test, toy, grids, args.kan_steps, args.seed, folder)
-        for k in kans:
+        for index, k in enumerate(kans):
+            mlp_steps = args.mlp_steps or 20 * args.kan_steps * (index + 1)
             row = {"toy": name, "expr": toy[1], "kan_shape": shape, "grid": k["grid"], "kan": k, "mlp": {}}
             if k.get("params"):
                 for act in args.mlp_acts.split(","):
                     pred = os.path.join(folder, f"mlp_{act}_g{k['grid']}_pred.npy")
-                    m = mlp_fit(build, train, test, k["params"], len(shape) - 2, act, args.mlp_steps, args.seed, pred)
+                    m = mlp_fit(build, train, test, k["params"], len(shape) - 2, act, mlp_steps, args.seed, pred)
                     m["test_rmse_checked"] = rmse(np.load(pred), yte)
                     row["mlp"][act] = m
             results.append(row)
