@@ -194,7 +194,7 @@ def test_corrupt_model_files(trained, tmp_path):
 
 def test_toy_quick_run_reduces_error():
     r = run("kan", "toy", "--function", "exp(sin(pi*x)+y^2)", "--shape", "2,1,1", "--grids", "3,5", "--steps", "10",
-            "--restarts", "2", "--json", "--log-every", "5")
+            "--restarts", "6", "--json", "--log-every", "5")
     j = json.loads(r.stdout)
     assert [g["grid"] for g in j["grids"]] == [3, 5]
     assert all(g["params"] == 3 * (g["grid"] + 3) for g in j["grids"])
