@@ -301,10 +301,9 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     const uint64_t lo[2] = {a_off, b_off}, sizes[2] = {a_bytes, b_bytes}, times[2] = {a_times, b_times};
     c->sram_bank_cycles = banked_cycles(cfg, lo, sizes, times, 2);
     c->tensor_macs = s.m * s.n * s.k;
-    if (!s.ws) {
-        uint64_t folds = pm_ceil_div(s.m, cfg->tensor_rows) * pm_ceil_div(s.n, cfg->tensor_cols);
-        c->chain = (pm_acc_chain){1, accumulate, acc_word * 4, s.m, s.n, folds, c->stream_cycles / folds, s.k};
-    }
+    uint64_t folds = pm_ceil_div(s.m, cfg->tensor_rows) * pm_ceil_div(s.n, cfg->tensor_cols);
+    c->chain = (pm_acc_chain){s.ws ? 2 : 1, accumulate, acc_word * 4, s.m, s.n,
+                              folds, c->stream_cycles / folds, s.k};
     return PM_OK;
 }
 
@@ -318,6 +317,13 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
 bool pm_tensor_chain_ready(const pm_config *cfg, const pm_inflight *prev, const pm_cost *next, uint64_t *ready)
 {
     const pm_acc_chain *a = &prev->chain, *b = &next->chain;
+    /* Two matmuls conflict only through the accumulator (neither writes
+     * SRAM); when the later one does not read it, the array's in-order
+     * pipeline writes each word in order. */
+    if (a->kind && b->kind && !b->reads) {
+        *ready = 0;
+        return true;
+    }
     if (a->kind != 1 || b->kind != 1 || !b->reads || a->acc_lo != b->acc_lo || a->m != b->m || a->n != b->n)
         return false;
     uint64_t spread = a->period > b->period ? (a->folds - 1) * (a->period - b->period) : 0;
@@ -396,6 +402,7 @@ pm_status pm_exec_TOUT(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *er
     c->stream_cycles = pm_ceil_div(elems, cfg->tensor_cols);
     c->latency_cycles = act ? cfg->lfu_latency_cycles : 2;
     c->lfu_evals = act ? elems : 0;
+    c->tensor_lane = 1; /* the epilogue datapath, beside the array */
     uint64_t lo[2] = {d_off, (uint64_t)t->bias_addr}, sizes[2] = {d_bytes, bias_bytes}, times[2] = {1, 1};
     c->sram_bank_cycles = banked_cycles(cfg, lo, sizes, times, 2);
     return PM_OK;

@@ -52,7 +52,7 @@ enum pm_sync_kind {
  * the sums it reads first are written, not when the whole tile has drained
  * (docs/tensor.md, "Chained tmma"). kind 0: not such an instruction. */
 typedef struct pm_acc_chain {
-    uint8_t kind;   /* 1 = os matmul */
+    uint8_t kind;   /* 1 = os matmul, 2 = ws matmul */
     uint8_t reads;  /* continues the sums (tmma) */
     uint64_t acc_lo, m, n;
     uint64_t folds, period, k;
@@ -81,6 +81,7 @@ typedef struct pm_cost {
     uint32_t sync_flag;  /* flag index */
     int64_t sync_value;  /* flag value / mark id */
     pm_acc_chain chain;  /* tensor: accumulator chaining */
+    uint8_t tensor_lane; /* tensor: 0 = the array (tmm, tmma), 1 = the epilogue datapath (tout) */
     uint8_t range_count;
     pm_range range[PM_COST_MAX_RANGES];
 } pm_cost;
@@ -115,6 +116,7 @@ typedef struct pm_timeline {
 
 typedef struct pm_unit_state {
     uint64_t free_cycle;  /* earliest start of the unit's next instruction */
+    uint64_t lane_free;   /* tensor: the same for the epilogue datapath (free_cycle: the array) */
     uint64_t drain_cycle; /* when everything issued to it has finished */
     pm_inflight *ring;    /* queue_depth entries, oldest at head */
     uint32_t head, count;

@@ -45,7 +45,7 @@ static void engine_begin_run(pm_engine *e)
     e->retired = 0;
     e->state = e->code ? PM_ENGINE_RUNNING : PM_ENGINE_IDLE;
     for (int u = 0; u < PM_UNIT_COUNT; u++) {
-        e->unit[u].free_cycle = e->unit[u].drain_cycle = 0;
+        e->unit[u].free_cycle = e->unit[u].drain_cycle = e->unit[u].lane_free = 0;
         e->unit[u].head = e->unit[u].count = 0;
     }
     pm_timeline_clear(&e->sram_port, e->cfg->sram_bytes_per_cycle);
@@ -227,14 +227,20 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
         while (us->count && us->ring[us->head].finish <= issue) us->head = (us->head + 1) % depth, us->count--;
     }
 
-    uint64_t start = max_u64(issue, us->free_cycle);
+    /* The tensor unit has two in-order lanes: the array and the epilogue
+     * (tout drains one accumulator tile while the array fills another). */
+    uint64_t *lane_free = unit == PM_UNIT_TENSOR && c->tensor_lane ? &us->lane_free : &us->free_cycle;
+    uint64_t start = max_u64(issue, *lane_free);
     bool interlock = cfg->hazard_mode == PM_HAZARD_INTERLOCK;
     if (c->range_count) {
         FOR_INFLIGHT(e, u, f)
         {
             if (f->finish <= start) continue;
             bool same = u == (int)unit;
-            if ((same || interlock) && conflicts(f, c, same, NULL)) {
+            /* A unit's own in-order pipeline orders its WAR and WAW, except
+             * across the tensor unit's two lanes. */
+            bool raw_only = same && unit != PM_UNIT_TENSOR;
+            if ((same || interlock) && conflicts(f, c, raw_only, NULL)) {
                 uint64_t ready = f->finish;
                 if (same && unit == PM_UNIT_TENSOR && !pm_tensor_chain_ready(cfg, f, c, &ready)) ready = f->finish;
                 start = max_u64(start, ready);
@@ -309,7 +315,7 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
     /* Busy cycles: the union of [start, finish) over the unit's instructions. */
     from = max_u64(start, us->drain_cycle);
     if (finish > from) sim->total.unit[unit].busy_cycles += finish - from;
-    us->free_cycle = free_cycle;
+    *lane_free = free_cycle;
     us->drain_cycle = max_u64(us->drain_cycle, finish);
     pm_trace_record(sim, PM_TRACE_UNIT, e->id, (uint8_t)unit, in->opcode, e->pc, start, finish - start, 0);
 

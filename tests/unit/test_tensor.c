@@ -571,6 +571,36 @@ TEST(hazards_on_accumulator_and_sram)
     pm_sim_destroy(sim);
 }
 
+/* tout runs on the epilogue datapath beside the array: the next tile's tmm
+ * does not wait for it, but a tmm rewriting the tile tout is still reading
+ * does (WAR across the unit's two lanes). 64x64x64 on 32x32: a tmm streams
+ * 4 folds x 64 = 256 cycles and finishes after 3*64 + 64 + 62 + 32 = 350;
+ * tout takes 128 + 2. The first tmm issues at cycle 9. */
+TEST(tout_overlaps_the_array_war_waits)
+{
+    const struct {
+        const char *acc; /* accumulator tile of the second tmm */
+        uint64_t end;
+    } cases[] = {
+        {"0x4000", 265 + 350}, /* another tile: starts when the array is free (9 + 256) */
+        {"0", 489 + 350},      /* the tile tout reads ([359, 489)): waits for it */
+    };
+    for (int k = 0; k < 2; k++) {
+        pm_config cfg = edge();
+        pm_sim *sim = make_sim(&cfg);
+        pm_error err;
+        CHECK(run(sim, fmt(SHAPE(64, 64, 64) "li r4, 0\nli r8, %s\nli r5, 0\nli r6, 0x10000\nli r7, 0x80000\n"
+                                             "tmm.bf16 r4, r5, r6\ntout.f32 r7, r4\ntmm.bf16 r8, r5, r6\nhalt\n",
+                           cases[k].acc),
+                  &err) == PM_OK);
+        pm_counters c;
+        pm_sim_counters(sim, &c);
+        CHECK_MSG(c.cycles == cases[k].end, "%s: %llu cycles", cases[k].acc, (unsigned long long)c.cycles);
+        CHECK(c.unit[PM_UNIT_TENSOR].busy_cycles == cases[k].end - 9);
+        pm_sim_destroy(sim);
+    }
+}
+
 TEST(energy_counts_macs)
 {
     pm_config cfg = edge();
@@ -599,6 +629,7 @@ int main(void)
     RUN(ws_timing_formula_and_k_tile_wait);
     RUN(sram_port_bounds_the_array);
     RUN(hazards_on_accumulator_and_sram);
+    RUN(tout_overlaps_the_array_war_waits);
     RUN(energy_counts_macs);
     return TEST_SUMMARY();
 }
