@@ -161,30 +161,37 @@ static pm_status fit_segment(const target *tg, int degree, pm_fit_method method,
         d.v[j] = 1.0 / FIT_POINTS;
         if (!fp32_finite(d.g[j])) return not_finite(err, tg->xtimes ? "f(x)/x" : "f(x)", x, d.g[j]);
     }
-    double c[4] = {0};
+    double c[4] = {0}, best[4], best_err = INFINITY, scale_g = 0.0;
     if (lsq(&d, degree, 0, c)) return pm_error_set(err, PM_ERR_INVALID, "fit: singular system (segment too narrow)");
+    for (int j = 0; j < FIT_POINTS; j++) scale_g = fmax(scale_g, d.w[j] * fabs(d.g[j]));
     /* Lawson: reweighting by the residual drives the weighted L2 fit towards
-     * the L-infinity (minimax) one. */
-    for (int it = 0; method == PM_FIT_MINIMAX && it < LAWSON_ITERS; it++) {
-        double sum = 0.0, worst = 0.0;
-        for (int j = 0; j < FIT_POINTS; j++) {
-            double r = d.w[j] * fabs(poly(c, degree, d.t[j]) - d.g[j]);
-            if (r > worst) worst = r;
+     * the L-infinity (minimax) one. Three guards keep it from degrading:
+     * it stops once the residual is far below fp32's resolution (an exact
+     * fit leaves only rounding noise, which would steer the weights
+     * anywhere), no weight falls below 1e-9 of the largest (the system stays
+     * well determined), and the best iterate on the nodes is kept. */
+    for (int it = 0; it <= LAWSON_ITERS; it++) {
+        double worst = 0.0;
+        for (int j = 0; j < FIT_POINTS; j++) worst = fmax(worst, d.w[j] * fabs(poly(c, degree, d.t[j]) - d.g[j]));
+        if (worst < best_err) {
+            best_err = worst;
+            memcpy(best, c, sizeof best);
         }
-        if (worst == 0.0) break;
+        if (method != PM_FIT_MINIMAX || it == LAWSON_ITERS || worst <= 0x1p-45 * scale_g) break;
+        double sum = 0.0, top = 0.0;
         for (int j = 0; j < FIT_POINTS; j++) {
-            double r = d.w[j] * fabs(poly(c, degree, d.t[j]) - d.g[j]);
-            d.v[j] *= r + worst * 1e-12; /* a floor keeps every node in play */
+            d.v[j] *= d.w[j] * fabs(poly(c, degree, d.t[j]) - d.g[j]);
+            top = fmax(top, d.v[j]);
+        }
+        if (!(top > 0.0)) break;
+        for (int j = 0; j < FIT_POINTS; j++) {
+            d.v[j] = fmax(d.v[j], top * 1e-9);
             sum += d.v[j];
         }
         for (int j = 0; j < FIT_POINTS; j++) d.v[j] /= sum;
-        double keep[4];
-        memcpy(keep, c, sizeof keep);
-        if (lsq(&d, degree, 0, c)) {
-            memcpy(c, keep, sizeof keep);
-            break;
-        }
+        if (lsq(&d, degree, 0, c)) break;
     }
+    memcpy(c, best, sizeof best);
     for (int k = 0; k <= degree; k++) {
         if (!fp32_finite(c[k])) return pm_error_set(err, PM_ERR_INVALID, "fit: coefficient %d (%g) exceeds the fp32 range", k, c[k]);
         c[k] = (float)c[k];
