@@ -413,22 +413,24 @@ static double dram_run_bytes(uint64_t rows, uint64_t row_bytes, bool contiguous,
  * s behind its loads' DRAM latency and behind op s-1; under hazards = report
  * a step starts only when the previous one has drained). It decides between
  * tilings, so it only has to rank them the way the simulator would. */
-static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *p, uint32_t n_job, uint32_t jobs,
-                        uint64_t *insns)
+static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *p, uint32_t m_job, uint32_t n_job,
+                        uint32_t jobs, uint64_t *insns)
 {
     const pm_matmul_desc *d = si->d;
-    uint32_t M = d->M, K = d->K;
+    uint32_t K = d->K;
     double bpc = pm_config_dram_bytes_per_cycle(cfg) / (d->engines > 1 ? d->engines : 1);
     double lat = cfg->dram_latency_ns * cfg->clock_mhz / 1000.0;
     bool report = cfg->hazard_mode == PM_HAZARD_REPORT;
     double load_free = 0, op_end_prev = 0, op_end_prev2 = 0, op_free = 0, store_fin = 0, step_end = 0;
+    double tout_free = 0, tout_end[2] = {0, 0}; /* tout runs on the epilogue lane beside the array */
     double steps = 0, tiles = 0, mblocks = 0;
     bool first = true;
-    for (uint32_t m0 = 0; m0 < M; m0 += p->tm) {
-        uint32_t mi = M - m0 < p->tm ? M - m0 : p->tm;
+    for (uint32_t m0 = 0; m0 < m_job; m0 += p->tm) {
+        uint32_t mi = m_job - m0 < p->tm ? m_job - m0 : p->tm;
         mblocks++;
         for (uint32_t n0 = 0, nj; n0 < n_job; n0 += nj) {
             nj = tile_width(p, n0, n_job);
+            int parity = (int)tiles % 2;
             tiles++;
             for (uint32_t k0 = 0, kc; k0 < K; k0 += kc) {
                 kc = chunk_len(p, k0, K, n0 == 0, n0 + nj == n_job);
@@ -438,7 +440,8 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
                 bool x_aligned = d->x_addr % 64 == 0 && (uint64_t)K * 2 % 64 == 0 && (uint64_t)kc * 2 % 64 == 0;
                 double bytes = (si->w_hdr ? 64 : 0) + dram_run_bytes(nj, wk, kc == K, w_aligned);
                 if (!p->a_resident || n0 == 0) bytes += dram_run_bytes(mi, (uint64_t)kc * 2, kc == K, x_aligned);
-                /* This step's loads. */
+                /* This step's loads: behind the previous loads and behind op s-2, the
+                 * last reader of the buffer they fill. */
                 double ls = report ? step_end : (load_free > op_end_prev2 ? load_free : op_end_prev2);
                 if (first) ls = 0;
                 load_free = ls + bytes / bpc;
@@ -446,17 +449,21 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
                 double stream, total;
                 op_cycles(cfg, p->dataflow, mi, nj, kc, &stream, &total);
                 double os = load_fin > op_free ? load_fin : op_free;
-                if (k0 > 0 && os < op_end_prev) os = op_end_prev; /* tmma reads the previous op's sums */
+                /* A weight-stationary tmma waits for the sums it continues. */
+                if (k0 > 0 && p->dataflow == 2 && os < op_end_prev) os = op_end_prev;
+                /* The first op of a tile rewrites the accumulator tile that the tout
+                 * of two tiles ago reads. */
+                if (k0 == 0 && os < tout_end[parity]) os = tout_end[parity];
                 if (report && os < step_end) os = step_end;
                 op_free = os + stream;
                 op_end_prev2 = op_end_prev;
                 op_end_prev = os + total;
                 if (k0 + kc == K) {
-                    double tout = (double)ceil_div((uint64_t)mi * nj, cfg->tensor_cols);
-                    op_free += tout;
-                    op_end_prev += tout + 2;
+                    double ts = op_end_prev > tout_free ? op_end_prev : tout_free;
+                    tout_free = ts + (double)ceil_div((uint64_t)mi * nj, cfg->tensor_cols);
+                    tout_end[parity] = tout_free + 2;
                     double sb = (double)mi * fmt_bytes(d->out_fmt, nj);
-                    double ss = op_end_prev > store_fin ? op_end_prev : store_fin;
+                    double ss = tout_end[parity] > store_fin ? tout_end[parity] : store_fin;
                     store_fin = ss + sb / bpc + lat;
                 }
                 step_end = op_end_prev > load_fin ? op_end_prev : load_fin;
@@ -490,6 +497,9 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                     uint64_t tk = round_up(ceil_div(d->K, div), si->k_gran);
                     if (tk > d->K) tk = d->K;
                     if (div > 1 && tk == d->K) continue;
+                    /* Short chunks cost more than the replay sees (issue order, queue
+                     * windows): keep K chunks at least 4 array rows long. */
+                    if (tk < d->K && tk < 4ull * R) break;
                     for (int res = 1; res >= 0; res--) {
                         if (!res && (d->M == 1 || tk == d->K)) continue; /* streaming A only helps with chunks */
                         budget u = plan_budget(si, (uint32_t)tm, (uint32_t)tn, (uint32_t)tk, res);
@@ -497,8 +507,20 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         plan p = {.tm = (uint32_t)tm, .tn = (uint32_t)tn, .tk = (uint32_t)tk, .a_resident = res,
                                   .dataflow = df, .ramp = d->M == 1,
                                   .k_ramp = (uint32_t)round_up(cfg->tensor_rows, si->k_gran)};
+                        /* Tilings whose unrolled program cannot fit the instruction memory
+                         * are not replayed (their step count is what makes them slow to
+                         * cost); the smallest of them is kept only while nothing fits. */
+                        uint64_t quick = (ceil_div(d->M, tm) * ceil_div(n_job, tn) * (ceil_div(d->K, tk) * 16 + 12)) *
+                                         jobs * engines;
+                        if (quick > cfg->imem_words) {
+                            if (!found || (best_insns > cfg->imem_words && quick < best_insns)) {
+                                p.est_cycles = 1e300;
+                                *best = p, best_insns = quick, found = true;
+                            }
+                            continue;
+                        }
                         uint64_t insns;
-                        p.est_cycles = plan_cost(cfg, si, &p, n_job, jobs, &insns);
+                        p.est_cycles = plan_cost(cfg, si, &p, d->M, n_job, jobs, &insns);
                         insns *= engines;
                         bool fits = insns <= cfg->imem_words;
                         bool better = !found || (fits && best_insns > cfg->imem_words) ||
