@@ -8,12 +8,12 @@ allowed() {
     base) echo "base" ;;
     numerics) echo "base numerics" ;;
     lfu) echo "base numerics lfu fit" ;;
-    kan) echo "base numerics lfu fit kan" ;;
+    kan) echo "base numerics lfu fit kan mlp" ;;
     isa) echo "base numerics lfu isa isa_table" ;;
     sim) echo "base numerics lfu isa isa_table config sim" ;;
     runtime) echo "base numerics lfu isa isa_table config sim runtime" ;;
-    kernels) echo "base numerics lfu fit kan isa isa_table config sim runtime kernels" ;;
-    cli) echo "base numerics lfu fit kan isa isa_table config sim runtime kernels" ;;
+    kernels) echo "base numerics lfu fit kan mlp isa isa_table config sim runtime kernels kan_kernels" ;;
+    cli) echo "base numerics lfu fit kan mlp isa isa_table config sim runtime kernels kan_kernels" ;;
     *) echo "" ;;
   esac
 }
