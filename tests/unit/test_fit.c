@@ -26,6 +26,8 @@ static double f_recip(void *ctx, double x) { (void)ctx; return 1.0 / x; }
 static double f_rsqrt(void *ctx, double x) { (void)ctx; return 2.0 / sqrt(x); }
 static double f_logabs(void *ctx, double x) { (void)ctx; return log(fabs(x)); }
 static double f_abs(void *ctx, double x) { (void)ctx; return fabs(x - 0.3); }
+static double f_abs0(void *ctx, double x) { (void)ctx; return fabs(x); }
+static double f_quad(void *ctx, double x) { (void)ctx; return x > 0.3 ? (x - 0.3) * (x - 0.3) : 0.0; }
 
 static pm_fit_options opts(double a, double b, uint32_t segments, uint8_t degree)
 {
@@ -106,6 +108,21 @@ TEST(test_kink_rate)
     double e1 = abs_err(f_abs, opts(-1.0, 1.0, 16, 3)), e2 = abs_err(f_abs, opts(-1.0, 1.0, 64, 3));
     double rate = log2(e1 / e2) / 2;
     CHECK_MSG(rate > 0.8 && rate < 1.3, "kink rate %.2f", rate);
+}
+
+/* Pieces a segment's polynomial represents exactly (|x| with the kink on a
+ * boundary, a quadratic for D >= 2) come out at fp32 rounding level for every
+ * segment count; the minimax iteration once degraded them to 1e-5 by
+ * chasing rounding noise. */
+TEST(test_exact_pieces)
+{
+    for (uint32_t g = 2; g <= 1024; g *= 2)
+        for (uint8_t d = 1; d <= 3; d++) {
+            double e = abs_err(f_abs0, opts(-1.0, 1.0, g, d));
+            CHECK_MSG(e <= 0x1p-24, "|x|, %u segments, degree %u: %g", g, d, e);
+        }
+    double e = abs_err(f_quad, opts(0.3, 1.0, 512, 2));
+    CHECK_MSG(e <= 0x1p-24, "quadratic: %g", e);
 }
 
 /* x-times form keeps tanh accurate in ulps down to tiny x; plain cannot. */
@@ -333,6 +350,7 @@ int main(void)
     RUN(test_convergence_rate);
     RUN(test_minimax_beats_lsq);
     RUN(test_kink_rate);
+    RUN(test_exact_pieces);
     RUN(test_xtimes_tanh);
     RUN(test_exponent_mode);
     RUN(test_eps_search);
