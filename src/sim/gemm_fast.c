@@ -76,6 +76,8 @@ struct pm_gemm_pool {
     atomic_flag in_use; /* one product at a time; a concurrent caller runs alone */
     float *bpack;       /* packed B, grown on demand, reused */
     size_t bpack_cap;   /* floats */
+    float *a32;         /* bf16 entry: A widened to fp32 */
+    size_t a32_cap;     /* floats */
 };
 
 static uint64_t now_ns(void)
@@ -205,6 +207,7 @@ static void pool_stop(pm_gemm_pool *p, unsigned started)
 static void pool_free(pm_gemm_pool *p)
 {
     free(p->bpack);
+    free(p->a32);
     free(p->workers);
     pthread_cond_destroy(&p->done);
     pthread_cond_destroy(&p->wake);
@@ -267,6 +270,10 @@ unsigned pm_gemm_pool_threads(const pm_gemm_pool *p)
 typedef struct gemm_job {
     size_t M, N, K;
     const float *A, *B;
+    /* bf16 entry: when set, the operand is these little-endian bf16 codes
+     * (any alignment) instead of A / B. The vector paths only ever see A in
+     * fp32 (widened first); B is widened as it is packed or transposed. */
+    const unsigned char *A16, *B16;
     size_t lda, ldb, ldc;
     float *C;
     bool accumulate;
@@ -278,16 +285,35 @@ typedef struct gemm_job {
     size_t task_cols;
 } gemm_job;
 
+/* Element i of a bf16 array: the code is the upper half of the fp32 bits,
+ * so widening is exact. */
+static inline float bf16_at(const unsigned char *p, size_t i)
+{
+    uint32_t u = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline float a_at(const gemm_job *j, size_t m, size_t k)
+{
+    return j->A16 ? bf16_at(j->A16, m * j->lda + k) : j->A[m * j->lda + k];
+}
+
+static inline float b_at(const gemm_job *j, size_t n, size_t k)
+{
+    return j->B16 ? bf16_at(j->B16, n * j->ldb + k) : j->B[n * j->ldb + k];
+}
+
 /* The definition itself: one fmaf chain per output. Also the whole product
  * on hosts without AVX2/FMA, and the ragged columns of the direct path. */
 static void scalar_block(const gemm_job *j, size_t m0, size_t m1, size_t n0, size_t n1)
 {
     for (size_t m = m0; m < m1; m++)
         for (size_t n = n0; n < n1; n++) {
-            const float *a = j->A + m * j->lda, *b = j->B + n * j->ldb;
             float c = j->accumulate ? j->C[m * j->ldc + n] : 0.0f;
             for (size_t k = 0; k < j->K; k++)
-                c = fmaf(a[k], b[k], c);
+                c = fmaf(a_at(j, m, k), b_at(j, n, k), c);
             j->C[m * j->ldc + n] = c;
         }
 }
@@ -322,26 +348,37 @@ PM_AVX2 static inline void transpose8(__m256 r[8])
     r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* ---- packed path: B in K-major NR-wide panels, A in MR-row panels ---- */
-
-/* Panel of columns n0.. (cols <= NR valid, the rest zero): dst[k*NR + j] = B[n0+j][k]. */
-PM_AVX2 static void pack_b_panel(const float *B, size_t ldb, size_t n0, size_t cols, size_t K, float *dst)
+/* B[n][k..k+8] as fp32, widened from bf16 on the bf16 entry. */
+PM_AVX2 static inline __m256 load_b8(const gemm_job *j, size_t n, size_t k)
 {
+    if (j->B16) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(j->B16 + 2 * (n * j->ldb + k)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    return _mm256_loadu_ps(j->B + n * j->ldb + k);
+}
+
+/* ---- packed path: B in K-major NR-wide panels, A read in place ---- */
+
+/* Panel of columns n0.. (cols <= NR valid, the rest zero): dst[k*NR + c] = B[n0+c][k]. */
+PM_AVX2 static void pack_b_panel(const gemm_job *j, size_t n0, size_t cols, float *dst)
+{
+    const size_t K = j->K;
     size_t k = 0;
     if (cols == NR) {
         for (; k + 8 <= K; k += 8)
             for (size_t half = 0; half < 2; half++) {
                 __m256 r[8];
                 for (size_t i = 0; i < 8; i++)
-                    r[i] = _mm256_loadu_ps(B + (n0 + half * 8 + i) * ldb + k);
+                    r[i] = load_b8(j, n0 + half * 8 + i, k);
                 transpose8(r);
                 for (size_t i = 0; i < 8; i++)
                     _mm256_store_ps(dst + (k + i) * NR + half * 8, r[i]);
             }
     }
     for (; k < K; k++)
-        for (size_t j = 0; j < NR; j++)
-            dst[k * NR + j] = j < cols ? B[(n0 + j) * ldb + k] : 0.0f;
+        for (size_t c = 0; c < NR; c++)
+            dst[k * NR + c] = c < cols ? b_at(j, n0 + c, k) : 0.0f;
 }
 
 /* The 6x16 micro-kernel: the whole tile stays in registers for kc steps and
@@ -400,7 +437,7 @@ PM_AVX2 static void pack_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
     size_t c0 = task * NR, cols = j->ncols - c0 < NR ? j->ncols - c0 : NR;
-    pack_b_panel(j->B, j->ldb, j->n0 + c0, cols, j->K, j->bpack + task * j->K * NR);
+    pack_b_panel(j, j->n0 + c0, cols, j->bpack + task * j->K * NR);
 }
 
 /* Rows [r0, r1) x columns [c0, c1) of the slice: K in KC steps, ascending;
@@ -468,7 +505,7 @@ PM_AVX2 static void column_task(void *ctx, size_t task)
  * Each lane runs its chain over all of K; no packing, B is read once. */
 PM_AVX2 static void direct_strip(const gemm_job *j, size_t m0, size_t rows, size_t n0, size_t halves)
 {
-    const size_t K = j->K, ldb = j->ldb;
+    const size_t K = j->K;
     const float *a0 = j->A + m0 * j->lda, *a1 = rows > 1 ? a0 + j->lda : a0;
     float *c0 = j->C + m0 * j->ldc + n0, *c1 = rows > 1 ? c0 + j->ldc : c0;
     __m256 acc[2][2];
@@ -480,9 +517,8 @@ PM_AVX2 static void direct_strip(const gemm_job *j, size_t m0, size_t rows, size
     for (; k + 8 <= K; k += 8)
         for (size_t h = 0; h < halves; h++) {
             __m256 r[8];
-            const float *b = j->B + (n0 + 8 * h) * ldb + k;
             for (size_t i = 0; i < 8; i++)
-                r[i] = _mm256_loadu_ps(b + i * ldb);
+                r[i] = load_b8(j, n0 + 8 * h + i, k);
             transpose8(r);
             for (size_t i = 0; i < 8; i++)
                 acc[0][h] = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + k + i), r[i], acc[0][h]);
@@ -492,9 +528,9 @@ PM_AVX2 static void direct_strip(const gemm_job *j, size_t m0, size_t rows, size
         }
     for (; k < K; k++)
         for (size_t h = 0; h < halves; h++) {
-            const float *b = j->B + (n0 + 8 * h) * ldb + k;
-            __m256 col = _mm256_setr_ps(b[0], b[ldb], b[2 * ldb], b[3 * ldb], b[4 * ldb], b[5 * ldb], b[6 * ldb],
-                                        b[7 * ldb]);
+            size_t n = n0 + 8 * h;
+            __m256 col = _mm256_setr_ps(b_at(j, n, k), b_at(j, n + 1, k), b_at(j, n + 2, k), b_at(j, n + 3, k),
+                                        b_at(j, n + 4, k), b_at(j, n + 5, k), b_at(j, n + 6, k), b_at(j, n + 7, k));
             acc[0][h] = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + k), col, acc[0][h]);
             acc[1][h] = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + k), col, acc[1][h]);
         }
@@ -512,16 +548,15 @@ PM_AVX2 static void direct_strip(const gemm_job *j, size_t m0, size_t rows, size
  * because rows a multiple of 4 KiB apart alias in the load/store unit). */
 PM_AVX2 static void direct_columns8(const gemm_job *j, size_t n0)
 {
-    const size_t K = j->K, ldb = j->ldb, lda = j->lda, ldc = j->ldc, M = j->M;
+    const size_t K = j->K, lda = j->lda, ldc = j->ldc, M = j->M;
     __m256 sums[PM_GEMM_DIRECT_MAX_M];
     for (size_t m = 0; m < M; m++)
         sums[m] = j->accumulate ? _mm256_loadu_ps(j->C + m * ldc + n0) : _mm256_setzero_ps();
-    const float *b = j->B + n0 * ldb;
     size_t k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 r[8];
         for (size_t i = 0; i < 8; i++)
-            r[i] = _mm256_loadu_ps(b + i * ldb + k);
+            r[i] = load_b8(j, n0 + i, k);
         transpose8(r);
         const float *a = j->A + k;
         for (size_t m = 0; m < M; m++, a += lda) {
@@ -532,8 +567,8 @@ PM_AVX2 static void direct_columns8(const gemm_job *j, size_t n0)
         }
     }
     for (; k < K; k++) {
-        __m256 col = _mm256_setr_ps(b[k], b[ldb + k], b[2 * ldb + k], b[3 * ldb + k], b[4 * ldb + k],
-                                    b[5 * ldb + k], b[6 * ldb + k], b[7 * ldb + k]);
+        __m256 col = _mm256_setr_ps(b_at(j, n0, k), b_at(j, n0 + 1, k), b_at(j, n0 + 2, k), b_at(j, n0 + 3, k),
+                                    b_at(j, n0 + 4, k), b_at(j, n0 + 5, k), b_at(j, n0 + 6, k), b_at(j, n0 + 7, k));
         for (size_t m = 0; m < M; m++)
             sums[m] = _mm256_fmadd_ps(_mm256_broadcast_ss(j->A + m * lda + k), col, sums[m]);
     }
@@ -563,6 +598,17 @@ PM_AVX2 static void direct_task(void *ctx, size_t task)
     }
     if (n < n1)
         scalar_block(j, 0, j->M, n, n1);
+}
+
+/* Widens bf16 codes to fp32, 8 at a time; returns how many it did. */
+PM_AVX2 static size_t widen_avx2(const unsigned char *src, size_t n, float *dst)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(src + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+    return i;
 }
 
 #endif /* PM_GEMM_X86 */
@@ -618,51 +664,117 @@ static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
 #endif
 }
 
-void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
-                      size_t ldb, float *C, size_t ldc, bool accumulate)
+/* Widens rows of bf16 A to fp32 (dst M x K, contiguous). */
+static void widen_rows(const unsigned char *src, size_t lda, size_t M, size_t K, float *dst, bool simd)
 {
-    if (M == 0 || N == 0)
-        return;
-    if (K == 0) {
-        if (!accumulate)
-            for (size_t m = 0; m < M; m++)
-                for (size_t n = 0; n < N; n++)
-                    C[m * ldc + n] = 0.0f;
-        return;
+    for (size_t m = 0; m < M; m++) {
+        const unsigned char *row = src + 2 * m * lda;
+        float *out = dst + m * K;
+        size_t k = 0;
+#if PM_GEMM_X86
+        if (simd)
+            k = widen_avx2(row, K, out);
+#else
+        (void)simd;
+#endif
+        for (; k < K; k++)
+            out[k] = bf16_at(row, k);
     }
+}
+
+/* Everything after the argument checks, for both entry points. */
+static void gemm_run(pm_gemm_pool *p, gemm_job *j)
+{
+    const size_t M = j->M, N = j->N, K = j->K;
     /* A second product started while this pool is busy runs alone. */
     bool own = p && !atomic_flag_test_and_set_explicit(&p->in_use, memory_order_acquire);
     pm_gemm_pool *pool = own ? p : NULL;
     bool simd = pool ? pool->simd : host_has_avx2_fma();
     size_t macs = M * N * K; /* only compared with a threshold; saturate instead of wrapping */
-    if (N != 0 && M > SIZE_MAX / N)
+    if (M > SIZE_MAX / N)
         macs = SIZE_MAX;
     else if (K > SIZE_MAX / (M * N))
         macs = SIZE_MAX;
     bool parallel = pool && pool->threads > 1 && macs >= PARALLEL_MIN_MACS;
     size_t threads = parallel ? pool->threads : 1;
 
-    gemm_job j = {.M = M, .N = N, .K = K, .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
-                  .accumulate = accumulate};
+    float *own_a32 = NULL;
+    if (j->A16 && M <= SIZE_MAX / sizeof(float) / K) {
+        /* The kernels broadcast A from fp32 rows: widen it once, here. When
+         * no memory is left, A16 stays and the scalar path reads it. */
+        float *a32 = NULL;
+        if (!pool)
+            a32 = own_a32 = alloc_floats(M * K);
+        else if (pool->a32_cap >= M * K)
+            a32 = pool->a32;
+        else {
+            free(pool->a32);
+            pool->a32_cap = 0;
+            if ((pool->a32 = alloc_floats(M * K)))
+                pool->a32_cap = M * K;
+            a32 = pool->a32;
+        }
+        if (a32) {
+            widen_rows(j->A16, j->lda, M, K, a32, simd);
+            j->A = a32;
+            j->lda = K;
+            j->A16 = NULL;
+        }
+    }
     /* Column tasks for the unpacked paths: a multiple of 16, about four per thread. */
     size_t per = (N + 4 * threads - 1) / (4 * threads);
-    j.task_cols = per < 16 ? 16 : (per + 15) / 16 * 16;
-    size_t col_tasks = (N + j.task_cols - 1) / j.task_cols;
+    j->task_cols = per < 16 ? 16 : (per + 15) / 16 * 16;
+    size_t col_tasks = (N + j->task_cols - 1) / j->task_cols;
     bool done = false;
 #if PM_GEMM_X86
-    if (simd && M < PM_GEMM_DIRECT_MAX_M) {
-        pool_run(pool, parallel, col_tasks, direct_task, &j);
+    if (simd && !j->A16 && M < PM_GEMM_DIRECT_MAX_M) {
+        pool_run(pool, parallel, col_tasks, direct_task, j);
         done = true;
-    } else if (simd) {
-        done = run_packed(pool, &j, parallel);
+    } else if (simd && !j->A16) {
+        done = run_packed(pool, j, parallel);
         if (!done) { /* no memory for packing: the direct path needs none */
-            pool_run(pool, parallel, col_tasks, direct_task, &j);
+            pool_run(pool, parallel, col_tasks, direct_task, j);
             done = true;
         }
     }
 #endif
     if (!done)
-        pool_run(pool, parallel, col_tasks, scalar_task, &j);
+        pool_run(pool, parallel, col_tasks, scalar_task, j);
+    free(own_a32);
     if (own)
         atomic_flag_clear_explicit(&p->in_use, memory_order_release);
+}
+
+/* K = 0: the chain is empty. Returns true when nothing is left to do. */
+static bool trivial(size_t M, size_t N, size_t K, float *C, size_t ldc, bool accumulate)
+{
+    if (M == 0 || N == 0)
+        return true;
+    if (K != 0)
+        return false;
+    if (!accumulate)
+        for (size_t m = 0; m < M; m++)
+            for (size_t n = 0; n < N; n++)
+                C[m * ldc + n] = 0.0f;
+    return true;
+}
+
+void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda, const float *B,
+                      size_t ldb, float *C, size_t ldc, bool accumulate)
+{
+    if (trivial(M, N, K, C, ldc, accumulate))
+        return;
+    gemm_job j = {.M = M, .N = N, .K = K, .A = A, .B = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
+                  .accumulate = accumulate};
+    gemm_run(p, &j);
+}
+
+void pm_gemm_kordered_bf16(pm_gemm_pool *p, size_t M, size_t N, size_t K, const void *A, size_t lda, const void *B,
+                           size_t ldb, float *C, size_t ldc, bool accumulate)
+{
+    if (trivial(M, N, K, C, ldc, accumulate))
+        return;
+    gemm_job j = {.M = M, .N = N, .K = K, .A16 = A, .B16 = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
+                  .accumulate = accumulate};
+    gemm_run(p, &j);
 }

@@ -28,4 +28,12 @@ PM_HIDDEN unsigned pm_gemm_pool_threads(const pm_gemm_pool *p);
 PM_HIDDEN void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, const float *A, size_t lda,
                                 const float *B, size_t ldb, float *C, size_t ldc, bool accumulate);
 
+/* The same product with A and B given as bf16 codes (the upper 16 bits of an
+ * fp32; little-endian, any alignment; lda and ldb count elements). Widening
+ * bf16 to fp32 is exact, so the result is bit for bit that of widening both
+ * operands and calling pm_gemm_kordered; B is widened while it is packed, and
+ * A once up front, so the caller needs no conversion pass of its own. */
+PM_HIDDEN void pm_gemm_kordered_bf16(pm_gemm_pool *p, size_t M, size_t N, size_t K, const void *A, size_t lda,
+                                     const void *B, size_t ldb, float *C, size_t ldc, bool accumulate);
+
 #endif

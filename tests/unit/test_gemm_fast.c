@@ -1,6 +1,7 @@
-/* pm_gemm_kordered against the spec's own loop (one fmaf chain per output, k
- * ascending): every output bit must match for ragged shapes, strided operands,
- * special values, accumulate on/off and any thread count. */
+/* pm_gemm_kordered (and its bf16-operand twin) against the spec's own loop
+ * (one fmaf chain per output, k ascending): every output bit must match for
+ * ragged shapes, strided operands, special values, accumulate on/off and any
+ * thread count. */
 #include "test.h"
 
 #include "../../src/sim/gemm_fast.h"
@@ -83,9 +84,24 @@ typedef struct shape {
 #define POOLS 5
 static const unsigned pool_threads[POOLS] = {1, 2, 3, 5, 0};
 
-/* Runs one shape on every pool (and on no pool) and compares every element of
- * C, the padding between rows included (it must be left alone). Returns the
- * number of mismatching elements. */
+/* The operands are bf16 values held in fp32: their codes for the bf16 entry,
+ * little-endian, one byte off any alignment. */
+static unsigned char *bf16_codes(const float *x, size_t n)
+{
+    unsigned char *buf = malloc(2 * n + 1);
+    if (!buf)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = to_bits(x[i]);
+        buf[1 + 2 * i] = (unsigned char)(u >> 16);
+        buf[2 + 2 * i] = (unsigned char)(u >> 24);
+    }
+    return buf;
+}
+
+/* Runs one shape on every pool (and on no pool), through both entry points,
+ * and compares every element of C, the padding between rows included (it
+ * must be left alone). Returns the number of mismatching elements. */
 static size_t check_shape(pm_gemm_pool *const pools[POOLS], const shape *sh, uint64_t *s)
 {
     size_t asz = sh->M ? (sh->M - 1) * sh->lda + sh->K : 0, bsz = sh->N ? (sh->N - 1) * sh->ldb + sh->K : 0;
@@ -93,6 +109,7 @@ static size_t check_shape(pm_gemm_pool *const pools[POOLS], const shape *sh, uin
     float *A = malloc((asz + 1) * sizeof *A), *B = malloc((bsz + 1) * sizeof *B);
     float *C0 = malloc((csz + 1) * sizeof *C0), *want = malloc((csz + 1) * sizeof *want);
     float *got = malloc((csz + 1) * sizeof *got);
+    unsigned char *A16 = NULL, *B16 = NULL;
     size_t bad = 0;
     if (!A || !B || !C0 || !want || !got) {
         CHECK_MSG(0, "out of memory for %zux%zux%zu", sh->M, sh->N, sh->K);
@@ -104,24 +121,36 @@ static size_t check_shape(pm_gemm_pool *const pools[POOLS], const shape *sh, uin
     fill(C0, csz, s, sh->special);
     memcpy(want, C0, csz * sizeof *want);
     reference(sh->M, sh->N, sh->K, A, sh->lda, B, sh->ldb, want, sh->ldc, sh->accumulate);
-    for (int pi = -1; pi < POOLS; pi++) {
-        memcpy(got, C0, csz * sizeof *got);
-        pm_gemm_kordered(pi < 0 ? NULL : pools[pi], sh->M, sh->N, sh->K, A, sh->lda, B, sh->ldb, got, sh->ldc,
-                         sh->accumulate);
-        for (size_t i = 0; i < csz; i++)
-            if (to_bits(got[i]) != to_bits(want[i])) {
-                if (bad < 3)
-                    fprintf(stderr,
-                            "  %zux%zux%zu lda %zu ldb %zu ldc %zu acc %d special %d threads %u: C[%zu][%zu] = "
-                            "%08x, want %08x\n",
-                            sh->M, sh->N, sh->K, sh->lda, sh->ldb, sh->ldc, sh->accumulate, sh->special,
-                            pi < 0 ? 1u : pm_gemm_pool_threads(pools[pi]), i / sh->ldc, i % sh->ldc,
-                            to_bits(got[i]), to_bits(want[i]));
-                bad++;
-            }
+    A16 = bf16_codes(A, asz);
+    B16 = bf16_codes(B, bsz);
+    if (!A16 || !B16) {
+        CHECK_MSG(0, "out of memory for %zux%zux%zu", sh->M, sh->N, sh->K);
+        bad = 1;
+        goto out;
     }
+    for (int bf16 = 0; bf16 < 2; bf16++)
+        for (int pi = -1; pi < POOLS; pi++) {
+            pm_gemm_pool *pool = pi < 0 ? NULL : pools[pi];
+            memcpy(got, C0, csz * sizeof *got);
+            if (bf16)
+                pm_gemm_kordered_bf16(pool, sh->M, sh->N, sh->K, A16 + 1, sh->lda, B16 + 1, sh->ldb, got, sh->ldc,
+                                      sh->accumulate);
+            else
+                pm_gemm_kordered(pool, sh->M, sh->N, sh->K, A, sh->lda, B, sh->ldb, got, sh->ldc, sh->accumulate);
+            for (size_t i = 0; i < csz; i++)
+                if (to_bits(got[i]) != to_bits(want[i])) {
+                    if (bad < 3)
+                        fprintf(stderr,
+                                "  %s %zux%zux%zu lda %zu ldb %zu ldc %zu acc %d special %d threads %u: C[%zu][%zu] = "
+                                "%08x, want %08x\n",
+                                bf16 ? "bf16" : "fp32", sh->M, sh->N, sh->K, sh->lda, sh->ldb, sh->ldc,
+                                sh->accumulate, sh->special, pi < 0 ? 1u : pm_gemm_pool_threads(pool), i / sh->ldc,
+                                i % sh->ldc, to_bits(got[i]), to_bits(want[i]));
+                    bad++;
+                }
+        }
 out:
-    free(A), free(B), free(C0), free(want), free(got);
+    free(A), free(B), free(C0), free(want), free(got), free(A16), free(B16);
     return bad;
 }
 
@@ -286,6 +315,18 @@ TEST(test_non_finite)
         CHECK_MSG(to_bits(C[i]) == to_bits(want[i]), "C[%zu] = %08x, want %08x", i, to_bits(C[i]), to_bits(want[i]));
     }
     CHECK(nans > 0); /* the case exercises NaN creation at all */
+    unsigned char *A16 = bf16_codes(A, 3 * 20), *B16 = bf16_codes(B, 17 * 20);
+    CHECK(A16 && B16);
+    if (A16 && B16) {
+        for (size_t i = 0; i < 3 * 17; i++)
+            C[i] = want[i];
+        reference(3, 17, 20, A, 20, B, 20, want, 17, true);
+        pm_gemm_kordered_bf16(NULL, 3, 17, 20, A16 + 1, 20, B16 + 1, 20, C, 17, true);
+        for (size_t i = 0; i < 3 * 17; i++)
+            CHECK_MSG(to_bits(C[i]) == to_bits(want[i]), "bf16 C[%zu] = %08x, want %08x", i, to_bits(C[i]),
+                      to_bits(want[i]));
+    }
+    free(A16), free(B16);
 }
 
 /* Two products on one pool at once: the second runs alone, both exact. */
