@@ -67,7 +67,8 @@ typedef struct pm_matmul_plan {
     bool ramp;         /* GEMV: N chunks grow at the start and shrink at the end */
     pm_dataflow dataflow;
     uint32_t engines;
-    bool split_batch;  /* engines take batch entries (else ranges of N) */
+    bool split_batch;  /* engines take whole batch entries */
+    bool split_m;      /* else engines take ranges of M (else ranges of N) */
     double est_cycles; /* the planner's own estimate, for ranking tilings */
 } pm_matmul_plan;
 

@@ -48,9 +48,10 @@ typedef struct plan {
     double est_cycles;
 } plan;
 
-/* One engine's share: rows [n_begin, n_end) of W / columns of Y in one batch entry. */
+/* One engine's share of one batch entry: rows [m_begin, m_end) of X and Y,
+ * rows [n_begin, n_end) of W (columns of Y). */
 typedef struct job {
-    uint32_t batch, n_begin, n_end;
+    uint32_t batch, m_begin, m_end, n_begin, n_end;
 } job;
 
 /* Everything fixed for one kernel: formats, strides, sizes. */
@@ -309,12 +310,12 @@ static pm_status job_steps(const shape_info *si, const plan *p, const job *j, cu
                            pm_error *err)
 {
     const pm_matmul_desc *d = si->d;
-    uint32_t M = d->M, K = d->K, N = j->n_end - j->n_begin;
+    uint32_t K = d->K, N = j->n_end - j->n_begin;
     uint64_t x = d->x_addr + (uint64_t)j->batch * d->x_batch_stride;
     uint64_t w = d->w_addr + (uint64_t)j->batch * d->w_batch_stride;
     uint64_t y = d->y_addr + (uint64_t)j->batch * d->y_batch_stride;
-    for (uint32_t m0 = 0; m0 < M; m0 += p->tm) {
-        uint32_t mi = M - m0 < p->tm ? M - m0 : p->tm;
+    for (uint32_t m0 = j->m_begin; m0 < j->m_end; m0 += p->tm) {
+        uint32_t mi = j->m_end - m0 < p->tm ? j->m_end - m0 : p->tm;
         uint64_t ablk = p->a_buf[cur->mblocks++ % 2];
         for (uint32_t n0 = 0, nj; n0 < N; n0 += nj) {
             nj = tile_width(p, n0, N);
@@ -478,15 +479,15 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
     return end * jobs + steps * jobs;
 }
 
-static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_t n_job, uint32_t jobs,
-                             uint32_t engines, plan *best, pm_error *err)
+static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_t m_job, uint32_t n_job,
+                             uint32_t jobs, uint32_t engines, plan *best, pm_error *err)
 {
     const pm_matmul_desc *d = si->d;
     uint32_t R = cfg->tensor_rows;
     int df;
     if (d->M == 1) df = 2; /* GEMV: weight-stationary streaming */
     else df = (d->dataflow_from_config ? cfg->tensor_dataflow : d->dataflow) == PM_DATAFLOW_WEIGHT_STATIONARY ? 2 : 1;
-    uint64_t m_cap = d->M == 1 ? 1 : round_up(d->M, R);
+    uint64_t m_cap = d->M == 1 ? 1 : round_up(m_job, R);
     uint64_t n_cap = round_up(n_job, si->n_gran);
     bool found = false;
     uint64_t best_insns = 0;
@@ -510,7 +511,7 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         /* Tilings whose unrolled program cannot fit the instruction memory
                          * are not replayed (their step count is what makes them slow to
                          * cost); the smallest of them is kept only while nothing fits. */
-                        uint64_t quick = (ceil_div(d->M, tm) * ceil_div(n_job, tn) * (ceil_div(d->K, tk) * 16 + 12)) *
+                        uint64_t quick = (ceil_div(m_job, tm) * ceil_div(n_job, tn) * (ceil_div(d->K, tk) * 16 + 12)) *
                                          jobs * engines;
                         if (quick > cfg->imem_words) {
                             if (!found || (best_insns > cfg->imem_words && quick < best_insns)) {
@@ -520,7 +521,7 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                             continue;
                         }
                         uint64_t insns;
-                        p.est_cycles = plan_cost(cfg, si, &p, d->M, n_job, jobs, &insns);
+                        p.est_cycles = plan_cost(cfg, si, &p, m_job, n_job, jobs, &insns);
                         insns *= engines;
                         bool fits = insns <= cfg->imem_words;
                         bool better = !found || (fits && best_insns > cfg->imem_words) ||
@@ -572,8 +573,8 @@ static pm_status check_range(const char *what, uint64_t addr, uint64_t stride, u
  * over engines and the chosen tiling. */
 typedef struct prepared {
     shape_info si;
-    uint32_t engines, n_share, jobs_per_engine;
-    bool split_batch;
+    uint32_t engines, m_share, n_share;
+    bool split_batch, split_m;
     plan p;
 } prepared;
 
@@ -606,14 +607,27 @@ static pm_status prepare(const pm_config *cfg, const pm_matmul_desc *d, prepared
     uint64_t og = fmt_granule(d->out_fmt);
     si.n_gran = (uint32_t)(cfg->tensor_cols / gcd64(cfg->tensor_cols, og) * og);
 
-    /* Work split: whole batch entries when there are enough, else N ranges. */
+    /* Work split: whole batch entries when there are enough; else ranges of
+     * N, or (GEMM) ranges of M when the planner expects that to be faster:
+     * an N split makes every engine read all of X, an M split all of W. */
     bool split_batch = engines > 1 && d->batch >= engines;
     uint32_t n_share = split_batch || engines == 1 ? d->N : (uint32_t)round_up(ceil_div(d->N, engines), si.n_gran);
     uint32_t jobs_per_engine = split_batch ? (uint32_t)ceil_div(d->batch, engines) : d->batch;
     plan p = {0};
-    if ((st = choose_plan(cfg, &si, n_share, jobs_per_engine, engines, &p, err))) return st;
+    if ((st = choose_plan(cfg, &si, d->M, n_share, jobs_per_engine, engines, &p, err))) return st;
+    pr->m_share = d->M, pr->n_share = n_share;
+    if (engines > 1 && !split_batch && d->M > 1) {
+        uint32_t m_share = (uint32_t)round_up(ceil_div(d->M, engines), cfg->tensor_rows);
+        plan pm = {0};
+        pm_error ignored;
+        if (choose_plan(cfg, &si, m_share, d->N, jobs_per_engine, engines, &pm, &ignored) == PM_OK &&
+            pm.est_cycles < p.est_cycles) {
+            p = pm;
+            pr->split_m = true, pr->m_share = m_share, pr->n_share = d->N;
+        }
+    }
     pr->si = si;
-    pr->engines = engines, pr->n_share = n_share, pr->jobs_per_engine = jobs_per_engine;
+    pr->engines = engines;
     pr->split_batch = split_batch;
     pr->p = p;
     return PM_OK;
@@ -631,6 +645,7 @@ pm_status pm_matmul_plan_get(const pm_config *cfg, const pm_matmul_desc *d, pm_m
     out->dataflow = pr.p.dataflow == 2 ? PM_DATAFLOW_WEIGHT_STATIONARY : PM_DATAFLOW_OUTPUT_STATIONARY;
     out->engines = pr.engines;
     out->split_batch = pr.split_batch;
+    out->split_m = pr.split_m;
     out->est_cycles = pr.p.est_cycles;
     return PM_OK;
 }
@@ -643,8 +658,7 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
     if (st) return st;
     const shape_info si = pr.si;
     const plan p = pr.p;
-    uint32_t engines = pr.engines, n_share = pr.n_share;
-    bool split_batch = pr.split_batch;
+    uint32_t engines = pr.engines;
 
     pm_builder *b;
     if ((st = pm_builder_create(&b, err))) return st;
@@ -675,11 +689,15 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
         cursor cur = {0};
         steps.count = 0;
         for (uint32_t bi = 0; bi < d->batch && !st; bi++) {
-            job j = {bi, 0, d->N};
-            if (split_batch) {
+            job j = {bi, 0, d->M, 0, d->N};
+            if (pr.split_batch) {
                 if (bi % engines != eng) continue;
+            } else if (engines > 1 && pr.split_m) {
+                uint64_t lo = (uint64_t)eng * pr.m_share, hi = lo + pr.m_share;
+                if (lo >= d->M) continue;
+                j.m_begin = (uint32_t)lo, j.m_end = (uint32_t)(hi < d->M ? hi : d->M);
             } else if (engines > 1) {
-                uint64_t lo = (uint64_t)eng * n_share, hi = lo + n_share;
+                uint64_t lo = (uint64_t)eng * pr.n_share, hi = lo + pr.n_share;
                 if (lo >= d->N) continue;
                 j.n_begin = (uint32_t)lo, j.n_end = (uint32_t)(hi < d->N ? hi : d->N);
             }
