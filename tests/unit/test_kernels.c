@@ -375,6 +375,30 @@ TEST(test_matmul_engines)
         }
 }
 
+TEST(test_matmul_engine_splits)
+{
+    /* Tall-and-narrow work is split by M, short-and-wide by N; both paths run
+     * against the reference (the plan says which one was taken). */
+    for (int hz = 0; hz < 2; hz++) {
+        pm_config cfg;
+        tiny_config(&cfg, 4, 4, 16384, 512, 4);
+        cfg.hazard_mode = hz ? PM_HAZARD_REPORT : PM_HAZARD_INTERLOCK;
+        pm_matmul_desc d;
+        pm_matmul_plan plan;
+        pm_error err;
+        pm_matmul_desc_init(&d, 90, 8, 48, PM_FMT_BF16, PM_FMT_F32);
+        d.engines = 4;
+        CHECK(pm_matmul_plan_get(&cfg, &d, &plan, &err) == PM_OK && plan.split_m && !plan.split_batch);
+        mm_case tall = {90, 8, 48, 1, 4, PM_FMT_BF16, PM_FMT_F32, false, true, false, PM_LFU_SILU, -1};
+        run_case(&cfg, &tall, 800, NULL);
+        pm_matmul_desc_init(&d, 4, 96, 48, PM_FMT_BF16, PM_FMT_F32);
+        d.engines = 4;
+        CHECK(pm_matmul_plan_get(&cfg, &d, &plan, &err) == PM_OK && !plan.split_m && !plan.split_batch);
+        mm_case wide = {4, 96, 48, 1, 4, PM_FMT_BF16, PM_FMT_F32, true, false, false, PM_LFU_SILU, -1};
+        run_case(&cfg, &wide, 801, NULL);
+    }
+}
+
 TEST(test_matmul_hazard_modes_agree)
 {
     /* The same shape under interlock and report: identical bits, and the
@@ -411,6 +435,7 @@ int main(void)
     RUN(test_matmul_every_weight_format);
     RUN(test_matmul_epilogue);
     RUN(test_matmul_engines);
+    RUN(test_matmul_engine_splits);
     RUN(test_matmul_hazard_modes_agree);
     RUN(test_matmul_fpga);
     return TEST_SUMMARY();
