@@ -92,11 +92,13 @@ pm_status pm_kan_forward(const pm_kan *net, const double *x, size_t n, double *y
  * summed over layers; loss = mse + lamb * reg. */
 typedef struct pm_kan_reg {
     double lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff;
-    /* Not pykan: a P-spline smoothness term, added as is (not times lamb):
-     * lamb_smooth * sum over edges and m of (scale_sp * (c_{m+1} - 2 c_m + c_{m-1}))^2.
-     * Tiny (default 1e-7 in pm_kan_train_defaults), it only decides the
-     * coefficients that the data leaves (almost) free: uniform grids over a
-     * hidden layer's skewed activations have intervals with no samples. */
+    /* Not pykan: a P-spline term, added as is (not times lamb):
+     * lamb_smooth * sum over edges and m of (scale_sp * Delta^{k+1} c_m)^2, the
+     * (k+1)-th coefficient difference, which is ~0 on any smooth function
+     * (its null space is the polynomials of degree k). Small (default 1e-6
+     * in pm_kan_train_defaults), it decides only the coefficients the data
+     * leaves (almost) free: they continue the last data-determined piece,
+     * which is what test points just beyond the training range need. */
     double lamb_smooth;
 } pm_kan_reg;
 

@@ -41,8 +41,8 @@ const char pm_cli_kan_help[] =
     "  --seed S               initialisation and data seed (default 0)\n"
     "  --reg lamb=L,l1=A,entropy=B,coef=C,coefdiff=D   regularisation (default off)\n"
     "  --grid-eps E           1 = uniform grids (default, needed for export), 0 = quantiles\n"
-    "  --smooth L             P-spline smoothness weight on every edge's coefficients\n"
-    "                         (default 1e-7; 0 = pykan's objective)\n"
+    "  --smooth L             weight of the P-spline term on every edge's (k+1)-th\n"
+    "                         coefficient differences (default 1e-6; 0 = pykan's objective)\n"
     "  --grid-margin M        grids span the samples' range widened by M of its width\n"
     "                         each side (default 0.01; pykan 0)\n"
     "  --grid-update EVERY,STOP  grid update from samples every EVERY steps while\n"
@@ -493,7 +493,7 @@ static int train_options(const kan_args *a, uint32_t default_steps, pm_kan_train
     if (!get_double(a, O_LR, o->optimizer == PM_KAN_ADAM ? 1e-2 : 1.0, 1e-12, 1e6, &o->lr)) return 0;
     if (!get_double(a, O_GRID_EPS, 1.0, 0.0, 1.0, &o->grid_eps)) return 0;
     if (!get_double(a, O_GRID_MARGIN, 0.01, 0.0, 10.0, &o->grid_margin)) return 0;
-    if (!get_double(a, O_SMOOTH, 1e-7, 0.0, 1e6, &o->reg.lamb_smooth)) return 0;
+    if (!get_double(a, O_SMOOTH, 1e-6, 0.0, 1e6, &o->reg.lamb_smooth)) return 0;
     if (a->given[O_GRID_UPDATE]) {
         uint32_t v[2];
         uint32_t n = get_list(a, O_GRID_UPDATE, v, 2, 0, 100000000);

@@ -24,6 +24,21 @@ static inline double pm_kan_silu_grad(double x)
     return s * (1.0 + x * (1.0 - s));
 }
 
+/* The (order+1)-th difference stencil (binomial coefficients with alternating
+ * signs) into D[0..order+1]; returns order+1. Its null space on uniform knots
+ * is the polynomials of degree `order`, so penalising it continues a spline's
+ * last data-determined piece into intervals without samples. */
+static inline uint32_t pm_kan_difference(uint32_t order, double *D)
+{
+    uint32_t d = order + 1;
+    double b = 1.0;
+    for (uint32_t q = 0; q <= d; q++) {
+        D[q] = ((d - q) % 2 ? -1.0 : 1.0) * b;
+        b = b * (double)(d - q) / (double)(q + 1);
+    }
+    return d;
+}
+
 /* Solve the symmetric positive definite system A z = b (n x n, row-major,
  * A overwritten by its Cholesky factor, b by z). Returns 0 on success. */
 int pm_kan_cholesky_solve(double *A, double *b, size_t n);

@@ -392,19 +392,18 @@ pm_status pm_kan_loss_grad(const pm_kan *net, const double *x, const double *tar
         for (uint32_t l = 0; l < net->depth; l++) {
             const pm_kan_layer *L = &net->layer[l];
             size_t nb = pm_kan_basis_count(L->grid, L->order), edges = (size_t)L->in * L->out;
+            double D[PM_KAN_MAX_ORDER + 2];
+            uint32_t d = pm_kan_difference(L->order, D);
             double *gc = grad ? grad + L->param_offset : NULL, *gs = gc ? gc + edges * nb + edges : NULL;
             for (size_t e = 0; e < edges; e++) {
                 const double *c = L->coef + e * nb;
                 double ws = L->scale_sp[e], sum = 0.0;
-                for (size_t m = 1; m + 1 < nb; m++) {
-                    double d2 = c[m + 1] - 2.0 * c[m] + c[m - 1];
-                    sum += d2 * d2;
-                    if (gc) {
-                        double g = 2.0 * reg->lamb_smooth * ws * ws * d2;
-                        gc[e * nb + m + 1] += g;
-                        gc[e * nb + m] -= 2.0 * g;
-                        gc[e * nb + m - 1] += g;
-                    }
+                for (size_t m = 0; m + d < nb; m++) {
+                    double diff = 0.0;
+                    for (uint32_t q = 0; q <= d; q++) diff += D[q] * c[m + q];
+                    sum += diff * diff;
+                    if (gc)
+                        for (uint32_t q = 0; q <= d; q++) gc[e * nb + m + q] += 2.0 * reg->lamb_smooth * ws * ws * diff * D[q];
                 }
                 total += reg->lamb_smooth * ws * ws * sum;
                 if (gs) gs[e] += 2.0 * reg->lamb_smooth * ws * sum;

@@ -190,13 +190,13 @@ pm_status pm_kan_curve2coef(const double *knots, uint32_t grid, uint32_t order, 
     for (size_t i = 0; i < nb; i++) trace += A[i * nb + i];
     double ridge = 1e-8 * (trace > 0.0 ? trace / (double)nb : 1.0);
     for (size_t i = 0; i < nb; i++) A[i * nb + i] += ridge;
-    /* and a 10x larger second-difference (P-spline) term, so coefficients no
-     * sample pins continue the curve smoothly instead of dropping to 0 */
-    for (size_t m = 1; m + 1 < nb; m++) {
-        static const double d[3] = {1.0, -2.0, 1.0};
-        for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++) A[(m - 1 + a) * nb + (m - 1 + b)] += 10.0 * ridge * d[a] * d[b];
-    }
+    /* and a 10x larger (k+1)-th difference (P-spline) term, so coefficients
+     * no sample pins continue the last data-determined polynomial piece */
+    double D[PM_KAN_MAX_ORDER + 2];
+    uint32_t d = pm_kan_difference(order, D);
+    for (size_t m = 0; m + d < nb; m++)
+        for (uint32_t a = 0; a <= d; a++)
+            for (uint32_t b = 0; b <= d; b++) A[(m + a) * nb + (m + b)] += 10.0 * ridge * D[a] * D[b];
     int bad = pm_kan_cholesky_solve(A, rhs, nb);
     if (!bad) memcpy(coef, rhs, nb * sizeof *coef);
     free(A);

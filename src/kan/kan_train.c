@@ -18,7 +18,7 @@ void pm_kan_train_defaults(pm_kan_train_opts *o)
     o->grid_update_stop = 50;
     o->grid_eps = 1.0;
     o->grid_margin = 0.01;
-    o->reg.lamb_smooth = 1e-7;
+    o->reg.lamb_smooth = 1e-6;
 }
 
 /* ---- grids from samples ---- */

@@ -97,12 +97,14 @@ TEST(gradient_matches_finite_differences)
             pm_kan_loss_grad(&net, x, y, n, &regs[r], &fm, NULL, &err);
             net.params[p] = keep;
             double fd = (fp - fm) / (2 * h);
-            double rel = fabs(fd - g[p]) / fmax(1e-6, fabs(fd) + fabs(g[p]));
+            /* central differences carry ~1e-16 * loss / h = 1e-10 of rounding: an
+             * absolute floor of 1e-8 on top of 1e-5 relative */
+            double rel = fabs(fd - g[p]) / (fabs(fd) + fabs(g[p]) + 1e-3);
             /* |.| terms have kinks; skip parameters sitting within h of one */
             if (r == 1 && fabs(fd - g[p]) > 1e-4) continue;
             worst = fmax(worst, rel);
         }
-        CHECK_MSG(worst < 1e-5, "reg %d: worst relative gradient error %g", r, worst);
+        CHECK_MSG(worst < 1e-5, "reg %d: worst gradient error %g (relative, floor 1e-3)", r, worst);
         free(g);
     }
     pm_kan_free(&net);
