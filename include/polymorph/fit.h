@@ -46,6 +46,14 @@ typedef enum pm_fit_method {
     PM_FIT_METHOD_COUNT
 } pm_fit_method;
 
+/* What the per-segment fit minimises (the maximum of). */
+typedef enum pm_fit_objective {
+    PM_FIT_ABS = 0, /* |p - g|: absolute error (of y; of p = f/x in x-times form) */
+    PM_FIT_REL = 1, /* |p - g| / |g|: relative error, what ulps measure; a zero of g at a
+                     * segment's start is pinned exactly */
+    PM_FIT_OBJECTIVE_COUNT
+} pm_fit_objective;
+
 typedef struct pm_fit_options {
     double x_min, x_max; /* the domain; rounded to the nearest fp32 for the table */
     uint32_t segments;   /* 1..PM_LFU_MAX_SEGMENTS (pm_fit_search chooses it) */
@@ -55,10 +63,12 @@ typedef struct pm_fit_options {
     uint8_t oor;         /* pm_lfu_oor (uniform mode only) */
     uint8_t method;      /* pm_fit_method */
     uint8_t retune;      /* 1: greedy +-1 ulp re-tuning of the rounded coefficients (uniform mode) */
+    uint8_t objective;   /* pm_fit_objective */
     const char *name;    /* the table's name (truncated to 31 bytes); NULL: "fit" */
 } pm_fit_options;
 
-/* Defaults: uniform, plain, clamp, minimax, no re-tuning, degree 3, 16 segments. */
+/* Defaults: uniform, plain, clamp, minimax, absolute objective, no re-tuning,
+ * degree 3, 16 segments. */
 void pm_fit_options_default(pm_fit_options *o);
 
 /* Fits f into a new table (the caller frees it with pm_lfu_table_free). Fails
@@ -130,6 +140,7 @@ pm_status pm_fit_search(pm_fit_fn f, void *ctx, const pm_fit_options *o, const p
                         pm_fit_report *r, pm_fit_trial trials[3], pm_error *err);
 
 const char *pm_fit_method_name(pm_fit_method m);             /* "minimax", "lsq" */
+const char *pm_fit_objective_name(pm_fit_objective o);       /* "abs", "rel" */
 const char *pm_fit_reduction_name(unsigned reduction);       /* "exp2", "rsqrt", "recip" */
 
 #ifdef __cplusplus

@@ -13,7 +13,8 @@
 const char pm_cli_fit_help[] =
     "usage: polymorph fit EXPR --domain A,B [--segments G] [--degree D] [--mode uniform|exponent]\n"
     "                     [--form plain|x-times] [--oor clamp|const|linear|extend] [--eps E]\n"
-    "                     [--method minimax|lsq] [--retune] [--name NAME] [--json] [-o TABLE.pmlf]\n"
+    "                     [--objective abs|rel] [--method minimax|lsq] [--retune] [--name NAME] [--json]\n"
+    "                     [-o TABLE.pmlf]\n"
     "\n"
     "Fit y = EXPR(x) over [A, B] into an LFU table of per-segment polynomials\n"
     "with fp32 coefficients, then measure the table through the bit-exact\n"
@@ -35,6 +36,8 @@ const char pm_cli_fit_help[] =
     "  --oor P            outside [A, B]: clamp (default), const f(A)/f(B), linear (tangents), extend\n"
     "  --eps E            find the smallest table whose error is at most E: absolute (1e-4)\n"
     "                     or fp32 ulps (2ulp)\n"
+    "  --objective O      what each segment's fit minimises: abs (absolute error; the default)\n"
+    "                     or rel (relative error, what ulps measure; the default with --eps Nulp)\n"
     "  --method M         minimax (default: Lawson-reweighted least squares) or lsq\n"
     "  --retune           re-tune the rounded fp32 coefficients by greedy +-1 ulp steps (uniform mode)\n"
     "  --name NAME        the table's name (default: fit)\n"
@@ -48,7 +51,7 @@ const char pm_cli_fit_help[] =
     "  polymorph fit 'erf(x)' --domain -4,4 --eps 1e-6 -o erf.pmlf\n";
 
 enum { OPT_DOMAIN, OPT_SEGMENTS, OPT_DEGREE, OPT_MODE, OPT_FORM, OPT_OOR, OPT_EPS, OPT_METHOD, OPT_RETUNE, OPT_NAME,
-       OPT_JSON, OPT_OUTPUT, OPT_COUNT };
+       OPT_JSON, OPT_OUTPUT, OPT_OBJECTIVE, OPT_COUNT };
 static const pm_cli_option fit_options[OPT_COUNT] = {
     [OPT_DOMAIN] = {"domain", 0, true, false},   [OPT_SEGMENTS] = {"segments", 0, true, false},
     [OPT_DEGREE] = {"degree", 0, true, false},   [OPT_MODE] = {"mode", 0, true, false},
@@ -56,6 +59,7 @@ static const pm_cli_option fit_options[OPT_COUNT] = {
     [OPT_EPS] = {"eps", 0, true, false},         [OPT_METHOD] = {"method", 0, true, false},
     [OPT_RETUNE] = {"retune", 0, false, false}, [OPT_NAME] = {"name", 0, true, false},
     [OPT_JSON] = {"json", 0, false, false},      [OPT_OUTPUT] = {"output", 'o', true, false},
+    [OPT_OBJECTIVE] = {"objective", 0, true, false},
 };
 
 static const char *const mode_names[] = {"uniform", "exponent"};
@@ -173,9 +177,10 @@ static void print_json(pm_text *o, const fit_result *f)
                    (double)r->x_min, (double)r->x_max, mode_names[t->mode], form_names[t->form], oor_names[t->oor]);
     if (t->mode == PM_LFU_MODE_EXPONENT) pm_text_printf(o, "\"%s\"", pm_fit_reduction_name((unsigned)t->param[PM_LFU_PARAM_REDUCTION]));
     else pm_text_printf(o, "null");
-    pm_text_printf(o, ", \"table_domain\": [%.9g, %.9g], \"segments\": %u, \"degree\": %u, \"bytes\": %zu, \"method\": \"%s\", \"retune\": %s",
+    pm_text_printf(o, ", \"table_domain\": [%.9g, %.9g], \"segments\": %u, \"degree\": %u, \"bytes\": %zu, \"method\": \"%s\", \"objective\": \"%s\", \"retune\": %s",
                    (double)t->x_min, (double)t->x_max, (unsigned)t->segments, (unsigned)t->degree, r->bytes,
-                   pm_fit_method_name((pm_fit_method)f->o->method), f->o->retune && t->mode == PM_LFU_MODE_UNIFORM ? "true" : "false");
+                   pm_fit_method_name((pm_fit_method)f->o->method), pm_fit_objective_name((pm_fit_objective)f->o->objective),
+                   f->o->retune && t->mode == PM_LFU_MODE_UNIFORM ? "true" : "false");
     pm_text_printf(o, ", \"max_ulp_fp32\": %lld, \"max_ulp_bf16\": %lld, \"max_abs_err\": ", (long long)r->max_ulp_fp32,
                    (long long)r->max_ulp_bf16);
     json_number(o, r->max_abs_err);
@@ -217,8 +222,9 @@ static void print_text(pm_text *o, const fit_result *f)
                        (double)t->x_min, (double)t->x_max);
     pm_text_printf(o, ", %s form, degree %u, %u segment%s, out of range %s, %zu bytes\n", form_names[t->form],
                    (unsigned)t->degree, (unsigned)t->segments, t->segments == 1 ? "" : "s", oor_names[t->oor], r->bytes);
-    pm_text_printf(o, "  method     %s in double on Chebyshev nodes, fp32 coefficients%s\n",
+    pm_text_printf(o, "  method     %s of the %s error in double on Chebyshev nodes, fp32 coefficients%s\n",
                    f->o->method == PM_FIT_MINIMAX ? "minimax (Lawson-reweighted least squares)" : "least squares",
+                   f->o->objective == PM_FIT_REL ? "relative" : "absolute",
                    f->o->retune && t->mode == PM_LFU_MODE_UNIFORM ? ", re-tuned by +-1 ulp steps" : "");
     if (f->eps) {
         pm_text_printf(o, "  search     eps %g%s:", f->eps->value, f->eps->in_ulps ? " ulp (fp32)" : " absolute");
@@ -288,6 +294,12 @@ static int read_options(const pm_cli_parsed *p, pm_fit_options *o, pm_fit_eps *e
     if ((v = pm_cli_value(p, OPT_EPS))) {
         pm_error err = {0};
         if (pm_fit_parse_eps(v, eps, &err)) return pm_error_prefix(&err, "--"), pm_cli_fail_err("fit", &err), 0;
+        o->objective = eps->in_ulps ? PM_FIT_REL : PM_FIT_ABS; /* fit what is measured */
+    }
+    if ((v = pm_cli_value(p, OPT_OBJECTIVE))) {
+        static const char *const objectives[] = {"abs", "rel"};
+        if ((k = pick("objective", v, objectives, 2)) < 0) return 0;
+        o->objective = (uint8_t)k;
     }
     return 1;
 }

@@ -29,7 +29,13 @@
 static const char *const method_names[PM_FIT_METHOD_COUNT] = {"minimax", "lsq"};
 static const char *const reduction_names[PM_LFU_RED_COUNT] = {"exp2", "rsqrt", "recip"};
 
+static const char *const objective_names[PM_FIT_OBJECTIVE_COUNT] = {"abs", "rel"};
+
 const char *pm_fit_method_name(pm_fit_method m) { return (unsigned)m < PM_FIT_METHOD_COUNT ? method_names[m] : NULL; }
+const char *pm_fit_objective_name(pm_fit_objective o)
+{
+    return (unsigned)o < PM_FIT_OBJECTIVE_COUNT ? objective_names[o] : NULL;
+}
 const char *pm_fit_reduction_name(unsigned r) { return r < PM_LFU_RED_COUNT ? reduction_names[r] : NULL; }
 
 void pm_fit_options_default(pm_fit_options *o)
@@ -50,20 +56,17 @@ typedef struct target {
     pm_fit_fn f;
     void *ctx;
     int xtimes; /* fit p = f(x)/x itself: y = x*p then has p's relative error, also near 0 */
+    int relative; /* minimise p's relative error (PM_FIT_REL) instead of its absolute error */
 } target;
 
 /* A tiny offset standing in for x = 0 in f(x)/x: its square is still a
  * normal double, so x^2/x and the like keep their limits. */
 #define XTIMES_ZERO 1e-150
 
-/* What p must approximate at x and the weight of p's error in y's error. */
-static double target_value(const target *tg, double x, double *weight)
+/* What p must approximate at x. */
+static double target_value(const target *tg, double x)
 {
-    if (!tg->xtimes) {
-        *weight = 1.0;
-        return tg->f(tg->ctx, x);
-    }
-    *weight = 1.0;
+    if (!tg->xtimes) return tg->f(tg->ctx, x);
     if (x == 0.0) return 0.5 * (tg->f(tg->ctx, XTIMES_ZERO) / XTIMES_ZERO + tg->f(tg->ctx, -XTIMES_ZERO) / -XTIMES_ZERO);
     return tg->f(tg->ctx, x) / x;
 }
@@ -157,13 +160,26 @@ static pm_status fit_segment(const target *tg, int degree, pm_fit_method method,
         double t = j == 0 ? 0.0 : j == FIT_POINTS - 1 ? 1.0 : 0.5 - 0.5 * cos(PI_D * (j - 0.5) / NODES);
         double x = x_of_t(t, scale, c_off);
         d.t[j] = t;
-        d.g[j] = target_value(tg, x, &d.w[j]);
+        d.g[j] = target_value(tg, x);
+        d.w[j] = 1.0;
         d.v[j] = 1.0 / FIT_POINTS;
         if (!fp32_finite(d.g[j])) return not_finite(err, tg->xtimes ? "f(x)/x" : "f(x)", x, d.g[j]);
     }
     double c[4] = {0}, best[4], best_err = INFINITY, scale_g = 0.0;
-    if (lsq(&d, degree, 0, c)) return pm_error_set(err, PM_ERR_INVALID, "fit: singular system (segment too narrow)");
-    for (int j = 0; j < FIT_POINTS; j++) scale_g = fmax(scale_g, d.w[j] * fabs(d.g[j]));
+    for (int j = 0; j < FIT_POINTS; j++) scale_g = fmax(scale_g, fabs(d.g[j]));
+    /* Relative error: weight 1/|g|, floored (a root inside the segment would
+     * otherwise take all the weight); a zero exactly at the segment's start
+     * (log at 1) is pinned, c0 = 0, so the result there is exact. */
+    int first = 0;
+    if (tg->relative && scale_g > 0.0) {
+        for (int j = 0; j < FIT_POINTS; j++) d.w[j] = 1.0 / fmax(fabs(d.g[j]), scale_g * 0x1p-20);
+        if (d.g[0] == 0.0) {
+            first = 1;
+            d.w[0] = 0.0;
+        }
+        scale_g = 1.0;
+    }
+    if (lsq(&d, degree, first, c)) return pm_error_set(err, PM_ERR_INVALID, "fit: singular system (segment too narrow)");
     /* Lawson: reweighting by the residual drives the weighted L2 fit towards
      * the L-infinity (minimax) one. Three guards keep it from degrading:
      * it stops once the residual is far below fp32's resolution (an exact
@@ -189,10 +205,10 @@ static pm_status fit_segment(const target *tg, int degree, pm_fit_method method,
             sum += d.v[j];
         }
         for (int j = 0; j < FIT_POINTS; j++) d.v[j] /= sum;
-        if (lsq(&d, degree, 0, c)) break;
+        if (lsq(&d, degree, first, c)) break;
     }
     memcpy(c, best, sizeof best);
-    for (int k = 0; k <= degree; k++) {
+    for (int k = first; k <= degree; k++) {
         if (!fp32_finite(c[k])) return pm_error_set(err, PM_ERR_INVALID, "fit: coefficient %d (%g) exceeds the fp32 range", k, c[k]);
         c[k] = (float)c[k];
         if (k < degree && lsq(&d, degree, k + 1, c)) break;
@@ -332,9 +348,9 @@ static void retune_segment(pm_lfu_table *t, uint32_t s, const retune_seg *rs)
     }
 }
 
-/* The error re-tuning reduces is the fit's: y's absolute error, or in
- * x-times form p's (|y - f| / |x|). */
-static pm_status retune(pm_lfu_table *t, const target *plain, pm_error *err)
+/* The error re-tuning reduces is the fit's: y's absolute error, in x-times
+ * form p's (|y - f| / |x|), for the relative objective |y - f| / |f|. */
+static pm_status retune(pm_lfu_table *t, const target *plain, int relative, pm_error *err)
 {
     int xtimes = t->form == PM_LFU_FORM_X_TIMES;
     float scale, bias;
@@ -346,12 +362,12 @@ static pm_status retune(pm_lfu_table *t, const target *plain, pm_error *err)
         for (int k = 0; k < RETUNE_SAMPLES; k++) {
             float x = (float)x_of_t(0.002 + 0.996 * k / (RETUNE_SAMPLES - 1), scale, c_off);
             if (!(x >= t->x_min && x <= t->x_max) || (rs.n && x == rs.x[rs.n - 1]) || (xtimes && x == 0.0f)) continue;
-            double w;
-            double y = target_value(plain, x, &w);
+            double y = target_value(plain, x);
             if (!fp32_finite(y)) return not_finite(err, "f(x)", x, y);
+            if (relative && y == 0.0) continue;
             rs.x[rs.n] = x;
             rs.ref[rs.n] = y;
-            rs.w[rs.n] = xtimes ? 1.0 / fabs((double)x) : 1.0;
+            rs.w[rs.n] = relative ? 1.0 / fabs(y) : xtimes ? 1.0 / fabs((double)x) : 1.0;
             rs.n++;
         }
         retune_segment(t, s, &rs);
@@ -375,6 +391,8 @@ static pm_status check_options(const pm_fit_options *o, pm_error *err)
     if (o->mode > PM_LFU_MODE_EXPONENT) return pm_error_set(err, PM_ERR_INVALID, "mode %u is not uniform or exponent", (unsigned)o->mode);
     if (o->form > PM_LFU_FORM_X_TIMES) return pm_error_set(err, PM_ERR_INVALID, "form %u is not plain or x-times", (unsigned)o->form);
     if (o->oor > PM_LFU_OOR_EXTEND) return pm_error_set(err, PM_ERR_INVALID, "out-of-range policy %u is not 0..3", (unsigned)o->oor);
+    if (o->objective >= PM_FIT_OBJECTIVE_COUNT)
+        return pm_error_set(err, PM_ERR_INVALID, "objective %u is not abs or rel", (unsigned)o->objective);
     if (o->method >= PM_FIT_METHOD_COUNT) return pm_error_set(err, PM_ERR_INVALID, "method %u is not minimax or lsq", (unsigned)o->method);
     if (o->mode == PM_LFU_MODE_EXPONENT && o->form != PM_LFU_FORM_PLAIN)
         return pm_error_set(err, PM_ERR_INVALID, "exponent mode needs form plain (the reductions scale p, not x*p)");
@@ -421,7 +439,7 @@ pm_status pm_fit_table(pm_fit_fn f, void *ctx, const pm_fit_options *o, pm_lfu_t
     t.segments = o->segments;
     t.x_min = (float)o->x_min;
     t.x_max = (float)o->x_max;
-    target tg = {f, ctx, o->form == PM_LFU_FORM_X_TIMES}, plain = {f, ctx, 0};
+    target tg = {f, ctx, o->form == PM_LFU_FORM_X_TIMES, o->objective == PM_FIT_REL}, plain = {f, ctx, 0, 0};
     if (tg.xtimes && t.x_min <= 0.0f && t.x_max >= 0.0f) {
         double y0 = f(ctx, 0.0);
         if (y0 != 0.0)
@@ -440,7 +458,7 @@ pm_status pm_fit_table(pm_fit_fn f, void *ctx, const pm_fit_options *o, pm_lfu_t
     }
     for (uint32_t s = 0; s < t.segments && st == PM_OK; s++)
         st = fit_segment(&tg, t.degree, (pm_fit_method)o->method, scale, bias - (float)s, t.coeffs + (size_t)s * (t.degree + 1u), err);
-    if (st == PM_OK && o->retune && t.mode == PM_LFU_MODE_UNIFORM) st = retune(&t, &plain, err);
+    if (st == PM_OK && o->retune && t.mode == PM_LFU_MODE_UNIFORM) st = retune(&t, &plain, o->objective == PM_FIT_REL, err);
     if (st == PM_OK) st = pm_lfu_table_validate(&t, err);
     if (st) {
         free(t.coeffs);
