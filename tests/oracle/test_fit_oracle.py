@@ -179,13 +179,14 @@ def test_json_schema():
     assert r.stdout.count("\n") == 1
     rep = json.loads(r.stdout)
     types = {"expr": str, "domain": list, "mode": str, "form": str, "oor": str, "table_domain": list, "segments": int,
-             "degree": int, "bytes": int, "method": str, "retune": bool, "max_ulp_fp32": int, "max_ulp_bf16": int,
+             "degree": int, "bytes": int, "method": str, "objective": str, "retune": bool, "max_ulp_fp32": int, "max_ulp_bf16": int,
              "max_abs_err": float, "worst_x": float, "worst_x_bf16": float, "worst_x_abs": float, "points": int,
              "exhaustive": bool}
     for k, t in types.items():
         assert isinstance(rep[k], t), (k, rep[k])
     assert rep["expr"] == "exp(x)" and rep["domain"] == [-10, 0] and rep["segments"] == 64 and rep["degree"] == 3
     assert rep["mode"] == "uniform" and rep["form"] == "plain" and rep["oor"] == "clamp" and rep["method"] == "minimax"
+    assert rep["objective"] == "abs"
     assert rep["reduction"] is None and rep["eps"] is None and rep["output"] is None
     assert rep["bytes"] == 144 + 64 * 4 * 4
     assert rep["points"] >= 1_000_000 and rep["exhaustive"] is False
@@ -201,6 +202,15 @@ def test_json_eps_search():
     best = min(rep["search"], key=lambda s: (s["bytes"], s["degree"]))
     assert (rep["degree"], rep["segments"], rep["bytes"]) == (best["degree"], best["segments"], best["bytes"])
     assert rep["max_abs_err"] <= 1e-5
+
+
+def test_eps_in_ulps_fits_relative_error():
+    r = run("log(x)", "--domain", "1,2", "--eps", "2ulp", "--degree", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["objective"] == "rel" and rep["max_ulp_fp32"] <= 2
+    r = run("log(x)", "--domain", "1,2", "--segments", str(rep["segments"]), "--json")
+    assert json.loads(r.stdout)["max_ulp_fp32"] > 1000  # the absolute objective, same table size
 
 
 def test_exponent_mode_json():
@@ -238,6 +248,7 @@ FAILURES = [
     (["exp(x)", "--domain", "0,1", "--form", "y"], "--form 'y': expected plain or x-times"),
     (["exp(x)", "--domain", "0,1", "--oor", "wrap"], "--oor 'wrap': expected clamp, const, linear or extend"),
     (["exp(x)", "--domain", "0,1", "--method", "x"], "--method 'x': expected minimax or lsq"),
+    (["exp(x)", "--domain", "0,1", "--objective", "ulp"], "--objective 'ulp': expected abs or rel"),
     (["exp(x)", "--domain", "0,1", "--eps", "abc"], "--eps 'abc': expected an absolute error such as 1e-4"),
     (["exp(x)", "--domain", "0,1", "--eps", "1e-4", "--segments", "4"], "--eps chooses the segment count"),
     (["exp(x)", "--domain", "0,1", "--bogus"], "unknown option '--bogus'"),

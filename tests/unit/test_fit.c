@@ -125,6 +125,27 @@ TEST(test_exact_pieces)
     CHECK_MSG(e <= 0x1p-24, "quadratic: %g", e);
 }
 
+/* The relative objective follows ulps: log on [1, 2] is exact at its zero
+ * (pinned) and a few ulps elsewhere, where the absolute fit is off by
+ * hundreds of millions of ulps next to x = 1. */
+TEST(test_relative_objective)
+{
+    pm_fit_options o = opts(1.0, 2.0, 32, 3);
+    pm_lfu_table t;
+    pm_fit_report r;
+    pm_error err = {0};
+    CHECK(fit_measure(f_log, &o, &t, &r, &err) == PM_OK);
+    CHECK_MSG(r.max_ulp_fp32 > 1000000, "abs objective: %lld ulp", (long long)r.max_ulp_fp32);
+    pm_lfu_table_free(&t);
+    o.objective = PM_FIT_REL;
+    CHECK(fit_measure(f_log, &o, &t, &r, &err) == PM_OK);
+    CHECK_MSG(r.max_ulp_fp32 <= 8, "rel objective: %lld ulp at %g", (long long)r.max_ulp_fp32, (double)r.worst_x_fp32);
+    CHECK(pm_lfu_eval(&t, 1.0f) == 0.0f && t.coeffs[0] == 0.0f);
+    pm_lfu_table_free(&t);
+    o.objective = PM_FIT_OBJECTIVE_COUNT;
+    CHECK(pm_fit_table(f_log, NULL, &o, &t, &err) == PM_ERR_INVALID && strstr(err.message, "objective 2 is not abs or rel"));
+}
+
 /* x-times form keeps tanh accurate in ulps down to tiny x; plain cannot. */
 TEST(test_xtimes_tanh)
 {
@@ -351,6 +372,7 @@ int main(void)
     RUN(test_minimax_beats_lsq);
     RUN(test_kink_rate);
     RUN(test_exact_pieces);
+    RUN(test_relative_objective);
     RUN(test_xtimes_tanh);
     RUN(test_exponent_mode);
     RUN(test_eps_search);
