@@ -13,15 +13,20 @@
 enum {
     R_ROWB = 1, R_ROWS, R_ONE, R_DSTR, R_SSTR, R_SADDR, R_DADDR,
     R_M, R_N, R_K, R_ACC, R_A, R_B, R_BIAS, R_SCALE, R_MODE, R_OUT,
-    R_ID = 20, R_TMP,
+    R_ID = 20, R_TMP, R_XB, R_YB, R_CNT,
 };
 
 #define ALIGN_SRAM 256u /* buffers start on a port-width boundary: their rows spread over every bank */
+
+/* DRAM addresses of X and Y move with the M block; inside a loop over
+ * M-block pairs they are emitted relative to a base register. */
+enum { BASE_ABS = 0, BASE_X, BASE_Y };
 
 typedef struct dma_desc {
     bool load;
     uint64_t sram, dram, row_bytes, rows;
     int64_t dram_stride, sram_stride;
+    int base;
 } dma_desc;
 
 #define STEP_MAX_LOADS 3
@@ -111,8 +116,11 @@ typedef struct emitter {
     int64_t tm, tn, tk, tdf;        /* tshape state */
     int64_t bias, mode;             /* tepi state */
     bool lfu_fenced;
-    bool pending;
-    dma_desc pending_store;
+    /* Pipeline state: the tile whose tout is due after the next op, and the
+     * tile whose store is due at the next step (step indices, -1 none). */
+    int64_t tout_due, store_due;
+    bool relative;   /* emit X/Y DRAM addresses relative to R_XB / R_YB */
+    uint64_t xb, yb; /* the values R_XB and R_YB hold in the loop body's first iteration */
 } emitter;
 
 static void emit(emitter *e, pm_opcode op, int64_t a, int64_t b, int64_t c, int64_t d)
@@ -125,13 +133,20 @@ static void li(emitter *e, int reg, int64_t v)
     emit(e, PM_OP_LI, reg, v, 0, 0);
 }
 
-static void emitter_reset(emitter *e)
+/* Forget what the registers hold (at a loop head or after a loop). */
+static void emitter_forget(emitter *e)
 {
     e->rowb = e->rows = e->dstr = e->sstr = -1;
     e->tm = e->tn = e->tk = e->tdf = -1;
     e->bias = e->mode = -1;
+}
+
+static void emitter_reset(emitter *e)
+{
+    emitter_forget(e);
     e->lfu_fenced = false;
-    e->pending = false;
+    e->tout_due = e->store_due = -1;
+    e->relative = false;
 }
 
 static void emit_dma(emitter *e, const dma_desc *m)
@@ -150,7 +165,13 @@ static void emit_dma(emitter *e, const dma_desc *m)
         e->dstr = m->dram_stride, e->sstr = m->sram_stride;
     }
     li(e, R_SADDR, (int64_t)m->sram);
-    li(e, R_DADDR, (int64_t)m->dram);
+    if (e->relative && m->base != BASE_ABS) {
+        bool x = m->base == BASE_X;
+        li(e, R_DADDR, (int64_t)(m->dram - (x ? e->xb : e->yb)));
+        emit(e, PM_OP_ADD, R_DADDR, R_DADDR, x ? R_XB : R_YB, 0);
+    } else {
+        li(e, R_DADDR, (int64_t)m->dram);
+    }
     if (m->load) emit(e, PM_OP_DLD, R_SADDR, R_DADDR, 0, 0);
     else emit(e, PM_OP_DST, R_DADDR, R_SADDR, 0, 0);
 }
@@ -209,44 +230,85 @@ static void emit_tout(emitter *e, const step *st, int df)
  * rewrites its buffer (at least one fence lies between them). Under
  * interlock the scoreboard does the same waiting without stalling issue, so
  * no fences are emitted. */
-static void emit_steps(emitter *e, const step *steps, size_t count, int df)
+static void emit_step(emitter *e, const step *steps, size_t count, size_t s, int df)
 {
-    const pm_matmul_desc *d = e->d;
-    const step *tout_due = NULL;
-    for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
-    for (size_t s = 0; s < count; s++) {
-        const step *st = &steps[s];
-        if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
-        if (e->pending) emit_dma(e, &e->pending_store), e->pending = false;
-        if (s + 1 < count)
-            for (int i = 0; i < steps[s + 1].load_count; i++) emit_dma(e, &steps[s + 1].loads[i]);
-        emit_tshape(e, st->m, st->n, st->k, df);
-        li(e, R_ACC, (int64_t)st->acc);
-        li(e, R_A, (int64_t)st->a);
-        li(e, R_B, (int64_t)st->b);
-        emit(e, st->accumulate ? PM_OP_TMMA : PM_OP_TMM, d->w_fmt, R_ACC, R_A, R_B);
-        if (tout_due) {
-            emit_tout(e, tout_due, df);
-            e->pending = true;
-            e->pending_store = tout_due->store;
-            tout_due = NULL;
-        }
-        if (st->tile_end) tout_due = st;
+    const step *st = &steps[s];
+    if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
+    if (e->store_due >= 0) emit_dma(e, &steps[e->store_due].store), e->store_due = -1;
+    if (s + 1 < count)
+        for (int i = 0; i < steps[s + 1].load_count; i++) emit_dma(e, &steps[s + 1].loads[i]);
+    emit_tshape(e, st->m, st->n, st->k, df);
+    li(e, R_ACC, (int64_t)st->acc);
+    li(e, R_A, (int64_t)st->a);
+    li(e, R_B, (int64_t)st->b);
+    emit(e, st->accumulate ? PM_OP_TMMA : PM_OP_TMM, e->d->w_fmt, R_ACC, R_A, R_B);
+    if (e->tout_due >= 0) {
+        emit_tout(e, &steps[e->tout_due], df);
+        e->store_due = e->tout_due;
+        e->tout_due = -1;
     }
-    if (tout_due) {
-        if (e->pending) {
+    if (st->tile_end) e->tout_due = (int64_t)s;
+}
+
+/* After the last step: the last tout and the stores still due. */
+static void emit_drain(emitter *e, const step *steps, int df)
+{
+    if (e->tout_due >= 0) {
+        if (e->store_due >= 0) {
             if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
-            emit_dma(e, &e->pending_store);
+            emit_dma(e, &steps[e->store_due].store);
         }
-        emit_tout(e, tout_due, df);
-        e->pending = true;
-        e->pending_store = tout_due->store;
+        emit_tout(e, &steps[e->tout_due], df);
+        e->store_due = e->tout_due;
+        e->tout_due = -1;
     }
-    if (e->pending) {
+    if (e->store_due >= 0) {
         if (e->fences) emit(e, PM_OP_FENCE, FENCE_PIPE, 0, 0, 0);
-        emit_dma(e, &e->pending_store);
-        e->pending = false;
+        emit_dma(e, &steps[e->store_due].store);
+        e->store_due = -1;
     }
+}
+
+/* Emits steps [0, count). When loop_pairs >= 4, the steps form that many
+ * identical pairs of M blocks (pair_steps steps each, X and Y advancing by
+ * x_stride / y_stride bytes per pair) followed by the rest: pair 0 is
+ * emitted as is, pairs 1 .. loop_pairs-2 as one loop body whose X/Y
+ * addresses are relative to R_XB / R_YB (the pipeline state at the body's
+ * end is the state at its start shifted by one pair, so the same code is
+ * right for every iteration), then the remaining steps as is. */
+static void emit_steps(emitter *e, const step *steps, size_t count, int df, size_t pair_steps, uint64_t loop_pairs,
+                       uint64_t x_stride, uint64_t y_stride)
+{
+    for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
+    size_t s = 0;
+    if (loop_pairs >= 4) {
+        for (; s < pair_steps; s++) emit_step(e, steps, count, s, df);
+        /* Bases of pair 1: its first step's X load and (pair 0 + 1 pair) Y. */
+        e->xb = e->d->x_addr + x_stride, e->yb = e->d->y_addr + y_stride;
+        uint64_t iters = loop_pairs - 2;
+        li(e, R_XB, (int64_t)e->xb);
+        li(e, R_YB, (int64_t)e->yb);
+        li(e, R_CNT, (int64_t)iters);
+        uint32_t head = pm_builder_label(e->b);
+        pm_builder_bind(e->b, head);
+        emitter_forget(e);
+        e->relative = true;
+        for (; s < 2 * pair_steps; s++) emit_step(e, steps, count, s, df);
+        emit(e, PM_OP_LI, R_TMP, (int64_t)x_stride, 0, 0);
+        emit(e, PM_OP_ADD, R_XB, R_XB, R_TMP, 0);
+        emit(e, PM_OP_LI, R_TMP, (int64_t)y_stride, 0, 0);
+        emit(e, PM_OP_ADD, R_YB, R_YB, R_TMP, 0);
+        pm_builder_emit(e->b, PM_OP_LOOP, R_CNT, pm_builder_ref(head), 0, 0, 0, 0);
+        e->relative = false;
+        emitter_forget(e);
+        /* The loop ran pairs 1 .. loop_pairs-2: continue after them. */
+        size_t shift = (size_t)(iters - 1) * pair_steps;
+        if (e->tout_due >= 0) e->tout_due += (int64_t)shift;
+        if (e->store_due >= 0) e->store_due += (int64_t)shift;
+        s += shift;
+    }
+    for (; s < count; s++) emit_step(e, steps, count, s, df);
+    emit_drain(e, steps, df);
 }
 
 /* ---- steps of one engine's jobs ---- */
@@ -270,12 +332,12 @@ static step *push_step(step_list *l)
 }
 
 static void add_load(step *s, uint64_t sram, uint64_t dram, uint64_t row_bytes, uint64_t rows, uint64_t dram_stride,
-                     uint64_t sram_stride)
+                     uint64_t sram_stride, int base)
 {
     /* Rows that are contiguous on both sides move as one row. */
     if (rows > 1 && dram_stride == row_bytes && sram_stride == row_bytes) row_bytes *= rows, rows = 1;
     s->loads[s->load_count++] = (dma_desc){true, sram, dram, row_bytes, rows, (int64_t)dram_stride,
-                                           (int64_t)sram_stride};
+                                           (int64_t)sram_stride, base};
 }
 
 /* Width of the N tile that starts at n0 of N. */
@@ -334,18 +396,18 @@ static pm_status job_steps(const shape_info *si, const plan *p, const job *j, cu
                     s->a = ablk + (uint64_t)k0 * mi * 2;
                     if (n0 == 0)
                         add_load(s, s->a, x + ((uint64_t)m0 * K + k0) * 2, (uint64_t)kc * 2, mi, (uint64_t)K * 2,
-                                 (uint64_t)kc * 2);
+                                 (uint64_t)kc * 2, BASE_X);
                 } else {
                     s->a = p->a_buf[sb];
                     add_load(s, s->a, x + ((uint64_t)m0 * K + k0) * 2, (uint64_t)kc * 2, mi, (uint64_t)K * 2,
-                             (uint64_t)kc * 2);
+                             (uint64_t)kc * 2, BASE_X);
                 }
                 s->b = p->b_buf[sb];
-                if (si->w_hdr) add_load(s, s->b, w, si->w_hdr, 1, si->w_hdr, si->w_hdr);
+                if (si->w_hdr) add_load(s, s->b, w, si->w_hdr, 1, si->w_hdr, si->w_hdr, BASE_ABS);
                 uint64_t kc_bytes = fmt_bytes(d->w_fmt, kc);
                 add_load(s, s->b + si->w_hdr,
                          w + si->w_hdr + (uint64_t)(j->n_begin + n0) * si->w_row + fmt_bytes(d->w_fmt, k0), kc_bytes,
-                         nj, si->w_row, kc_bytes);
+                         nj, si->w_row, kc_bytes, BASE_ABS);
                 if (k0 + kc == K) {
                     s->tile_end = true;
                     s->out_sram = p->out_buf[t % 2];
@@ -355,7 +417,7 @@ static pm_status job_steps(const shape_info *si, const plan *p, const job *j, cu
                     if (rows > 1 && ob == si->y_row) rb *= rows, rows = 1;
                     s->store = (dma_desc){false, s->out_sram,
                                           y + (uint64_t)m0 * si->y_row + fmt_bytes(d->out_fmt, j->n_begin + n0), rb,
-                                          rows, (int64_t)si->y_row, (int64_t)ob};
+                                          rows, (int64_t)si->y_row, (int64_t)ob, BASE_Y};
                 }
             }
         }
@@ -398,6 +460,14 @@ static budget plan_budget(const shape_info *si, uint32_t tm, uint32_t tn, uint32
     u.out = round_up((uint64_t)tm * fmt_bytes(d->out_fmt, tn), ALIGN_SRAM);
     u.bias = d->has_bias ? round_up((uint64_t)d->N * 4, ALIGN_SRAM) : 0;
     return u;
+}
+
+/* M blocks whose code is emitted: with one job per engine and at least four
+ * pairs of full blocks, all but three pairs run as a loop (emit_steps). */
+static uint64_t emitted_mblocks(uint64_t m_job, uint64_t tm, uint64_t jobs)
+{
+    uint64_t blocks = ceil_div(m_job, tm), pairs = m_job / tm / 2;
+    return jobs == 1 && pairs >= 4 ? blocks - 2 * (pairs - 3) : blocks;
 }
 
 /* DRAM channel bytes of `rows` runs of row_bytes (one run when contiguous),
@@ -475,7 +545,8 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
     }
     double end = op_end_prev > store_fin ? op_end_prev : store_fin;
     double per_step = 16, per_tile = 12; /* issue slots of the generated code */
-    *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * jobs) + 64;
+    double unrolled = (double)emitted_mblocks(m_job, p->tm, jobs) / mblocks;
+    *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * unrolled * jobs) + 64;
     return end * jobs + steps * jobs;
 }
 
@@ -511,7 +582,8 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         /* Tilings whose unrolled program cannot fit the instruction memory
                          * are not replayed (their step count is what makes them slow to
                          * cost); the smallest of them is kept only while nothing fits. */
-                        uint64_t quick = (ceil_div(m_job, tm) * ceil_div(n_job, tn) * (ceil_div(d->K, tk) * 16 + 12)) *
+                        uint64_t quick = (emitted_mblocks(m_job, tm, jobs) * ceil_div(n_job, tn) *
+                                          (ceil_div(d->K, tk) * 16 + 12)) *
                                          jobs * engines;
                         if (quick > cfg->imem_words) {
                             if (!found || (best_insns > cfg->imem_words && quick < best_insns)) {
@@ -688,6 +760,8 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
         li(&e, R_ONE, 1);
         cursor cur = {0};
         steps.count = 0;
+        uint32_t jobs = 0;
+        job last = {0};
         for (uint32_t bi = 0; bi < d->batch && !st; bi++) {
             job j = {bi, 0, d->M, 0, d->N};
             if (pr.split_batch) {
@@ -702,14 +776,31 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
                 j.n_begin = (uint32_t)lo, j.n_end = (uint32_t)(hi < d->N ? hi : d->N);
             }
             st = job_steps(&si, &p, &j, &cur, &steps, err);
+            jobs++, last = j;
         }
         if (st) break;
+        /* One job: its full M blocks repeat pair by pair, so all but three
+         * pairs can run as a loop (emit_steps). */
+        uint64_t loop_pairs = 0;
+        size_t pair_steps = 0;
+        if (jobs == 1) {
+            size_t per_block = 0;
+            uint32_t n_job = last.n_end - last.n_begin;
+            for (uint32_t n0 = 0, nj; n0 < n_job; n0 += nj) {
+                nj = tile_width(&p, n0, n_job);
+                for (uint32_t k0 = 0, kc; k0 < d->K; k0 += kc, per_block++)
+                    kc = chunk_len(&p, k0, d->K, n0 == 0, n0 + nj == n_job);
+            }
+            loop_pairs = (last.m_end - last.m_begin) / p.tm / 2;
+            pair_steps = 2 * per_block;
+        }
+        uint64_t x_pair = 4ull * p.tm * d->K, y_pair = 2ull * p.tm * si.y_row;
         if (d->has_bias && steps.count) {
             /* The bias vector travels once, ahead of the pipeline. */
-            dma_desc bias = {true, p.bias_sram, d->bias_addr, (uint64_t)d->N * 4, 1, 0, 0};
+            dma_desc bias = {true, p.bias_sram, d->bias_addr, (uint64_t)d->N * 4, 1, 0, 0, BASE_ABS};
             emit_dma(&e, &bias);
         }
-        emit_steps(&e, steps.v, steps.count, p.dataflow);
+        emit_steps(&e, steps.v, steps.count, p.dataflow, pair_steps, loop_pairs, x_pair, y_pair);
         if (engines > 1) {
             pm_builder_emit(b, PM_OP_FADD, d->sync_flag, 1, 0, 0, 0, 0);
             if (eng == 0) {

@@ -399,6 +399,48 @@ TEST(test_matmul_engine_splits)
     }
 }
 
+static bool program_has_loop(const pm_config *cfg, const mm_case *c)
+{
+    pm_matmul_desc d;
+    pm_matmul_desc_init(&d, c->M, c->N, c->K, c->w_fmt, c->out_fmt);
+    d.engines = c->engines;
+    pm_program p;
+    pm_program_init(&p);
+    pm_error err;
+    bool found = false;
+    if (pm_kernel_matmul(cfg, &d, &p, &err) == PM_OK)
+        for (size_t i = 0; i < p.code_count; i++) {
+            pm_insn in;
+            if (pm_decode(p.code[i], &in, &err) == PM_OK && in.opcode == PM_OP_LOOP) found = true;
+        }
+    pm_program_free(&p);
+    return found;
+}
+
+TEST(test_matmul_loop_over_m_blocks)
+{
+    /* Many M blocks: the middle pairs run as one loop body with X/Y
+     * addresses relative to base registers. */
+    for (int hz = 0; hz < 2; hz++) {
+        pm_config cfg;
+        tiny_config(&cfg, 4, 4, 8192, 256, 2);
+        cfg.hazard_mode = hz ? PM_HAZARD_REPORT : PM_HAZARD_INTERLOCK;
+        mm_case c = {157, 20, 40, 1, 1, PM_FMT_BF16, PM_FMT_F32, false, true, false, PM_LFU_SILU, -1};
+        CHECK(program_has_loop(&cfg, &c));
+        run_case(&cfg, &c, 850 + hz, NULL);
+        mm_case q = {203, 12, 64, 1, 2, PM_FMT_Q8_0, PM_FMT_BF16, true, false, false, PM_LFU_SILU, -1};
+        CHECK(program_has_loop(&cfg, &q));
+        run_case(&cfg, &q, 860 + hz, NULL);
+    }
+    /* A shape too large to unroll into edge's instruction memory. */
+    pm_config edge;
+    pm_error err;
+    CHECK(pm_config_preset("edge", &edge, &err) == PM_OK);
+    mm_case big = {4096, 256, 256, 1, 1, PM_FMT_BF16, PM_FMT_BF16, false, false, false, PM_LFU_SILU, -1};
+    CHECK(program_has_loop(&edge, &big));
+    run_case(&edge, &big, 870, NULL);
+}
+
 TEST(test_matmul_hazard_modes_agree)
 {
     /* The same shape under interlock and report: identical bits, and the
@@ -436,6 +478,7 @@ int main(void)
     RUN(test_matmul_epilogue);
     RUN(test_matmul_engines);
     RUN(test_matmul_engine_splits);
+    RUN(test_matmul_loop_over_m_blocks);
     RUN(test_matmul_hazard_modes_agree);
     RUN(test_matmul_fpga);
     return TEST_SUMMARY();
