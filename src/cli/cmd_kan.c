@@ -46,7 +46,7 @@ const char pm_cli_kan_help[] =
     "  --grid-margin M        grids span the samples' range widened by M of its width\n"
     "                         each side (default 0.01; pykan 0)\n"
     "  --grid-update EVERY,STOP  grid update from samples every EVERY steps while\n"
-    "                         step < STOP (default 10,50; 0 = never)\n"
+    "                         step < STOP (default 10,50; toy 5,30; 0 = never)\n"
     "  --restarts R           train R initialisations (seeds S*1000+r) for 20 steps, keep\n"
     "                         the lowest training loss, then train it (default: train 1, toy 8)\n"
     "  --prune T              after training, drop hidden nodes whose in/out scores <= T\n"
@@ -481,9 +481,17 @@ static void print_progress(void *user, uint32_t step, double loss, double train,
             loss, train, test);
 }
 
-static int train_options(const kan_args *a, uint32_t default_steps, pm_kan_train_opts *o, progress_ctx *pc)
+/* default_update: the grid-update period and stop when --grid-update is not
+ * given (train: the library's 10,50; toy: 5,30 as the KAN paper's toy runs,
+ * stop_grid_update_step = 30). */
+static int train_options(const kan_args *a, uint32_t default_steps, const uint32_t default_update[2], pm_kan_train_opts *o,
+                         progress_ctx *pc)
 {
     pm_kan_train_defaults(o);
+    if (default_update) {
+        o->grid_update_every = default_update[0];
+        o->grid_update_stop = default_update[1];
+    }
     if (!get_u32(a, O_STEPS, default_steps, 0, 100000000, &o->steps)) return 0;
     if (a->given[O_OPTIMIZER]) {
         if (!strcmp(a->value[O_OPTIMIZER], "lbfgs")) o->optimizer = PM_KAN_LBFGS;
@@ -656,7 +664,7 @@ static int cmd_train(int argc, char **argv)
     double prune = -1.0;
     if (!get_shape(&a, width, &depth) || !get_u32(&a, O_GRID, 5, 1, PM_KAN_MAX_GRID, &grid) ||
         !get_u32(&a, O_ORDER, 3, 1, PM_KAN_MAX_ORDER, &order) || !get_u32(&a, O_SEED, 0, 0, 0xffffffffu, &seed32) ||
-        !train_options(&a, 100, &o, &pc) || !get_double(&a, O_PRUNE, -1.0, 0.0, 1e300, &prune) ||
+        !train_options(&a, 100, NULL, &o, &pc) || !get_double(&a, O_PRUNE, -1.0, 0.0, 1e300, &prune) ||
         !get_u32(&a, O_RESTARTS, 1, 1, 1000, &restarts))
         return PM_EXIT_FAIL;
     seed = seed32;
@@ -741,7 +749,7 @@ static int cmd_toy(int argc, char **argv)
     progress_ctx pc;
     if (!get_shape(&a, width, &depth) || !(ngrids = get_list(&a, O_GRIDS, grids, 32, 1, PM_KAN_MAX_GRID)) ||
         !get_u32(&a, O_ORDER, 3, 1, PM_KAN_MAX_ORDER, &order) || !get_u32(&a, O_SEED, 0, 0, 0xffffffffu, &seed32) ||
-        !train_options(&a, 200, &o, &pc) || !get_u32(&a, O_RESTARTS, 8, 1, 1000, &restarts))
+        !train_options(&a, 200, (const uint32_t[2]){5, 30}, &o, &pc) || !get_u32(&a, O_RESTARTS, 8, 1, 1000, &restarts))
         return PM_EXIT_FAIL;
     if (o.grid_eps != 1.0) return pm_cli_fail(a.verb, "--grid-eps must be 1 here: toy reports the exported LFU network too");
     pm_error err = {0};
