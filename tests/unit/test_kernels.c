@@ -355,6 +355,14 @@ TEST(test_matmul_epilogue)
             mm_case c = {19, 26, 48, 1, 1, PM_FMT_BF16, PM_FMT_BF16, i % 2 == 0, i < 3, true, funcs[i], -1};
             run_case(&cfg, &c, 300 + i, NULL);
         }
+    /* Outputs in 8- and 4-bit element formats and a block format (N whole blocks per row). */
+    static const pm_format outs[] = {PM_FMT_INT8, PM_FMT_E5M2, PM_FMT_E2M1, PM_FMT_INT4, PM_FMT_MXFP8, PM_FMT_Q8_0};
+    for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+        mm_case c = {11, 64, 40, 1, 1, PM_FMT_BF16, outs[i], true, true, false, PM_LFU_SILU, -1};
+        run_case(&cfg, &c, 320 + i, NULL);
+        c.M = 1, c.N = 96;
+        run_case(&cfg, &c, 330 + i, NULL);
+    }
 }
 
 TEST(test_matmul_engines)
