@@ -20,14 +20,28 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name, expression in the KAN CLI's language, numpy function, KAN shape.
-# Shapes and functions are the paper's (Liu et al. 2024, section 3.1).
+def _bessel_j0_20x(X):
+    from scipy.special import j0
+    return j0(20.0 * X[:, 0])
+
+
+def _ellipkinc(X):
+    from scipy.special import ellipkinc
+    return ellipkinc(X[:, 0], X[:, 1])
+
+
+# name, expression in the KAN CLI's language (None: not expressible there, so
+# the data come from numpy/scipy and each grid is trained from scratch with
+# `kan train`), numpy function, KAN shape. Shapes and functions are the
+# paper's (Liu et al. 2024: section 3.1 toys, section 3.2 special functions).
 TOYS = [
     ("xy", "x*y", lambda X: X[:, 0] * X[:, 1], [2, 2, 1]),
     ("exp_sin", "exp(sin(pi*x)+y^2)", lambda X: np.exp(np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2), [2, 1, 1]),
     ("4d", "exp((sin(pi*(x1^2+x2^2))+sin(pi*(x3^2+x4^2)))/2)",
      lambda X: np.exp((np.sin(np.pi * (X[:, 0] ** 2 + X[:, 1] ** 2)) + np.sin(np.pi * (X[:, 2] ** 2 + X[:, 3] ** 2))) / 2),
      [4, 4, 2, 1]),
+    ("bessel", None, _bessel_j0_20x, [1, 1]),
+    ("ellipkinc", None, _ellipkinc, [2, 2, 1]),
 ]
 
 
@@ -104,6 +118,29 @@ def kan_param_count(shape, grid, order):
     return edges * (grid + order + 2)
 
 
+def kan_fit_data(build, train, test, toy, grids, steps, seed, folder):
+    """`polymorph kan train` on our .npy files, one fresh network per grid;
+    each model's test RMSE is recomputed from its outputs (libpolymorph.so)."""
+    import kan_digits  # its ctypes loader; nothing of the digits data
+
+    shape = toy[3]
+    edges = sum(a * b for a, b in zip(shape, shape[1:]))
+    entries = []
+    for g in grids:
+        model = os.path.join(folder, f"kan_g{g}.pmkt")
+        cmd = [os.path.join(build, "polymorph"), "kan", "train", "--data", train["x"], "--targets", train["y"],
+               "--test-data", test["x"], "--test-targets", test["y"], "--shape", ",".join(map(str, shape)),
+               "--grid", str(g), "--steps", str(steps), "--seed", str(seed), "--quiet", "--json", "-o", model]
+        e, wall = run(cmd)
+        e["spline_params"] = e["params"]
+        e["params"] = e["params"] + 2 * edges
+        e["wall_seconds"] = wall
+        e["command"] = " ".join(os.path.relpath(c, ROOT) if os.path.isabs(c) else c for c in cmd)
+        e["test_rmse_checked"] = rmse(kan_digits.kan_predict(build, model, np.load(test["x"])), np.load(test["y"]))
+        entries.append(e)
+    return entries
+
+
 def kan_fit(build, train, test, toy, grids, steps, seed, folder):
     """`polymorph kan toy`: trains at grids[0], extends the grid to each next
     size by least squares and trains again (the paper's recipe). One entry
@@ -138,7 +175,8 @@ def kan_fit(build, train, test, toy, grids, steps, seed, folder):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build folder holding polymorph and tools/mlp_train")
-    ap.add_argument("--toys", default=",".join(t[0] for t in TOYS))
+    ap.add_argument("--toys", default=",".join(t[0] for t in TOYS),
+                    help="bessel and ellipkinc need scipy (the bench venv has it)")
     ap.add_argument("--grids", default="3,5,10,20")
     ap.add_argument("--kan-steps", type=int, default=200, help="L-BFGS steps per grid")
     ap.add_argument("--mlp-steps", type=int, default=0,
@@ -164,15 +202,20 @@ def main():
         test = write_set(folder, "test", xte, yte)
         if args.skip_kan:
             kans = [{"grid": g, "params": kan_param_count(shape, g, 3)} for g in grids]
+        elif toy[1] is None:
+            kans = kan_fit_data(build, train, test, toy, grids, args.kan_steps, args.seed, folder)
         else:
             kans = kan_fit(build, train, test, toy, grids, args.kan_steps, args.seed, folder)
         for index, k in enumerate(kans):
-            mlp_steps = args.mlp_steps or 20 * args.kan_steps * (index + 1)
+            # the KAN's L-BFGS iterations so far: grid extension accumulates, a fresh network does not
+            rounds = index + 1 if toy[1] is not None else 1
+            mlp_steps = args.mlp_steps or 20 * args.kan_steps * rounds
             row = {"toy": name, "expr": toy[1], "kan_shape": shape, "grid": k["grid"], "kan": k, "mlp": {}}
             if k.get("params"):
                 for act in args.mlp_acts.split(","):
                     pred = os.path.join(folder, f"mlp_{act}_g{k['grid']}_pred.npy")
-                    m = mlp_fit(build, train, test, k["params"], len(shape) - 2, act, mlp_steps, args.seed, pred)
+                    depth = max(1, len(shape) - 2)  # a KAN without hidden layers still gets a nonlinear MLP
+                    m = mlp_fit(build, train, test, k["params"], depth, act, mlp_steps, args.seed, pred)
                     m["test_rmse_checked"] = rmse(np.load(pred), yte)
                     row["mlp"][act] = m
             results.append(row)
