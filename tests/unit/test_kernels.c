@@ -380,6 +380,9 @@ TEST(test_matmul_engines)
             run_case(&cfg, &split_batch, 600 + engines, NULL);
             mm_case gemv = {1, 90, 64, 1, engines, PM_FMT_Q4_1, PM_FMT_F32, false, false, false, PM_LFU_SILU, -1};
             run_case(&cfg, &gemv, 700 + engines, NULL);
+            /* Fewer batch entries than engines: each entry is split. */
+            mm_case few = {13, 36, 32, 2, engines, PM_FMT_Q4_0, PM_FMT_BF16, false, true, false, PM_LFU_SILU, -1};
+            run_case(&cfg, &few, 750 + engines, NULL);
         }
 }
 
