@@ -664,20 +664,28 @@ static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
 #endif
 }
 
-/* Widens rows of bf16 A to fp32 (dst M x K, contiguous). */
-static void widen_rows(const unsigned char *src, size_t lda, size_t M, size_t K, float *dst, bool simd)
+/* Widening bf16 A to fp32 (M x K, contiguous), in tasks of WIDEN_ROWS rows. */
+enum { WIDEN_ROWS = 16 };
+
+typedef struct widen_job {
+    const unsigned char *src;
+    size_t lda, M, K;
+    float *dst;
+    bool simd;
+} widen_job;
+
+static void widen_task(void *ctx, size_t task)
 {
-    for (size_t m = 0; m < M; m++) {
-        const unsigned char *row = src + 2 * m * lda;
-        float *out = dst + m * K;
+    const widen_job *w = ctx;
+    for (size_t m = task * WIDEN_ROWS; m < w->M && m < (task + 1) * WIDEN_ROWS; m++) {
+        const unsigned char *row = w->src + 2 * m * w->lda;
+        float *out = w->dst + m * w->K;
         size_t k = 0;
 #if PM_GEMM_X86
-        if (simd)
-            k = widen_avx2(row, K, out);
-#else
-        (void)simd;
+        if (w->simd)
+            k = widen_avx2(row, w->K, out);
 #endif
-        for (; k < K; k++)
+        for (; k < w->K; k++)
             out[k] = bf16_at(row, k);
     }
 }
@@ -715,7 +723,8 @@ static void gemm_run(pm_gemm_pool *p, gemm_job *j)
             a32 = pool->a32;
         }
         if (a32) {
-            widen_rows(j->A16, j->lda, M, K, a32, simd);
+            widen_job w = {j->A16, j->lda, M, K, a32, simd};
+            pool_run(pool, parallel, (M + WIDEN_ROWS - 1) / WIDEN_ROWS, widen_task, &w);
             j->A = a32;
             j->lda = K;
             j->A16 = NULL;
