@@ -55,9 +55,11 @@ void pm_matmul_desc_init(pm_matmul_desc *d, uint32_t M, uint32_t N, uint32_t K, 
  * the SRAM and accumulator memory and double-buffered so DMA hides behind the
  * array; M == 1 selects the streaming GEMV schedule (weight-stationary,
  * weights read from DRAM exactly once). The program ends with halt; for
- * engines > 1 each engine takes a share of N (or of the batch) and engine 0
- * waits on flags for the others. Errors name the field (shape, format,
- * address range) that cannot be honoured. */
+ * engines > 1 each engine takes a share of the batch, of M or of N, and
+ * engine 0 waits on flags for the others. Under control.hazards = report
+ * the program carries the fences the interlock would otherwise provide.
+ * Errors name the field (shape, format, address range) that cannot be
+ * honoured. See docs/kernels.md. */
 pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_program *out, pm_error *err);
 
 /* The tiling pm_kernel_matmul would choose (for reports, benchmarks, docs). */

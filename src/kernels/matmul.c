@@ -3,7 +3,8 @@
  * memory, array size) with a small cost model; the work becomes a list of
  * steps (one tmm/tmma each, the DMA loads it needs, and at the end of an
  * output tile a tout and a store), which one emitter turns into straight-line
- * code with the loads of step s+1 issued before the tensor op of step s. */
+ * code with the loads of step s+1 issued before the tensor op of step s (and
+ * a loop over pairs of M blocks when the unrolled code would be too long). */
 #include "kernels_internal.h"
 
 #include <stdlib.h>
@@ -731,14 +732,14 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
     const shape_info si = pr.si;
     const plan p = pr.p;
     uint32_t engines = pr.engines;
+    if (engines > 64) return pm_error_set(err, PM_ERR_INVALID, "matmul: engines = %u is more than 64", engines);
 
     pm_builder *b;
     if ((st = pm_builder_create(&b, err))) return st;
     emitter e = {.b = b, .cfg = cfg, .d = d, .fences = cfg->hazard_mode == PM_HAZARD_REPORT};
     step_list steps = {0};
     if (d->has_act) pm_builder_emit(b, PM_OP_LFUCFG, 0, d->act, 0, 0, 0, 0);
-    uint32_t labels[64 + 1];
-    if (engines > 64) engines = 64;
+    uint32_t labels[64 + 1]; /* chip.engines is at most 64 (config rules) */
     if (cfg->engines > 1) {
         /* One program for every engine: each jumps to its own share; engines
          * beyond the split (the runtime loads all by default) halt at once. */
