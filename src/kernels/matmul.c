@@ -633,12 +633,14 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
 static pm_status check_range(const char *what, uint64_t addr, uint64_t stride, uint32_t batch, uint64_t bytes,
                              uint64_t dram_bytes, pm_error *err)
 {
-    uint64_t end = addr + stride * (batch - 1) + bytes;
-    if (addr > dram_bytes || stride > dram_bytes || end > dram_bytes || end < addr)
+    /* Checked piece by piece so no product or sum can wrap around. */
+    if (addr > dram_bytes || bytes > dram_bytes - addr ||
+        (batch > 1 && stride > (dram_bytes - addr - bytes) / (batch - 1)))
         return pm_error_set(err, PM_ERR_INVALID,
-                            "matmul: %s [0x%llx, 0x%llx) (batch %u, stride %llu) is outside DRAM (0x%llx bytes)", what,
-                            (unsigned long long)addr, (unsigned long long)end, batch, (unsigned long long)stride,
-                            (unsigned long long)dram_bytes);
+                            "matmul: %s at 0x%llx (%llu bytes per batch entry, %u entries %llu bytes apart) does not "
+                            "fit in DRAM (0x%llx bytes)",
+                            what, (unsigned long long)addr, (unsigned long long)bytes, batch,
+                            (unsigned long long)stride, (unsigned long long)dram_bytes);
     return PM_OK;
 }
 

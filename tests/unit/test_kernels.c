@@ -142,8 +142,14 @@ TEST(test_desc_errors)
     d.engines = 1;
     d.y_addr = cfg.dram_bytes - 8;
     CHECK(pm_kernel_matmul(&cfg, &d, &p, &err) == PM_ERR_INVALID);
-    CHECK_MSG(strstr(err.message, "y [") != NULL, "%s", err.message);
+    CHECK_MSG(strstr(err.message, "y at 0x") != NULL, "%s", err.message);
     d.y_addr = 0;
+    /* A batch stride whose product with the batch would wrap 64 bits. */
+    d.batch = 5;
+    d.x_batch_stride = UINT64_MAX / 4;
+    CHECK(pm_kernel_matmul(&cfg, &d, &p, &err) == PM_ERR_INVALID);
+    CHECK_MSG(strstr(err.message, "x at 0x") != NULL, "%s", err.message);
+    d.batch = 1, d.x_batch_stride = 0;
     /* A config whose SRAM cannot hold even the smallest tiles. */
     cfg.sram_bytes = 256;
     cfg.sram_bytes_per_cycle = 256;
