@@ -36,6 +36,14 @@ NOISE_SCALE = 0.5
 GRID_UPDATE_EVERY, GRID_UPDATE_STOP = 10, 50
 
 
+def single_init_args(build_dir):
+    """`--restarts 1` when this build's CLI has restarts (several seeded
+    initialisations, best kept): pykan trains one initialisation, so does
+    Polymorph here."""
+    proc = subprocess.run([os.path.join(build_dir, "polymorph"), "kan", "--help"], capture_output=True, text=True)
+    return ["--restarts", "1"] if "--restarts" in proc.stdout else []
+
+
 def child_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -107,6 +115,7 @@ def regression_case(args, name):
     cmd = [os.path.join(args.build_dir, "polymorph"), "kan", "toy", "--function", toy[1], "--shape",
            ",".join(map(str, shape)), "--grids", ",".join(map(str, grids)), "--steps", str(args.steps), "--seed",
            str(args.seed), "--grid-update", f"{GRID_UPDATE_EVERY},{GRID_UPDATE_STOP}", "--quiet", "--json", "-o", model]
+    cmd += single_init_args(args.build_dir)
     pm, pm_wall, pm_cpu = run_cli(cmd)
     # the CLI generated its own copy of the data; check it is ours by scoring the final model on our test set
     pred = os.path.join(folder, "polymorph_pred.npy")
@@ -134,6 +143,7 @@ def digits_case(args):
            paths["train_onehot"], "--test-data", paths["test_x"], "--test-targets", paths["test_onehot"], "--shape",
            ",".join(map(str, shape)), "--grid", str(args.digits_grid), "--steps", str(args.digits_steps), "--seed",
            str(args.seed), "--grid-update", f"{GRID_UPDATE_EVERY},{GRID_UPDATE_STOP}", "--quiet", "--json", "-o", model]
+    cmd += single_init_args(args.build_dir)
     pm, pm_wall, pm_cpu = run_cli(cmd)
     pm_acc = kan_digits.accuracy(kan_digits.kan_predict(args.build_dir, model, arrays["test_x"]), arrays["test_labels"])
     py = pykan_train(shape, [args.digits_grid], args.digits_steps, args.seed, arrays["train_x"], arrays["train_onehot"],
