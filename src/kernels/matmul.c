@@ -637,8 +637,8 @@ static pm_status check_range(const char *what, uint64_t addr, uint64_t stride, u
     if (addr > dram_bytes || bytes > dram_bytes - addr ||
         (batch > 1 && stride > (dram_bytes - addr - bytes) / (batch - 1)))
         return pm_error_set(err, PM_ERR_INVALID,
-                            "matmul: %s at 0x%llx (%llu bytes per batch entry, %u entries %llu bytes apart) does not "
-                            "fit in DRAM (0x%llx bytes)",
+                            "matmul: %s at 0x%llx (%llu bytes, batch %u, batch stride %llu) does not fit in DRAM "
+                            "(0x%llx bytes)",
                             what, (unsigned long long)addr, (unsigned long long)bytes, batch,
                             (unsigned long long)stride, (unsigned long long)dram_bytes);
     return PM_OK;
