@@ -225,6 +225,36 @@ TEST(lbfgs_learns_a_sine)
     CHECK(calls >= 1);
 }
 
+/* A [3, 1] network is linear regression: L-BFGS must land on the exact
+ * coefficients the data were made from (a convex problem with one answer). */
+TEST(lbfgs_solves_linear_regression)
+{
+    enum { N = 64 };
+    double x[N * 3], y[N];
+    const double w[3] = {0.75, -1.5, 2.25}, b = -0.5;
+    uint64_t s = 21;
+    for (size_t i = 0; i < N; i++) {
+        for (int j = 0; j < 3; j++) x[3 * i + j] = uniform(&s, -1, 1);
+        y[i] = w[0] * x[3 * i] + w[1] * x[3 * i + 1] + w[2] * x[3 * i + 2] + b;
+    }
+    pm_mlp_data d = {.x = x, .targets = y, .n = N};
+    uint32_t widths[] = {3, 1};
+    pm_mlp m;
+    CHECK(pm_mlp_init(&m, widths, 2, PM_MLP_ACT_SILU, 4, NULL) == PM_OK);
+    pm_mlp_train_opts o;
+    pm_mlp_train_opts_default(&o);
+    o.optimizer = PM_MLP_OPT_LBFGS;
+    o.steps = 100;
+    o.learning_rate = 1;
+    pm_mlp_progress last;
+    CHECK(pm_mlp_train(&m, &o, &d, NULL, &last, NULL) == PM_OK);
+    for (int j = 0; j < 3; j++) CHECK_MSG(fabs(m.params[j] - w[j]) < 1e-7, "w[%d] = %.17g", j, m.params[j]);
+    CHECK_MSG(fabs(m.params[3] - b) < 1e-7, "b = %.17g", m.params[3]);
+    CHECK(last.train_loss < 1e-14);
+    CHECK(isnan(last.test_metric));
+    pm_mlp_free(&m);
+}
+
 /* Three Gaussian blobs in 2-D, well separated: an MLP must classify them all. */
 TEST(cross_entropy_classifies_blobs)
 {
@@ -279,6 +309,7 @@ int main(void)
     RUN(adam_learns_a_sine);
     RUN(minibatch_adam_is_deterministic);
     RUN(lbfgs_learns_a_sine);
+    RUN(lbfgs_solves_linear_regression);
     RUN(cross_entropy_classifies_blobs);
     RUN(names_round_trip);
     return TEST_SUMMARY();
