@@ -95,7 +95,7 @@ typedef struct pm_kan_reg {
     /* Not pykan: a P-spline term, added as is (not times lamb):
      * lamb_smooth * sum over edges and m of (scale_sp * Delta^{k+1} c_m)^2, the
      * (k+1)-th coefficient difference, which is ~0 on any smooth function
-     * (its null space is the polynomials of degree k). Small (default 1e-6
+     * (its null space is the polynomials of degree k). Tiny (default 1e-8
      * in pm_kan_train_defaults), it decides only the coefficients the data
      * leaves (almost) free: they continue the last data-determined piece,
      * which is what test points just beyond the training range need. */
@@ -122,7 +122,7 @@ typedef struct pm_kan_train_opts {
     uint32_t grid_update_stop;  /* ... while step < this */
     double grid_eps;          /* 1 = uniform grid over the samples' range, 0 = quantiles */
     double grid_margin;       /* the grid range is the samples' [min, max] widened by this
-                               * fraction of its width each side (default 0.01) */
+                               * fraction of its width each side (default 0, as pykan) */
     uint32_t log_every;       /* progress callback period (0: never) */
     pm_kan_progress_fn progress;
     void *progress_user;
@@ -140,11 +140,12 @@ pm_status pm_kan_rmse(const pm_kan *net, const double *x, const double *y, size_
 
 /* Grid update from samples (pykan update_grid_from_samples): each layer's
  * per-input grid becomes grid_eps*uniform + (1-grid_eps)*quantile grid of
- * the layer's inputs over the batch, its range [min, max] widened by
- * `margin` times its width each side (pykan: 0; see docs/kan.md for why we
- * use 0.01), extended by k knots of the mean interval each side; the
- * coefficients are refitted by least squares so every edge keeps its
- * function on the samples. */
+ * the layer's inputs over the batch; for hidden layers the range also covers
+ * what the layer sees on a lattice over the training inputs' bounding box
+ * (docs/kan.md); the range [min, max] is widened by `margin` times its width
+ * each side (pykan: 0), then extended by k knots of the mean interval each
+ * side; the coefficients are refitted by least squares so every edge keeps
+ * its function on the samples. */
 pm_status pm_kan_update_grid(pm_kan *net, const double *x, size_t n, double grid_eps, double margin, pm_error *err);
 
 /* Grid extension G -> new_grid (pykan refine / curve2coef): same ranges,

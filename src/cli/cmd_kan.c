@@ -42,9 +42,9 @@ const char pm_cli_kan_help[] =
     "  --reg lamb=L,l1=A,entropy=B,coef=C,coefdiff=D   regularisation (default off)\n"
     "  --grid-eps E           1 = uniform grids (default, needed for export), 0 = quantiles\n"
     "  --smooth L             weight of the P-spline term on every edge's (k+1)-th\n"
-    "                         coefficient differences (default 1e-6; 0 = pykan's objective)\n"
+    "                         coefficient differences (default 1e-8; 0 = pykan's objective)\n"
     "  --grid-margin M        grids span the samples' range widened by M of its width\n"
-    "                         each side (default 0.01; pykan 0)\n"
+    "                         each side (default 0, as pykan)\n"
     "  --grid-update EVERY,STOP  grid update from samples every EVERY steps while\n"
     "                         step < STOP (default 10,50; toy 5,30; 0 = never)\n"
     "  --restarts R           train R initialisations (seeds S*1000+r) for 20 steps, keep\n"
@@ -427,7 +427,7 @@ static int get_data(const data_request *r, dataset *train, dataset *test, pm_err
         }
         uint32_t samples;
         double dom[2] = {-1.0, 1.0};
-        if (!get_u32(a, O_SAMPLES, 1000, 2, 100000000, &samples)) return pm_kan_expr_free(e), 0;
+        if (!get_u32(a, O_SAMPLES, 1000, 2, 10000000, &samples)) return pm_kan_expr_free(e), 0;
         if (a->given[O_DOMAIN]) {
             char *end;
             dom[0] = strtod(a->value[O_DOMAIN], &end);
@@ -500,8 +500,8 @@ static int train_options(const kan_args *a, uint32_t default_steps, const uint32
     }
     if (!get_double(a, O_LR, o->optimizer == PM_KAN_ADAM ? 1e-2 : 1.0, 1e-12, 1e6, &o->lr)) return 0;
     if (!get_double(a, O_GRID_EPS, 1.0, 0.0, 1.0, &o->grid_eps)) return 0;
-    if (!get_double(a, O_GRID_MARGIN, 0.01, 0.0, 10.0, &o->grid_margin)) return 0;
-    if (!get_double(a, O_SMOOTH, 1e-6, 0.0, 1e6, &o->reg.lamb_smooth)) return 0;
+    if (!get_double(a, O_GRID_MARGIN, 0.0, 0.0, 10.0, &o->grid_margin)) return 0;
+    if (!get_double(a, O_SMOOTH, 1e-8, 0.0, 1e6, &o->reg.lamb_smooth)) return 0;
     if (a->given[O_GRID_UPDATE]) {
         uint32_t v[2];
         uint32_t n = get_list(a, O_GRID_UPDATE, v, 2, 0, 100000000);

@@ -17,8 +17,8 @@ void pm_kan_train_defaults(pm_kan_train_opts *o)
     o->grid_update_every = 10;
     o->grid_update_stop = 50;
     o->grid_eps = 1.0;
-    o->grid_margin = 0.01;
-    o->reg.lamb_smooth = 1e-6;
+    o->grid_margin = 0.0;
+    o->reg.lamb_smooth = 1e-8;
 }
 
 /* ---- grids from samples ---- */
@@ -33,9 +33,13 @@ static int cmp_double(const void *a, const void *b)
  * (1 - grid_eps) * quantiles over [min, max], then `order` knots each side
  * spaced by the mean interval (pykan extend_grid). */
 static void knots_from_samples(const double *sorted, size_t n, uint32_t grid, uint32_t order, double eps, double margin,
-                               double *t)
+                               const double *box, double *t)
 {
     double lo = sorted[0], hi = sorted[n - 1];
+    if (box) { /* the activations' range over the inputs' bounding box */
+        lo = fmin(lo, box[0]);
+        hi = fmax(hi, box[1]);
+    }
     if (!(hi - lo > 1e-12 * (1.0 + fabs(lo)))) { /* a constant input: a unit interval around it */
         lo -= 0.5;
         hi += 0.5;
@@ -94,7 +98,7 @@ static pm_status layer_inputs(const pm_kan *net, uint32_t layer, const double *x
  * uniform points per new interval over the old inner grid range (so the
  * function is kept where the samples are sparse). */
 static pm_status regrid_layer(pm_kan *net, uint32_t l, const double *xin, size_t n, uint32_t new_grid, double eps,
-                              double margin, uint32_t dense, pm_error *err)
+                              double margin, uint32_t dense, const double *box, pm_error *err)
 {
     pm_kan_layer *L = &net->layer[l];
     uint32_t k = L->order, old_nk = pm_kan_knot_count(L->grid, k), new_nk = pm_kan_knot_count(new_grid, k);
@@ -115,7 +119,10 @@ static pm_status regrid_layer(pm_kan *net, uint32_t l, const double *xin, size_t
         for (size_t s = 0; s < extra; s++) /* midpoints of `extra` cells over the old inner range */
             xs[n + s] = old_t[k] + (old_t[k + L->grid] - old_t[k]) * ((double)s + 0.5) / (double)extra;
         qsort(xs, n, sizeof *xs, cmp_double);
-        knots_from_samples(xs, n, new_grid, k, eps, margin, knots + (size_t)i * new_nk);
+        if (eps < 0.0) /* refit on the current knots */
+            memcpy(knots + (size_t)i * new_nk, old_t, new_nk * sizeof *knots);
+        else
+            knots_from_samples(xs, n, new_grid, k, eps, margin, box ? box + 2 * i : NULL, knots + (size_t)i * new_nk);
         for (uint32_t j = 0; j < L->out && !st; j++) {
             size_t e = (size_t)i * L->out + j;
             for (size_t s = 0; s < pts; s++) ys[s] = spline_part(L, i, e, xs[s]);
@@ -148,7 +155,6 @@ static pm_status regrid_layer(pm_kan *net, uint32_t l, const double *xin, size_t
         L->grid = new_grid;
         pm_kan_bind(net);
     }
-    (void)old_nb;
 done:
     free(knots);
     free(coef);
@@ -157,23 +163,71 @@ done:
     return st;
 }
 
+/* Points spanning the bounding box of the training inputs: a lattice of m
+ * points per input (the box's faces included) with m^d <= 4096, or NULL when
+ * even 2 per input would be too many (d > 12). Hidden grids then cover what
+ * the layer sees anywhere in the box, not only at the training samples: a
+ * hidden layer's extremes are often reached in a corner the samples only
+ * approach (exp(sin(pi x) + y^2) peaks at y = +-1), and a test point beyond a
+ * grid falls onto the basis' ramp down to 0. */
+static double *box_points(const double *x, size_t n, uint32_t d, size_t *count)
+{
+    *count = 0;
+    if (d > 12) return NULL;
+    uint32_t m = 2;
+    for (;;) {
+        double c = 1.0;
+        for (uint32_t i = 0; i < d; i++) c *= (double)(m + 1);
+        if (c > 4096.0) break;
+        m++;
+    }
+    size_t total = 1;
+    for (uint32_t i = 0; i < d; i++) total *= m;
+    double *p = malloc(total * d * sizeof *p), lo[12], hi[12];
+    if (!p) return NULL;
+    for (uint32_t i = 0; i < d; i++) {
+        lo[i] = hi[i] = x[i];
+        for (size_t s = 1; s < n; s++) lo[i] = fmin(lo[i], x[s * d + i]), hi[i] = fmax(hi[i], x[s * d + i]);
+    }
+    for (size_t q = 0; q < total; q++) {
+        size_t r = q;
+        for (uint32_t i = 0; i < d; i++, r /= m) p[q * d + i] = lo[i] + (hi[i] - lo[i]) * (double)(r % m) / (m - 1);
+    }
+    *count = total;
+    return p;
+}
+
 static pm_status regrid(pm_kan *net, const double *x, size_t n, const uint32_t *new_grid, double eps, double margin,
                         uint32_t dense, pm_error *err)
 {
     if (!net || !net->params) return pm_error_set(err, PM_ERR_INVALID, "kan grid: no network");
     if (!x || n < 2) return pm_error_set(err, PM_ERR_INVALID, "kan grid: needs at least 2 samples, got %zu", n);
-    if (!(eps >= 0.0 && eps <= 1.0)) return pm_error_set(err, PM_ERR_INVALID, "kan grid: grid_eps %g outside [0, 1]", eps);
+    if (!(eps >= 0.0 && eps <= 1.0) && eps != -1.0) /* -1: keep the knots (internal) */
+        return pm_error_set(err, PM_ERR_INVALID, "kan grid: grid_eps %g outside [0, 1]", eps);
     if (!(margin >= 0.0 && margin <= 10.0)) return pm_error_set(err, PM_ERR_INVALID, "kan grid: margin %g outside [0, 10]", margin);
+    size_t nbox;
+    double *box = box_points(x, n, net->width[0], &nbox);
+    pm_status st = PM_OK;
     /* Layer by layer, each from the inputs the already re-gridded layers give (pykan). */
-    for (uint32_t l = 0; l < net->depth; l++) {
-        double *xin;
-        pm_status st = layer_inputs(net, l, x, n, &xin, err);
-        if (st) return st;
-        st = regrid_layer(net, l, xin, n, new_grid ? new_grid[l] : net->layer[l].grid, eps, margin, dense, err);
+    for (uint32_t l = 0; l < net->depth && !st; l++) {
+        double *xin, *bin = NULL, *range = NULL;
+        if ((st = layer_inputs(net, l, x, n, &xin, err))) break;
+        uint32_t in = net->width[l];
+        if (box && l > 0 && !(st = layer_inputs(net, l, box, nbox, &bin, err))) {
+            range = malloc(2 * in * sizeof *range);
+            for (uint32_t i = 0; range && i < in; i++) {
+                range[2 * i] = range[2 * i + 1] = bin[i];
+                for (size_t s = 1; s < nbox; s++)
+                    range[2 * i] = fmin(range[2 * i], bin[s * in + i]), range[2 * i + 1] = fmax(range[2 * i + 1], bin[s * in + i]);
+            }
+        }
+        if (!st) st = regrid_layer(net, l, xin, n, new_grid ? new_grid[l] : net->layer[l].grid, eps, margin, dense, range, err);
         free(xin);
-        if (st) return st;
+        free(bin);
+        free(range);
     }
-    return PM_OK;
+    free(box);
+    return st;
 }
 
 pm_status pm_kan_update_grid(pm_kan *net, const double *x, size_t n, double grid_eps, double margin, pm_error *err)
