@@ -14,14 +14,15 @@
 enum {
     R_ROWB = 1, R_ROWS, R_ONE, R_DSTR, R_SSTR, R_SADDR, R_DADDR,
     R_M, R_N, R_K, R_ACC, R_A, R_B, R_BIAS, R_SCALE, R_MODE, R_OUT,
-    R_ID = 20, R_TMP, R_XB, R_YB, R_CNT,
+    R_ID = 20, R_TMP, R_XB, R_YB, R_CNT, R_WI, R_YI, R_BI, R_CNT2,
 };
 
 #define ALIGN_SRAM 256u /* buffers start on a port-width boundary: their rows spread over every bank */
 
-/* DRAM addresses of X and Y move with the M block; inside a loop over
- * M-block pairs they are emitted relative to a base register. */
-enum { BASE_ABS = 0, BASE_X, BASE_Y };
+/* Address classes: inside a loop, addresses of a class that moves from one
+ * iteration to the next (X and Y with the M block; W, Y and the bias with
+ * the N tile) are emitted as `li; add` of the class's offset register. */
+enum { BASE_ABS = 0, BASE_X, BASE_Y, BASE_W, BASE_BIAS, BASE_COUNT };
 
 typedef struct dma_desc {
     bool load;
@@ -120,8 +121,11 @@ typedef struct emitter {
     /* Pipeline state: the tile whose tout is due after the next op, and the
      * tile whose store is due at the next step (step indices, -1 none). */
     int64_t tout_due, store_due;
-    bool relative;   /* emit X/Y DRAM addresses relative to R_XB / R_YB */
-    uint64_t xb, yb; /* the values R_XB and R_YB hold in the loop body's first iteration */
+    int offset_reg[BASE_COUNT]; /* register holding the class's loop offset; 0: none */
+    /* Loop structure of the steps (emit_steps): the outer loop over pairs of
+     * M blocks and, per M block, the inner loop over pairs of N tiles. */
+    const size_t *tile_start; /* first step of each tile */
+    size_t tile_count, tiles_per_block;
 } emitter;
 
 static void emit(emitter *e, pm_opcode op, int64_t a, int64_t b, int64_t c, int64_t d)
@@ -147,7 +151,16 @@ static void emitter_reset(emitter *e)
     emitter_forget(e);
     e->lfu_fenced = false;
     e->tout_due = e->store_due = -1;
-    e->relative = false;
+    memset(e->offset_reg, 0, sizeof e->offset_reg);
+    e->tile_start = NULL;
+    e->tile_count = e->tiles_per_block = 0;
+}
+
+/* reg = addr of class c, plus the class's loop offset inside a loop. */
+static void emit_addr(emitter *e, int reg, int c, uint64_t addr)
+{
+    li(e, reg, (int64_t)addr);
+    if (e->offset_reg[c]) emit(e, PM_OP_ADD, reg, reg, e->offset_reg[c], 0);
 }
 
 static void emit_dma(emitter *e, const dma_desc *m)
@@ -166,13 +179,7 @@ static void emit_dma(emitter *e, const dma_desc *m)
         e->dstr = m->dram_stride, e->sstr = m->sram_stride;
     }
     li(e, R_SADDR, (int64_t)m->sram);
-    if (e->relative && m->base != BASE_ABS) {
-        bool x = m->base == BASE_X;
-        li(e, R_DADDR, (int64_t)(m->dram - (x ? e->xb : e->yb)));
-        emit(e, PM_OP_ADD, R_DADDR, R_DADDR, x ? R_XB : R_YB, 0);
-    } else {
-        li(e, R_DADDR, (int64_t)m->dram);
-    }
+    emit_addr(e, R_DADDR, m->base, m->dram);
     if (m->load) emit(e, PM_OP_DLD, R_SADDR, R_DADDR, 0, 0);
     else emit(e, PM_OP_DST, R_DADDR, R_SADDR, 0, 0);
 }
@@ -201,7 +208,8 @@ static void emit_epilogue_state(emitter *e, uint64_t bias_sram)
     }
     if (mode == e->mode && bias == e->bias) return;
     if (e->mode < 0) li(e, R_SCALE, (int64_t)pm_f32_bits(d->has_scale ? d->scale : 1.0f));
-    li(e, R_BIAS, bias);
+    if (d->has_bias) emit_addr(e, R_BIAS, BASE_BIAS, (uint64_t)bias);
+    else li(e, R_BIAS, 0);
     li(e, R_MODE, mode);
     emit(e, PM_OP_TEPI, R_BIAS, R_SCALE, R_MODE, 0);
     e->mode = mode, e->bias = bias;
@@ -270,45 +278,128 @@ static void emit_drain(emitter *e, const step *steps, int df)
     }
 }
 
-/* Emits steps [0, count). When loop_pairs >= 4, the steps form that many
- * identical pairs of M blocks (pair_steps steps each, X and Y advancing by
- * x_stride / y_stride bytes per pair) followed by the rest: pair 0 is
- * emitted as is, pairs 1 .. loop_pairs-2 as one loop body whose X/Y
- * addresses are relative to R_XB / R_YB (the pipeline state at the body's
- * end is the state at its start shifted by one pair, so the same code is
- * right for every iteration), then the remaining steps as is. */
-static void emit_steps(emitter *e, const step *steps, size_t count, int df, size_t pair_steps, uint64_t loop_pairs,
-                       uint64_t x_stride, uint64_t y_stride)
+/* Do steps [s, s + periods * period) repeat with a constant address shift
+ * per class from one period to the next? Fills delta[] (bytes per period). */
+static bool dma_match(const dma_desc *a, const dma_desc *b, int64_t *delta)
 {
+    if (a->load != b->load || a->sram != b->sram || a->row_bytes != b->row_bytes || a->rows != b->rows ||
+        a->dram_stride != b->dram_stride || a->sram_stride != b->sram_stride || a->base != b->base)
+        return false;
+    int64_t dd = (int64_t)(b->dram - a->dram);
+    if (a->base == BASE_ABS) return dd == 0;
+    if (delta[a->base] == INT64_MIN) delta[a->base] = dd;
+    return delta[a->base] == dd;
+}
+
+static bool periodic(const step *steps, size_t s, size_t period, uint64_t periods, int64_t *delta)
+{
+    for (int c = 0; c < BASE_COUNT; c++) delta[c] = INT64_MIN;
+    for (uint64_t i = s + period; i < s + periods * period; i++) {
+        const step *a = &steps[i - period], *b = &steps[i];
+        if (a->m != b->m || a->n != b->n || a->k != b->k || a->acc != b->acc || a->a != b->a || a->b != b->b ||
+            a->accumulate != b->accumulate || a->load_count != b->load_count || a->tile_end != b->tile_end)
+            return false;
+        for (int l = 0; l < a->load_count; l++)
+            if (!dma_match(&a->loads[l], &b->loads[l], delta)) return false;
+        if (a->tile_end) {
+            if (a->out_sram != b->out_sram || !dma_match(&a->store, &b->store, delta)) return false;
+            int64_t db = (int64_t)(b->bias_sram - a->bias_sram);
+            if (delta[BASE_BIAS] == INT64_MIN) delta[BASE_BIAS] = db;
+            if (delta[BASE_BIAS] != db) return false;
+        }
+    }
+    for (int c = 0; c < BASE_COUNT; c++)
+        if (delta[c] == INT64_MIN) delta[c] = 0;
+    return true;
+}
+
+static void emit_range(emitter *e, const step *steps, size_t count, size_t from, size_t to, int df);
+
+/* Steps [s, s + periods * period) repeat (periodic()): period 0 is emitted
+ * as is, periods 1 .. periods-2 as one loop body, the caller goes on with
+ * the last period. The body is emitted from period 1 with every moving
+ * class's address plus an offset register that starts at 0 and grows by the
+ * class's delta per iteration; the pipeline state at the body's end is its
+ * state at the start shifted by one period, so the same code is right for
+ * every iteration. Returns the step to continue from. */
+static size_t emit_loop(emitter *e, const step *steps, size_t count, size_t s, size_t period, uint64_t periods,
+                        const int64_t *delta, const int *regs, int counter, int df)
+{
+    emit_range(e, steps, count, s, s + period, df);
+    int saved[BASE_COUNT];
+    memcpy(saved, e->offset_reg, sizeof saved);
+    for (int c = 1; c < BASE_COUNT; c++) {
+        if (!delta[c]) continue;
+        /* Start from the enclosing loop's offset of the class, if any. */
+        if (saved[c]) emit(e, PM_OP_ADD, regs[c], saved[c], 0, 0);
+        else li(e, regs[c], 0);
+        e->offset_reg[c] = regs[c];
+    }
+    uint64_t iters = periods - 2;
+    li(e, counter, (int64_t)iters);
+    uint32_t head = pm_builder_label(e->b);
+    pm_builder_bind(e->b, head);
+    emitter_forget(e);
+    emit_range(e, steps, count, s + period, s + 2 * period, df);
+    for (int c = 1; c < BASE_COUNT; c++) {
+        if (!delta[c]) continue;
+        li(e, R_TMP, delta[c]);
+        emit(e, PM_OP_ADD, regs[c], regs[c], R_TMP, 0);
+    }
+    pm_builder_emit(e->b, PM_OP_LOOP, counter, pm_builder_ref(head), 0, 0, 0, 0);
+    memcpy(e->offset_reg, saved, sizeof saved);
+    emitter_forget(e);
+    size_t shift = (size_t)(iters - 1) * period;
+    if (e->tout_due >= 0) e->tout_due += (int64_t)shift;
+    if (e->store_due >= 0) e->store_due += (int64_t)shift;
+    return s + 2 * period + shift;
+}
+
+/* Steps [from, to) of one M block or less: the pairs of N tiles 1 .. T-2 of
+ * an M block (tile 0 carries the block's X loads, tile T-1 the next block's)
+ * run as a loop when there are at least four pairs. */
+static void emit_range(emitter *e, const step *steps, size_t count, size_t from, size_t to, int df)
+{
+    size_t T = e->tiles_per_block;
+    static const int inner_regs[BASE_COUNT] = {0, 0, R_YI, R_WI, R_BI};
+    for (size_t s = from; s < to;) {
+        if (e->tile_start && T >= 10) {
+            /* Is s the first step of tile 1 of an M block? (binary search) */
+            size_t lo = 0, hi = e->tile_count;
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (e->tile_start[mid] < s) lo = mid + 1;
+                else hi = mid;
+            }
+            size_t t = lo;
+            if (t + 2 < e->tile_count && e->tile_start[t] == s && t % T == 1) {
+                size_t period = e->tile_start[t + 2] - e->tile_start[t];
+                uint64_t periods = (T - 2) / 2;
+                int64_t delta[BASE_COUNT];
+                if (s + periods * period <= to && periodic(steps, s, period, periods, delta) && !delta[BASE_X]) {
+                    s = emit_loop(e, steps, count, s, period, periods, delta, inner_regs, R_CNT2, df);
+                    continue;
+                }
+            }
+        }
+        emit_step(e, steps, count, s, df);
+        s++;
+    }
+}
+
+/* Emits steps [0, count). When one job's steps form at least four pairs of
+ * full M blocks (pair_steps steps each) that repeat with X and Y shifted,
+ * pairs 1 .. loop_pairs-2 run as a loop (emit_loop); inside every M block
+ * the middle N tiles may loop too (emit_range). */
+static void emit_steps(emitter *e, const step *steps, size_t count, int df, size_t pair_steps, uint64_t loop_pairs)
+{
+    static const int outer_regs[BASE_COUNT] = {0, R_XB, R_YB, 0, 0};
     for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
     size_t s = 0;
-    if (loop_pairs >= 4) {
-        for (; s < pair_steps; s++) emit_step(e, steps, count, s, df);
-        /* Bases of pair 1: its first step's X load and (pair 0 + 1 pair) Y. */
-        e->xb = e->d->x_addr + x_stride, e->yb = e->d->y_addr + y_stride;
-        uint64_t iters = loop_pairs - 2;
-        li(e, R_XB, (int64_t)e->xb);
-        li(e, R_YB, (int64_t)e->yb);
-        li(e, R_CNT, (int64_t)iters);
-        uint32_t head = pm_builder_label(e->b);
-        pm_builder_bind(e->b, head);
-        emitter_forget(e);
-        e->relative = true;
-        for (; s < 2 * pair_steps; s++) emit_step(e, steps, count, s, df);
-        emit(e, PM_OP_LI, R_TMP, (int64_t)x_stride, 0, 0);
-        emit(e, PM_OP_ADD, R_XB, R_XB, R_TMP, 0);
-        emit(e, PM_OP_LI, R_TMP, (int64_t)y_stride, 0, 0);
-        emit(e, PM_OP_ADD, R_YB, R_YB, R_TMP, 0);
-        pm_builder_emit(e->b, PM_OP_LOOP, R_CNT, pm_builder_ref(head), 0, 0, 0, 0);
-        e->relative = false;
-        emitter_forget(e);
-        /* The loop ran pairs 1 .. loop_pairs-2: continue after them. */
-        size_t shift = (size_t)(iters - 1) * pair_steps;
-        if (e->tout_due >= 0) e->tout_due += (int64_t)shift;
-        if (e->store_due >= 0) e->store_due += (int64_t)shift;
-        s += shift;
-    }
-    for (; s < count; s++) emit_step(e, steps, count, s, df);
+    int64_t delta[BASE_COUNT];
+    if (loop_pairs >= 4 && periodic(steps, 0, pair_steps, loop_pairs, delta) && !delta[BASE_W] && !delta[BASE_BIAS])
+        s = emit_loop(e, steps, count, 0, pair_steps, loop_pairs, delta, outer_regs, R_CNT, df);
+    emit_range(e, steps, count, s, count, df);
     emit_drain(e, steps, df);
 }
 
@@ -408,7 +499,7 @@ static pm_status job_steps(const shape_info *si, const plan *p, const job *j, cu
                 uint64_t kc_bytes = fmt_bytes(d->w_fmt, kc);
                 add_load(s, s->b + si->w_hdr,
                          w + si->w_hdr + (uint64_t)(j->n_begin + n0) * si->w_row + fmt_bytes(d->w_fmt, k0), kc_bytes,
-                         nj, si->w_row, kc_bytes, BASE_ABS);
+                         nj, si->w_row, kc_bytes, BASE_W);
                 if (k0 + kc == K) {
                     s->tile_end = true;
                     s->out_sram = p->out_buf[t % 2];
@@ -463,12 +554,20 @@ static budget plan_budget(const shape_info *si, uint32_t tm, uint32_t tn, uint32
     return u;
 }
 
-/* M blocks whose code is emitted: with one job per engine and at least four
- * pairs of full blocks, all but three pairs run as a loop (emit_steps). */
+/* M blocks and N tiles per block whose code is emitted: with one job per
+ * engine, all but three pairs of full M blocks run as a loop when there are
+ * four, and all but about eight N tiles of a block when there are ten
+ * (emit_steps, emit_range). */
 static uint64_t emitted_mblocks(uint64_t m_job, uint64_t tm, uint64_t jobs)
 {
     uint64_t blocks = ceil_div(m_job, tm), pairs = m_job / tm / 2;
     return jobs == 1 && pairs >= 4 ? blocks - 2 * (pairs - 3) : blocks;
+}
+
+static uint64_t emitted_ntiles(uint64_t n_job, uint64_t tn, uint64_t jobs)
+{
+    uint64_t tiles = ceil_div(n_job, tn);
+    return jobs == 1 && tiles >= 10 ? 8 : tiles;
 }
 
 /* DRAM channel bytes of `rows` runs of row_bytes (one run when contiguous),
@@ -546,7 +645,8 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
     }
     double end = op_end_prev > store_fin ? op_end_prev : store_fin;
     double per_step = 16, per_tile = 12; /* issue slots of the generated code */
-    double unrolled = (double)emitted_mblocks(m_job, p->tm, jobs) / mblocks;
+    double unrolled = (double)emitted_mblocks(m_job, p->tm, jobs) / mblocks *
+                      (double)emitted_ntiles(n_job, p->tn, jobs) / (double)ceil_div(n_job, p->tn);
     *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * unrolled * jobs) + 64;
     return end * jobs + steps * jobs;
 }
@@ -583,7 +683,7 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         /* Tilings whose unrolled program cannot fit the instruction memory
                          * are not replayed (their step count is what makes them slow to
                          * cost); the smallest of them is kept only while nothing fits. */
-                        uint64_t quick = (emitted_mblocks(m_job, tm, jobs) * ceil_div(n_job, tn) *
+                        uint64_t quick = (emitted_mblocks(m_job, tm, jobs) * emitted_ntiles(n_job, tn, jobs) *
                                           (ceil_div(d->K, tk) * 16 + 12)) *
                                          jobs * engines;
                         if (quick > cfg->imem_words) {
@@ -797,13 +897,27 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
             loop_pairs = (last.m_end - last.m_begin) / p.tm / 2;
             pair_steps = 2 * per_block;
         }
-        uint64_t x_pair = 4ull * p.tm * d->K, y_pair = 2ull * p.tm * si.y_row;
+        /* Where each tile starts, for the loop over N tiles. */
+        size_t *tile_start = NULL, tiles = 0;
+        if (jobs == 1 && steps.count) {
+            tile_start = malloc(steps.count * sizeof *tile_start);
+            if (!tile_start) {
+                st = pm_error_set(err, PM_ERR_NOMEM, "matmul: out of memory for the tile table");
+                break;
+            }
+            for (size_t i = 0; i < steps.count; i++)
+                if (i == 0 || steps.v[i - 1].tile_end) tile_start[tiles++] = i;
+            e.tile_start = tile_start, e.tile_count = tiles;
+            e.tiles_per_block = ceil_div(last.n_end - last.n_begin, p.tn);
+        }
         if (d->has_bias && steps.count) {
             /* The bias vector travels once, ahead of the pipeline. */
             dma_desc bias = {true, p.bias_sram, d->bias_addr, (uint64_t)d->N * 4, 1, 0, 0, BASE_ABS};
             emit_dma(&e, &bias);
         }
-        emit_steps(&e, steps.v, steps.count, p.dataflow, pair_steps, loop_pairs, x_pair, y_pair);
+        emit_steps(&e, steps.v, steps.count, p.dataflow, pair_steps, loop_pairs);
+        free(tile_start);
+        e.tile_start = NULL;
         if (engines > 1) {
             pm_builder_emit(b, PM_OP_FADD, d->sync_flag, 1, 0, 0, 0, 0);
             if (eng == 0) {

@@ -416,7 +416,8 @@ TEST(test_matmul_engine_splits)
     }
 }
 
-static bool program_has_loop(const pm_config *cfg, const mm_case *c)
+/* Number of loop instructions in the program built for c. */
+static int program_loops(const pm_config *cfg, const mm_case *c)
 {
     pm_matmul_desc d;
     pm_matmul_desc_init(&d, c->M, c->N, c->K, c->w_fmt, c->out_fmt);
@@ -424,11 +425,11 @@ static bool program_has_loop(const pm_config *cfg, const mm_case *c)
     pm_program p;
     pm_program_init(&p);
     pm_error err;
-    bool found = false;
+    int found = 0;
     if (pm_kernel_matmul(cfg, &d, &p, &err) == PM_OK)
         for (size_t i = 0; i < p.code_count; i++) {
             pm_insn in;
-            if (pm_decode(p.code[i], &in, &err) == PM_OK && in.opcode == PM_OP_LOOP) found = true;
+            if (pm_decode(p.code[i], &in, &err) == PM_OK && in.opcode == PM_OP_LOOP) found++;
         }
     pm_program_free(&p);
     return found;
@@ -443,18 +444,29 @@ TEST(test_matmul_loop_over_m_blocks)
         tiny_config(&cfg, 4, 4, 8192, 256, 2);
         cfg.hazard_mode = hz ? PM_HAZARD_REPORT : PM_HAZARD_INTERLOCK;
         mm_case c = {157, 20, 40, 1, 1, PM_FMT_BF16, PM_FMT_F32, false, true, false, PM_LFU_SILU, -1};
-        CHECK(program_has_loop(&cfg, &c));
+        CHECK(program_loops(&cfg, &c) >= 1);
         run_case(&cfg, &c, 850 + hz, NULL);
         mm_case q = {203, 12, 64, 1, 2, PM_FMT_Q8_0, PM_FMT_BF16, true, false, false, PM_LFU_SILU, -1};
-        CHECK(program_has_loop(&cfg, &q));
+        CHECK(program_loops(&cfg, &q) >= 2); /* one per engine */
         run_case(&cfg, &q, 860 + hz, NULL);
+        /* Many N tiles: the middle tiles of each M block loop too, nested in
+         * the loop over M blocks; bias addresses move with the tiles. */
+        mm_case wide = {157, 150, 40, 1, 1, PM_FMT_BF16, PM_FMT_BF16, true, true, false, PM_LFU_SILU, -1};
+        CHECK(program_loops(&cfg, &wide) >= 4);
+        run_case(&cfg, &wide, 865 + hz, NULL);
+        mm_case gemv = {1, 1000, 64, 1, 1, PM_FMT_Q4_1, PM_FMT_F32, false, true, false, PM_LFU_SILU, -1};
+        CHECK(program_loops(&cfg, &gemv) >= 1);
+        run_case(&cfg, &gemv, 868 + hz, NULL);
+        mm_case gemv_if4 = {1, 900, 96, 1, 2, PM_FMT_IF4, PM_FMT_BF16, true, false, false, PM_LFU_SILU, -1};
+        CHECK(program_loops(&cfg, &gemv_if4) >= 2);
+        run_case(&cfg, &gemv_if4, 869 + hz, NULL);
     }
     /* A shape too large to unroll into edge's instruction memory. */
     pm_config edge;
     pm_error err;
     CHECK(pm_config_preset("edge", &edge, &err) == PM_OK);
     mm_case big = {4096, 256, 256, 1, 1, PM_FMT_BF16, PM_FMT_BF16, false, false, false, PM_LFU_SILU, -1};
-    CHECK(program_has_loop(&edge, &big));
+    CHECK(program_loops(&edge, &big) >= 1);
     run_case(&edge, &big, 870, NULL);
 }
 
