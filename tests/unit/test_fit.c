@@ -194,6 +194,33 @@ TEST(test_exponent_mode)
     }
 }
 
+/* Exponent mode converges at the degree's rate too: the error in ulps is
+ * the relative error of p on the reduced domain. */
+TEST(test_exponent_mode_rate)
+{
+    for (uint8_t d = 1; d <= 3; d++) {
+        /* cubics reach a few ulps by 4 segments: one step is all they show */
+        uint32_t g0 = d == 1 ? 4 : 1, g1 = d == 1 ? 16 : d == 2 ? 4 : 2;
+        double prev = NAN;
+        for (uint32_t g = g0; g <= g1; g *= 2) {
+            pm_fit_options o = opts(-20.0, 20.0, g, d);
+            o.mode = PM_LFU_MODE_EXPONENT;
+            pm_lfu_table t;
+            pm_fit_report r;
+            pm_error err = {0};
+            CHECK_MSG(fit_measure(f_exp, &o, &t, &r, &err) == PM_OK, "%s", err.message);
+            pm_lfu_table_free(&t);
+            double e = (double)r.max_ulp_fp32;
+            CHECK_MSG(e > 100, "degree %u, %u segments: %g ulp is too close to rounding for a rate", d, g, e);
+            if (prev == prev) {
+                double rate = log2(prev / e);
+                CHECK_MSG(fabs(rate - (d + 1)) < 0.35, "degree %u, %u segments: rate %.2f, want %d", d, g, rate, d + 1);
+            }
+            prev = e;
+        }
+    }
+}
+
 /* The search: the result meets eps, one segment fewer does not. */
 TEST(test_eps_search)
 {
@@ -375,6 +402,7 @@ int main(void)
     RUN(test_relative_objective);
     RUN(test_xtimes_tanh);
     RUN(test_exponent_mode);
+    RUN(test_exponent_mode_rate);
     RUN(test_eps_search);
     RUN(test_measure_exhaustive);
     RUN(test_table_in_simulator);
