@@ -107,12 +107,16 @@ typedef struct pm_systolic_problem {
      * the ws K-tile wait (rows + 1). A negative value must make the model
      * report the collision or read-before-write it causes. */
     int32_t period_delta;
-    /* os only: run the instruction 1 + repeat times, each later one a tmma
-     * continuing the same tile, started as the fast model chains them: after
-     * the previous one's folds, and at least K + 2R - 1 cycles after its start
-     * (plus chain_delta, tests only) so the first sums it reads are written. */
+    /* os only: run 1 + repeat instructions on the same tile, each later one
+     * a tmma continuing the sums, started as the fast model chains them:
+     * after the previous one's folds, and at least K + 2R - 1 cycles after
+     * its start (more when its fold period is longer; plus chain_delta,
+     * tests only). chunks NULL: each repeats all of A and B. Otherwise
+     * chunks[q] (summing to k) is instruction q's share of k: it multiplies
+     * columns [k0, k0 + chunks[q]) of A and B (K-chunked accumulation). */
     uint32_t repeat;
     int32_t chain_delta;
+    const uint32_t *chunks;
 } pm_systolic_problem;
 
 typedef struct pm_systolic_result {

@@ -307,6 +307,26 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     return PM_OK;
 }
 
+/* Back-to-back os matmuls: the first fold of the next one copies its sums
+ * into the output chains K2 cycles after it starts, and the previous
+ * instruction's last fold (started at T, K1 long) holds the chains for R
+ * cycles after T + K1. So the next starts at T + K1 + max(0, R - K2) at the
+ * earliest; within one instruction max(K, R) per fold already ensures it. */
+uint64_t pm_tensor_array_ready(const pm_config *cfg, const pm_unit_state *us, const pm_cost *c)
+{
+    if (c->chain.kind != 1 || !us->fold_end) return 0;
+    uint64_t R = cfg->tensor_rows;
+    return us->fold_end + (c->chain.k < R ? R - c->chain.k : 0);
+}
+
+void pm_tensor_array_placed(pm_unit_state *us, const pm_cost *c, uint64_t start, uint64_t free_cycle)
+{
+    if (c->tensor_lane || c->chain.kind != 1) return; /* ws does not use the output chains */
+    uint64_t period = c->chain.period, ran = pm_ceil_div(free_cycle - start, c->chain.folds);
+    if (ran > period) period = ran; /* the SRAM port spaced the folds out */
+    us->fold_end = free_cycle - period + c->chain.k;
+}
+
 /* Chained tmma (os after os, same tile and shape, so the same fold order):
  * fold f of `next` reads output (i, j) of its fold at s2 + f*P2 + i + j; fold
  * f of `prev` wrote it at s1 + f*P1 + K1 + 2R - 2 + j - i (row R-1 leaves

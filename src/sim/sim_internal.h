@@ -117,6 +117,7 @@ typedef struct pm_timeline {
 typedef struct pm_unit_state {
     uint64_t free_cycle;  /* earliest start of the unit's next instruction */
     uint64_t lane_free;   /* tensor: the same for the epilogue datapath (free_cycle: the array) */
+    uint64_t fold_end;    /* tensor: last os fold's start + K of the latest os matmul (output chain) */
     uint64_t drain_cycle; /* when everything issued to it has finished */
     pm_inflight *ring;    /* queue_depth entries, oldest at head */
     uint32_t head, count;
@@ -306,6 +307,11 @@ PM_HIDDEN void pm_tensor_sim_free(pm_sim *sim); /* the host thread pool */
  * prev's finish will do. */
 PM_HIDDEN bool pm_tensor_chain_ready(const pm_config *cfg, const pm_inflight *prev, const pm_cost *next,
                                      uint64_t *ready);
+/* Earliest start of an os matmul on the array after the previous os one
+ * (its last fold's outputs must leave the output chain first), and the
+ * record of an os matmul just placed at [start, free). */
+PM_HIDDEN uint64_t pm_tensor_array_ready(const pm_config *cfg, const pm_unit_state *us, const pm_cost *c);
+PM_HIDDEN void pm_tensor_array_placed(pm_unit_state *us, const pm_cost *c, uint64_t start, uint64_t free_cycle);
 
 /* ---- trace (sim_trace.c) ---- */
 PM_HIDDEN void pm_trace_record(pm_sim *sim, uint8_t kind, uint32_t engine, uint8_t unit, uint8_t opcode,

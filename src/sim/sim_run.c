@@ -45,7 +45,7 @@ static void engine_begin_run(pm_engine *e)
     e->retired = 0;
     e->state = e->code ? PM_ENGINE_RUNNING : PM_ENGINE_IDLE;
     for (int u = 0; u < PM_UNIT_COUNT; u++) {
-        e->unit[u].free_cycle = e->unit[u].drain_cycle = e->unit[u].lane_free = 0;
+        e->unit[u].free_cycle = e->unit[u].drain_cycle = e->unit[u].lane_free = e->unit[u].fold_end = 0;
         e->unit[u].head = e->unit[u].count = 0;
     }
     pm_timeline_clear(&e->sram_port, e->cfg->sram_bytes_per_cycle);
@@ -231,6 +231,7 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
      * (tout drains one accumulator tile while the array fills another). */
     uint64_t *lane_free = unit == PM_UNIT_TENSOR && c->tensor_lane ? &us->lane_free : &us->free_cycle;
     uint64_t start = max_u64(issue, *lane_free);
+    if (unit == PM_UNIT_TENSOR) start = max_u64(start, pm_tensor_array_ready(cfg, us, c));
     bool interlock = cfg->hazard_mode == PM_HAZARD_INTERLOCK;
     if (c->range_count) {
         FOR_INFLIGHT(e, u, f)
@@ -311,6 +312,7 @@ static pm_status issue_unit(pm_sim *sim, pm_engine *e, const pm_insn *in, pm_uni
     slot->chain = c->chain;
     if (c->chain.kind && c->chain.folds) /* the folds as they ran: the SRAM port may have spaced them out */
         slot->chain.period = max_u64(c->chain.period, pm_ceil_div(free_cycle - start, c->chain.folds));
+    if (unit == PM_UNIT_TENSOR) pm_tensor_array_placed(us, c, start, free_cycle);
 
     /* Busy cycles: the union of [start, finish) over the unit's instructions. */
     from = max_u64(start, us->drain_cycle);

@@ -64,15 +64,15 @@ static void end_cycle(model *md)
 /* ---- output-stationary ---- */
 
 /* Fold g (over all chained instructions) enters row i (column j) at cycle
- * start[g] + i (+ j) + k, k < K. */
-static pm_status os_feed(model *md, uint32_t lane, uint32_t folds, const uint64_t *start, uint32_t *fold,
-                         uint32_t *k, bool *any)
+ * start[g] + i (+ j) + k, k < klen[g]. */
+static pm_status os_feed(model *md, uint32_t lane, uint32_t folds, const uint64_t *start, const uint32_t *klen,
+                         uint32_t *fold, uint32_t *k, bool *any)
 {
     *any = false;
     if (md->t < lane) return PM_OK;
     uint64_t u = md->t - lane;
     for (uint32_t g = 0; g < folds; g++) {
-        if (u < start[g] || u - start[g] >= md->p->k) continue;
+        if (u < start[g] || u - start[g] >= klen[g]) continue;
         if (*any) return broken(md, lane, lane, "two folds' operands enter the same edge register");
         *any = true;
         *fold = g;
@@ -87,27 +87,50 @@ static pm_status run_os(model *md, os_pe *pe)
     const uint32_t R = md->R, C = md->C;
     const uint32_t fm = (p->m + R - 1) / R, fn = (p->n + C - 1) / C, folds = fm * fn;
     const uint32_t insns = 1 + p->repeat, all = folds * insns;
-    int64_t per = (int64_t)(p->k > R ? p->k : R) + p->period_delta;
-    if (per < 1) return pm_error_set(md->err, PM_ERR_INVALID, "cycle model: fold period %lld", (long long)per);
-    const uint64_t period = (uint64_t)per, outputs = (uint64_t)all * R * C;
+    const uint64_t outputs = (uint64_t)all * R * C;
     uint32_t *shifting = calloc(C, sizeof *shifting), *version = calloc((size_t)p->m * p->n, sizeof *version);
+    uint32_t *klen = malloc(all * sizeof *klen), *koff = malloc(all * sizeof *koff);
     uint64_t *start = malloc(all * sizeof *start), *written_at = calloc((size_t)p->m * p->n, sizeof *written_at);
     pm_status st = PM_OK;
-    if (!shifting || !version || !start || !written_at) {
+    if (!shifting || !version || !klen || !koff || !start || !written_at) {
         st = pm_error_set(md->err, PM_ERR_NOMEM, "cycle model: out of memory");
         goto out;
     }
-    /* The controller: folds every `period` cycles; a chained instruction
-     * after its predecessor's folds and K + 2R - 1 cycles after its start. */
-    for (uint32_t q = 0; q < insns; q++) {
+    /* The controller: an instruction's folds every max(K, R) cycles; a
+     * chained one after its predecessor's folds and when the first row of
+     * each of its folds will find the sum it continues written. */
+    uint64_t prev_start = 0, prev_per = 0, prev_k = 0;
+    for (uint32_t q = 0, k0 = 0; q < insns; q++) {
+        uint32_t kq = p->chunks ? p->chunks[q] : p->k;
+        int64_t per = (int64_t)(kq > R ? kq : R) + p->period_delta;
+        if (per < 1 || kq < 1 || (p->chunks && k0 + kq > p->k)) {
+            st = pm_error_set(md->err, PM_ERR_INVALID, "cycle model: chunk %u (K %u, period %lld)", q, kq,
+                              (long long)per);
+            goto out;
+        }
         uint64_t s0 = 0;
         if (q) {
-            uint64_t prev = start[(q - 1) * folds];
-            int64_t wait = (int64_t)(prev + p->k + 2 * (uint64_t)R - 1) + p->chain_delta;
-            s0 = prev + folds * period;
+            /* The array: the previous fold's outputs need R cycles in the
+             * output chain before this instruction's first fold (K cycles
+             * after it starts) copies its own in. */
+            uint64_t last = prev_start + (folds - 1) * prev_per, drain = kq < R ? R - kq : 0;
+            s0 = prev_start + folds * prev_per;
+            if (last + prev_k + drain > s0) s0 = last + prev_k + drain;
+            uint64_t spread = prev_per > (uint64_t)per ? (folds - 1) * (prev_per - (uint64_t)per) : 0;
+            int64_t wait = (int64_t)(prev_start + prev_k + 2 * (uint64_t)R - 1 + spread) + p->chain_delta;
             if (wait > (int64_t)s0) s0 = (uint64_t)wait;
         }
-        for (uint32_t f = 0; f < folds; f++) start[q * folds + f] = s0 + f * period;
+        for (uint32_t f = 0; f < folds; f++) {
+            start[q * folds + f] = s0 + f * (uint64_t)per;
+            klen[q * folds + f] = kq;
+            koff[q * folds + f] = p->chunks ? k0 : 0;
+        }
+        prev_start = s0, prev_per = (uint64_t)per, prev_k = kq;
+        if (p->chunks) k0 += kq;
+        if (p->chunks && q == insns - 1 && k0 != p->k) {
+            st = pm_error_set(md->err, PM_ERR_INVALID, "cycle model: chunks sum to %u, not k = %u", k0, p->k);
+            goto out;
+        }
     }
     uint64_t written = 0;
     for (md->t = 0; written < outputs && !st; md->t++) {
@@ -144,9 +167,10 @@ static pm_status run_os(model *md, os_pe *pe)
                 }
                 uint32_t g = 0, k = 0;
                 bool any;
-                if ((st = os_feed(md, i, all, start, &g, &k, &any))) break;
+                if ((st = os_feed(md, i, all, start, klen, &g, &k, &any))) break;
                 uint32_t m = (g % folds / fn) * R + i;
-                pe[i * C].a = (tok){any, g, m, k, any && m < p->m ? bf16(p->a[(size_t)m * p->k + k]) : 0.0f};
+                float x = any && m < p->m ? bf16(p->a[(size_t)m * p->k + koff[g] + k]) : 0.0f;
+                pe[i * C].a = (tok){any, g, m, k, x};
             }
         for (uint32_t j = 0; j < C && !st; j++)
             for (uint32_t i = R; i-- > 0;) {
@@ -156,9 +180,10 @@ static pm_status run_os(model *md, os_pe *pe)
                 }
                 uint32_t g = 0, k = 0;
                 bool any;
-                if ((st = os_feed(md, j, all, start, &g, &k, &any))) break;
+                if ((st = os_feed(md, j, all, start, klen, &g, &k, &any))) break;
                 uint32_t n = (g % folds % fn) * C + j;
-                pe[j].b = (tok){any, g, n, k, any && n < p->n ? bf16(p->b[(size_t)n * p->k + k]) : 0.0f};
+                float x = any && n < p->n ? bf16(p->b[(size_t)n * p->k + koff[g] + k]) : 0.0f;
+                pe[j].b = (tok){any, g, n, k, x};
             }
         /* 3. Every PE with both operands does one MAC in k order; the first
          * starts from +0 (tmm) or the accumulator word read over its
@@ -190,7 +215,7 @@ static pm_status run_os(model *md, os_pe *pe)
                     q->c[buf] = init;
                 }
                 q->c[buf] = fmaf(q->a.x, q->b.x, q->c[buf]);
-                if (q->a.k + 1 < p->k) continue;
+                if (q->a.k + 1 < klen[q->a.tile]) continue;
                 q->held[buf] = true;
                 if (i < R - 1) continue;
                 /* The column's last row is done: copy all R sums into the
@@ -214,6 +239,8 @@ static pm_status run_os(model *md, os_pe *pe)
 out:
     free(shifting);
     free(version);
+    free(klen);
+    free(koff);
     free(start);
     free(written_at);
     return st;

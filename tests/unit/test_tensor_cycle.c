@@ -133,7 +133,7 @@ static void one_case(uint32_t R, uint32_t C, uint32_t L, pm_dataflow df, uint32_
     for (size_t i = 0; i < (size_t)m * n; i++) acc0[i] = pm_bf16_to_f32(pm_f32_to_bf16(rndf(0.5f, 4) * (rnd() & 1 ? 1 : -1)));
     memcpy(slow, acc0, (size_t)m * n * 4);
 
-    pm_systolic_problem p = {R, C, L, df, m, n, k, accumulate, a, b, slow, 0, 0, 0};
+    pm_systolic_problem p = {R, C, L, df, m, n, k, accumulate, a, b, slow, 0, 0, 0, NULL};
     pm_systolic_result r;
     pm_error err;
     pm_status st = pm_systolic_cycle_run(&p, &r, &err);
@@ -204,7 +204,7 @@ TEST(schedule_is_minimal)
     };
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         pm_systolic_problem p = {cases[c].R, cases[c].C, cases[c].L, cases[c].df, cases[c].m, cases[c].n,
-                                 cases[c].k, false, a, b, acc, 0, 0, 0};
+                                 cases[c].k, false, a, b, acc, 0, 0, 0, NULL};
         pm_systolic_result r;
         pm_error err;
         CHECK_MSG(pm_systolic_cycle_run(&p, &r, &err) == PM_OK, "case %zu: %s", c, err.message);
@@ -226,7 +226,7 @@ static void chain_case(uint32_t R, uint32_t C, uint32_t m, uint32_t n, uint32_t 
     float *slow = calloc((size_t)m * n, 4), *fast = malloc((size_t)m * n * 4);
     for (size_t i = 0; i < (size_t)m * k; i++) a[i] = pm_f32_to_bf16(rndf(-2, 2));
     for (size_t i = 0; i < (size_t)n * k; i++) b[i] = pm_f32_to_bf16(rndf(-2, 2));
-    pm_systolic_problem p = {R, C, 1, PM_DATAFLOW_OUTPUT_STATIONARY, m, n, k, false, a, b, slow, 0, repeat, 0};
+    pm_systolic_problem p = {R, C, 1, PM_DATAFLOW_OUTPUT_STATIONARY, m, n, k, false, a, b, slow, 0, repeat, 0, NULL};
     pm_systolic_result r;
     pm_error err;
     pm_status st = pm_systolic_cycle_run(&p, &r, &err);
@@ -278,11 +278,82 @@ TEST(chained_tmma)
         chain_case(2 + rnd() % 7, 2 + rnd() % 7, 1 + rnd() % 20, 1 + rnd() % 20, 1 + rnd() % 20, 1 + rnd() % 3);
 }
 
+/* K-chunked accumulation: tmm over the first chunk of k, tmma over the
+ * rest, each on its packed slice of A and B, back to back. The bits equal one
+ * tmm over all of k (the order is k ascending either way) and the cycles
+ * the cycle model's, including chunks of different lengths (a longer fold
+ * period before a shorter one delays the chain by the spread of the folds). */
+static void chunk_case(uint32_t R, uint32_t C, uint32_t m, uint32_t n, const uint32_t *chunks, uint32_t count)
+{
+    uint32_t k = 0;
+    for (uint32_t q = 0; q < count; q++) k += chunks[q];
+    pm_config cfg = base_config(R, C, 1);
+    uint16_t *a = malloc((size_t)m * k * 2), *b = malloc((size_t)n * k * 2), *slice = malloc((size_t)(m + n) * k * 2);
+    float *slow = calloc((size_t)m * n, 4), *whole = calloc((size_t)m * n, 4), *fast = malloc((size_t)m * n * 4);
+    for (size_t i = 0; i < (size_t)m * k; i++) a[i] = pm_f32_to_bf16(rndf(-2, 2));
+    for (size_t i = 0; i < (size_t)n * k; i++) b[i] = pm_f32_to_bf16(rndf(-2, 2));
+    pm_systolic_problem p = {R, C, 1, PM_DATAFLOW_OUTPUT_STATIONARY, m, n, k, false, a, b, slow, 0, count - 1, 0, chunks};
+    pm_systolic_result r, r1;
+    pm_error err;
+    pm_status st = pm_systolic_cycle_run(&p, &r, &err);
+    CHECK_MSG(st == PM_OK, "cycle model: %s", err.message);
+    pm_systolic_problem one = {R, C, 1, PM_DATAFLOW_OUTPUT_STATIONARY, m, n, k, false, a, b, whole, 0, 0, 0, NULL};
+    CHECK(pm_systolic_cycle_run(&one, &r1, &err) == PM_OK);
+    CHECK_MSG(memcmp(slow, whole, (size_t)m * n * 4) == 0, "chunked sums differ from one tmm");
+
+    pm_sim *sim = NULL;
+    CHECK(pm_sim_create(&cfg, &sim, NULL) == PM_OK);
+    if (!sim) return;
+    pm_sim_share_sram_port(sim, false);
+    char src[8192];
+    int len = snprintf(src, sizeof src, "li r1, %u\nli r2, %u\nli r4, 0\nli r5, %d\nli r6, %d\n", m, n, SA, SB);
+    uint64_t aoff = SA, boff = SB;
+    for (uint32_t q = 0, k0 = 0; q < count; k0 += chunks[q], q++) {
+        for (uint32_t i = 0; i < m; i++) memcpy(slice + (size_t)i * chunks[q], a + (size_t)i * k + k0, chunks[q] * 2);
+        pm_sim_sram_write(sim, 0, aoff, slice, (size_t)m * chunks[q] * 2, NULL);
+        for (uint32_t j = 0; j < n; j++) memcpy(slice + (size_t)j * chunks[q], b + (size_t)j * k + k0, chunks[q] * 2);
+        pm_sim_sram_write(sim, 0, boff, slice, (size_t)n * chunks[q] * 2, NULL);
+        aoff += (uint64_t)m * chunks[q] * 2, boff += (uint64_t)n * chunks[q] * 2;
+        len += snprintf(src + len, sizeof src - (size_t)len, "li r3, %u\ntshape r1, r2, r3, 1\n%s.bf16 r4, r5+, r6+\n",
+                        chunks[q], q ? "tmma" : "tmm");
+    }
+    snprintf(src + len, sizeof src - (size_t)len, "halt\n");
+    CHECK(run_src(sim, src) == PM_OK);
+    pm_counters c;
+    pm_sim_counters(sim, &c);
+    uint64_t busy = c.unit[PM_UNIT_TENSOR].busy_cycles;
+    snprintf(src, sizeof src, "li r1, %u\nli r2, %u\ntshape r1, r2, r2, 0\nli r4, 0\nli r7, %d\n"
+             "tout.f32 r7, r4\nhalt\n", m, n, SD);
+    CHECK(run_src(sim, src) == PM_OK);
+    pm_sim_sram_read(sim, 0, SD, fast, (size_t)m * n * 4, NULL);
+    pm_sim_destroy(sim);
+    CHECK_MSG(memcmp(slow, fast, (size_t)m * n * 4) == 0, "chunks R%u C%u %ux%u: bits differ", R, C, m, n);
+    if (!st)
+        CHECK_MSG(busy == r.cycles, "chunks R%u C%u %ux%ux%u (%u chunks): fast %llu cycles, cycle model %llu", R, C,
+                  m, n, k, count, (unsigned long long)busy, (unsigned long long)r.cycles);
+    free(a), free(b), free(slice), free(slow), free(whole), free(fast);
+}
+
+TEST(k_chunked_accumulation)
+{
+    const uint32_t even[4] = {8, 8, 8, 8}, ragged[3] = {12, 12, 5}, shrinking[3] = {20, 3, 1}, growing[3] = {2, 9, 30};
+    chunk_case(4, 4, 4, 4, even, 4);      /* one fold: every tmma waits */
+    chunk_case(4, 4, 12, 8, even, 4);     /* six folds: back to back */
+    chunk_case(4, 3, 9, 7, ragged, 3);    /* the last chunk shorter: the spread decides */
+    chunk_case(5, 4, 11, 9, shrinking, 3);
+    chunk_case(3, 6, 7, 13, growing, 3);
+    for (int t = 0; t < 20; t++) {
+        uint32_t chunks[4], count = 2 + rnd() % 3;
+        for (uint32_t q = 0; q < count; q++) chunks[q] = 1 + rnd() % 24;
+        chunk_case(2 + rnd() % 7, 2 + rnd() % 7, 1 + rnd() % 24, 1 + rnd() % 24, chunks, count);
+    }
+}
+
 TEST(bad_problems_are_refused)
 {
     uint16_t a[4] = {0}, b[4] = {0};
     float acc[4];
-    pm_systolic_problem p = {0, 2, 1, PM_DATAFLOW_OUTPUT_STATIONARY, 2, 2, 1, false, a, b, acc, 0, 0, 0};
+    pm_systolic_problem p = {0, 2, 1, PM_DATAFLOW_OUTPUT_STATIONARY, 2, 2, 1, false, a, b, acc, 0, 0, 0, NULL};
     pm_systolic_result r;
     pm_error err;
     CHECK(pm_systolic_cycle_run(&p, &r, &err) == PM_ERR_INVALID);
@@ -300,6 +371,7 @@ int main(void)
     RUN(block_weight_format);
     RUN(schedule_is_minimal);
     RUN(chained_tmma);
+    RUN(k_chunked_accumulation);
     RUN(bad_problems_are_refused);
     return TEST_SUMMARY();
 }
