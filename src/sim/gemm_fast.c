@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,9 +32,11 @@ enum { MR = 6, NR = 16 };
  * B is packed whole (per column slice) before any tile runs; A needs no
  * packing: the kernel broadcasts its elements straight from six row pointers. */
 enum { KC = 256, MC = 144 };
-/* Below this many multiply-adds a call runs on the calling thread: waking the
- * workers costs more than the work. */
-#define PARALLEL_MIN_MACS ((size_t)1 << 20)
+/* Below this many multiply-adds a call runs on the calling thread. Workers
+ * that are still polling after the previous product join within a
+ * microsecond, and the caller never waits for one that is asleep, so even a
+ * 1 x 512 x 128 GEMV step (the edge preset's) gains from a second thread. */
+#define PARALLEL_MIN_MACS ((size_t)1 << 16)
 /* Fewer A rows than this: B is read once, transposed in registers, instead of
  * being packed (GEMV and other thin products run at memory speed; packing B
  * would cost as much as the product). */
@@ -55,7 +58,8 @@ typedef void (*pool_task_fn)(void *ctx, size_t task);
 
 /* After a job, workers and the caller poll this long before sleeping: the
  * simulator issues products back to back, and a futex wake-up costs tens of
- * microseconds. */
+ * microseconds. While polling they yield the CPU now and then, so on a busy
+ * host the polling does not crowd out threads that have work. */
 #define POOL_SPIN_NS 50000
 
 struct pm_gemm_pool {
@@ -94,6 +98,15 @@ static void cpu_relax(void)
 #endif
 }
 
+/* Every 64 polls: has the polling time run out? Gives up the CPU each time. */
+static bool spin_expired(unsigned polls, uint64_t spin_end)
+{
+    if (polls % 64 != 0)
+        return false;
+    sched_yield();
+    return now_ns() > spin_end;
+}
+
 /* Runs tasks of job `job` until none is left to claim. */
 static void pool_claim_tasks(pm_gemm_pool *p, uint32_t job, pool_task_fn fn, void *ctx, size_t ntasks)
 {
@@ -123,7 +136,7 @@ static void *pool_worker(void *arg)
         uint64_t spin_end = now_ns() + POOL_SPIN_NS;
         for (unsigned i = 1; atomic_load_explicit(&p->job_published, memory_order_acquire) == seen; i++) {
             cpu_relax();
-            if (i % 64 == 0 && now_ns() > spin_end)
+            if (spin_expired(i, spin_end))
                 break;
         }
         pthread_mutex_lock(&p->lock);
@@ -166,7 +179,7 @@ static void pool_run(pm_gemm_pool *p, bool parallel, size_t ntasks, pool_task_fn
     uint64_t spin_end = now_ns() + POOL_SPIN_NS;
     for (unsigned i = 1; atomic_load_explicit(&p->finished, memory_order_acquire) != ntasks; i++) {
         cpu_relax();
-        if (i % 64 == 0 && now_ns() > spin_end)
+        if (spin_expired(i, spin_end))
             break;
     }
     pthread_mutex_lock(&p->lock);
