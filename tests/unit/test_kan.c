@@ -153,6 +153,43 @@ TEST(update_and_extend_grid_keep_function)
     pm_kan_free(&net);
 }
 
+/* A hidden grid covers what the layer sees anywhere in the training inputs'
+ * bounding box, also where no sample went: here the samples avoid the
+ * quadrant x > 0, y > 0 where h = phi(x) + phi(y) is largest. */
+TEST(hidden_grid_covers_the_input_box)
+{
+    const uint32_t w[3] = {2, 1, 1};
+    pm_kan net = make_net(2, w, 5, 1);
+    for (uint32_t i = 0; i < 2; i++) { /* phi(v) = v exactly: w_b 0, linear spline */
+        pm_kan_layer *L = &net.layer[0];
+        L->scale_base[i] = 0.0;
+        L->scale_sp[i] = 1.0;
+        for (uint32_t m = 0; m < 8; m++) L->coef[i * 8 + m] = L->knots[i * 12 + m + 2]; /* Greville points of a uniform cubic */
+    }
+    size_t n = 300;
+    double *x = malloc(n * 2 * sizeof *x);
+    pm_kan_rng r;
+    pm_kan_rng_seed(&r, 4);
+    for (size_t s = 0; s < n; s++) {
+        double a = 2.0 * pm_kan_rng_uniform(&r) - 1.0, b = 2.0 * pm_kan_rng_uniform(&r) - 1.0;
+        if (a > 0.0 && b > 0.0) a = -a;
+        x[2 * s] = a;
+        x[2 * s + 1] = b;
+    }
+    x[0] = 1.0, x[1] = -1.0, x[2] = -1.0, x[3] = 1.0; /* the box is [-1, 1]^2 */
+    pm_error err = {0};
+    CHECK(pm_kan_update_grid(&net, x, n, 1.0, 0.0, &err) == PM_OK);
+    double corner[2] = {1.0, 1.0}, h;
+    pm_kan head = net;
+    head.depth = 1;
+    CHECK(pm_kan_forward(&head, corner, 1, &h, &err) == PM_OK);
+    const double *t = net.layer[1].knots;
+    CHECK_MSG(fabs(h - 2.0) < 1e-5 && t[3] <= h && h <= t[3 + 5] + 1e-6, /* the samples alone reach h ~ 1 */ "h(1,1) = %.17g, hidden inner grid [%.17g, %.17g]", h, t[3],
+              t[8]);
+    free(x);
+    pm_kan_free(&net);
+}
+
 /* Every edge table against the double edge function over dense points. */
 TEST(export_is_exact_to_fp32)
 {
@@ -417,6 +454,7 @@ int main(void)
     RUN(basis_cubic_uniform_values);
     RUN(gradient_matches_finite_differences);
     RUN(update_and_extend_grid_keep_function);
+    RUN(hidden_grid_covers_the_input_box);
     RUN(export_is_exact_to_fp32);
     RUN(export_refuses_non_uniform_grid);
     RUN(host_inference_order);
