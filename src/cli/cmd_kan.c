@@ -799,9 +799,9 @@ static int cmd_toy(int argc, char **argv)
         }
         printf("\", \"shape\": ");
         json_widths(width, depth);
-        printf(", \"order\": %u, \"steps\": %u, \"optimizer\": \"%s\", \"seed\": %u, \"train_samples\": %zu, \"test_samples\": %zu, "
-               "\"grids\": [",
-               order, o.steps, o.optimizer == PM_KAN_ADAM ? "adam" : "lbfgs", seed32, train.n, test.n);
+        printf(", \"order\": %u, \"steps\": %u, \"restarts\": %u, \"optimizer\": \"%s\", \"seed\": %u, \"train_samples\": %zu, "
+               "\"test_samples\": %zu, \"grids\": [",
+               order, o.steps, restarts, o.optimizer == PM_KAN_ADAM ? "adam" : "lbfgs", seed32, train.n, test.n);
         for (uint32_t g = 0; g < ngrids; g++)
             printf("%s{\"grid\": %u, \"train_rmse\": %.9g, \"test_rmse\": %.9g, \"lfu_test_rmse\": %.9g, \"params\": %zu, "
                    "\"seconds\": %.3f}",
