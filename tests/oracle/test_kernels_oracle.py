@@ -132,8 +132,11 @@ def oracle_matmul(x, w, scale=None, bias=None, out="f32"):
 
 # ---- running a kernel ----
 
+LOOP_OPCODE = 0x1C  # isa_table.h: loop
+
+
 def run_matmul(cfg, m, n, k, wfmt, out="f32", batch=1, engines=1, scale=None, bias=False, dataflow=None,
-               seed=0):
+               seed=0, min_loops=0):
     rng = np.random.default_rng(seed)
     d = MatmulDesc()
     lib.pm_matmul_desc_init(ctypes.byref(d), m, n, k, FMT[wfmt], FMT[out])
@@ -172,6 +175,8 @@ def run_matmul(cfg, m, n, k, wfmt, out="f32", batch=1, engines=1, scale=None, bi
             d.has_bias = True
             check(lib.pm_device_write(dev, d.bias_addr, bvec.ctypes.data, bvec.nbytes, ctypes.byref(err)), err)
         check(lib.pm_kernel_matmul(cfg, ctypes.byref(d), ctypes.byref(prog), ctypes.byref(err)), err)
+        code = np.ctypeslib.as_array(ctypes.cast(prog.code, ctypes.POINTER(ctypes.c_uint64)), (prog.code_count,))
+        assert np.count_nonzero((code & 0xFF) == LOOP_OPCODE) >= min_loops
         check(lib.pm_device_load(dev, ctypes.byref(prog), 0, ctypes.byref(err)), err)
         check(lib.pm_device_run(dev, None, ctypes.byref(err)), err)
         results = []
@@ -246,6 +251,15 @@ def test_engines_batch_epilogue(engines):
     assert_bits(run_matmul(cfg, 21, 50, 64, "q8_0", "f32", engines=engines, bias=True, scale=0.5, seed=3))
     assert_bits(run_matmul(cfg, 7, 12, 40, "bf16", "bf16", batch=5, engines=engines, scale=-1.25, seed=4))
     assert_bits(run_matmul(cfg, 1, 90, 64, "q4_0", "f32", engines=engines, bias=True, seed=5))
+
+
+@pytest.mark.parametrize("hazards", ["interlock", "report"])
+def test_loops(hazards):
+    """Shapes long enough that the program loops over pairs of M blocks and,
+    nested, over pairs of N tiles (bias addresses moving with them)."""
+    cfg = make_config(TINY.format(hazards=hazards).replace("1 KiB", "256").replace("16 KiB", "8 KiB"))
+    assert_bits(run_matmul(cfg, 157, 150, 40, "bf16", "bf16", bias=True, scale=0.5, seed=21, min_loops=2))
+    assert_bits(run_matmul(cfg, 1, 1000, 64, "q4_1", "f32", bias=True, seed=22, min_loops=1))
 
 
 def test_oracle_sum_order_matters():

@@ -484,6 +484,31 @@ TEST(test_matmul_hazard_modes_agree)
               (unsigned long long)report);
 }
 
+TEST(test_matmul_fences_are_needed)
+{
+    /* The interlocked program has no fences; run on a chip that reports
+     * hazards instead of interlocking, it must be caught. So the fences of
+     * the report program are what makes it correct there. */
+    pm_config inter, report;
+    tiny_config(&inter, 4, 4, 16384, 512, 1);
+    report = inter;
+    report.hazard_mode = PM_HAZARD_REPORT;
+    pm_matmul_desc d;
+    pm_matmul_desc_init(&d, 24, 24, 64, PM_FMT_BF16, PM_FMT_F32);
+    d.w_addr = 1 << 16, d.y_addr = 1 << 17;
+    pm_error err;
+    pm_program p;
+    pm_program_init(&p);
+    pm_device *dev;
+    CHECK(pm_kernel_matmul(&inter, &d, &p, &err) == PM_OK);
+    CHECK(pm_device_open(&report, &dev, &err) == PM_OK);
+    CHECK(pm_device_load(dev, &p, 0, &err) == PM_OK);
+    pm_status st = pm_device_run(dev, NULL, &err);
+    CHECK_MSG(st == PM_ERR_HAZARD, "%s", st ? err.message : "ran without a hazard");
+    pm_device_close(dev);
+    pm_program_free(&p);
+}
+
 TEST(test_matmul_fpga)
 {
     pm_config cfg;
@@ -509,6 +534,7 @@ int main(void)
     RUN(test_matmul_engine_splits);
     RUN(test_matmul_loop_over_m_blocks);
     RUN(test_matmul_hazard_modes_agree);
+    RUN(test_matmul_fences_are_needed);
     RUN(test_matmul_fpga);
     return TEST_SUMMARY();
 }
