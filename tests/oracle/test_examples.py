@@ -41,7 +41,8 @@ def sim(tmp_path, program, inputs, outputs, *extra):
 
 
 def test_every_example_is_covered():
-    tested = {"vector_add", "softmax", "bf16_mul", "double_buffer", "single_buffer", "two_engines"}
+    # matmul.pasm is checked against its numpy/ml_dtypes/gguf reference in test_tensor_oracle.py
+    tested = {"vector_add", "softmax", "bf16_mul", "double_buffer", "single_buffer", "two_engines", "matmul"}
     assert {p.stem for p in EXAMPLES.glob("*.pasm")} == tested
 
 
