@@ -25,12 +25,14 @@ extern "C" {
  * W: N x K in w_fmt (one row of K weights per output, as GGUF stores them),
  *    one encoded tensor at w_addr (+ b * w_batch_stride); block formats need
  *    K to be a whole number of blocks.
- * Y: M x N in out_fmt (f32, bf16, f16, ...) at y_addr (+ b * y_batch_stride).
+ * Y: M x N in out_fmt (f32, bf16, f16, ...; no NVFP4/IF4) at y_addr
+ *    (+ b * y_batch_stride).
  * Sums are fp32 in k order from +0 (docs/tensor.md), so the result does not
  * depend on the tiling, the dataflow or the number of engines.
  * Epilogue, in this order: v = acc * scale (if has_scale); v += bias[n]
- * (fp32 in DRAM at bias_addr, if has_bias); v = f(v) through the LFU table
- * of built-in act (if has_act); then rounded to out_fmt. */
+ * (fp32 in DRAM at bias_addr, one vector for every batch entry, if has_bias);
+ * v = f(v) through the LFU table of built-in act (if has_act, LFU slot 0);
+ * then rounded to out_fmt. M == 1 always runs weight-stationary. */
 typedef struct pm_matmul_desc {
     uint32_t M, N, K;
     uint32_t batch;          /* 1 for a plain matmul */
@@ -66,7 +68,7 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
 typedef struct pm_matmul_plan {
     uint32_t tile_m, tile_n, tile_k; /* output tile and K chunk (the last ones may be ragged) */
     bool a_resident;   /* an M block's whole K stays in SRAM and serves every N tile */
-    bool ramp;         /* GEMV: N chunks grow at the start and shrink at the end */
+    bool ramp;         /* GEMV: K chunks of the first and last N tile grow and shrink */
     pm_dataflow dataflow;
     uint32_t engines;
     bool split_batch;  /* engines take whole batch entries */
