@@ -172,6 +172,52 @@ def test_bf16_rounding_helper():
     assert list(bf16_of_f64(ref)) == [0x3F81, 0x3F80, 0x3F80, 0xBF81]
 
 
+# ---- the written table on the simulated chip, through the CLI ----
+
+SIM_PROGRAM = """
+; y = LFU(x) with a table fitted by polymorph fit, loaded by lfu.ld
+.equ N, 512
+.equ TB, {table_bytes}
+        .sram 0x0
+x:      .zero N * 4
+        .tensor x, f32, N
+y:      .zero N * 4
+        .tensor y, f32, N
+table:  .zero TB
+        .tensor table, int8, TB
+        .text
+start:  li      r1, x
+        li      r2, y
+        li      r4, N
+        li      r5, table
+        lfu.ld  1, r5
+        lfu.f32 1, r2, r1, r4
+        halt
+"""
+
+
+def test_written_table_runs_on_the_simulator(tmp_path):
+    """`fit -o` output, bound as raw bytes into SRAM, loaded with lfu.ld and
+    run by `polymorph sim`: every output equals pm_lfu_eval's bits, also
+    outside the domain (the linear out-of-range policy)."""
+    table = tmp_path / "tanh.pmlf"
+    r = run("tanh(x)", "--domain", "-3,3", "--form", "x-times", "--oor", "linear", "--segments", "40", "-o", table)
+    assert r.returncode == 0, r.stderr
+    data = np.frombuffer(table.read_bytes(), dtype=np.int8)
+    np.save(tmp_path / "table.npy", data)
+    xs = np.linspace(-5, 5, 512, dtype=np.float32)
+    np.save(tmp_path / "x.npy", xs)
+    (tmp_path / "prog.pasm").write_text(SIM_PROGRAM.format(table_bytes=data.size))
+    sim = subprocess.run([str(POLYMORPH), "sim", "prog.pasm", "--preset", "edge", "--input", "x=x.npy", "--input",
+                          "table=table.npy", "--output", "y=y.npy"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120)
+    assert sim.returncode == 0, sim.stderr
+    ys = np.load(tmp_path / "y.npy")
+    want = eval_table(table, xs)
+    assert ys.dtype == np.float32 and np.array_equal(ys.view(np.uint32), want.view(np.uint32))
+    assert np.max(np.abs(ys[np.abs(xs) <= 3] - np.tanh(xs[np.abs(xs) <= 3].astype(np.float64)))) < 1e-6
+
+
 # ---- JSON schema and the text table ----
 
 def test_json_schema():
