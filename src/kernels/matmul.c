@@ -651,6 +651,18 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
     return end * jobs + steps * jobs;
 }
 
+/* The smallest K chunk of the GEMV ramp: at least an array's rows, and at
+ * least 512 bytes of each weight row, because a chunk's rows are strided in
+ * DRAM and each costs whole 64-byte bursts (an IF4 row of 32 weights is 18
+ * bytes but moves 64 or 128). 512 measured best for IF4, Q4_0 and Q4_1. */
+static uint32_t ramp_chunk(const pm_config *cfg, const shape_info *si)
+{
+    uint64_t unit = fmt_bytes(si->d->w_fmt, si->k_gran);
+    uint64_t g = ceil_div(512, unit) * si->k_gran;
+    if (g < cfg->tensor_rows) g = cfg->tensor_rows;
+    return (uint32_t)round_up(g, si->k_gran);
+}
+
 static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_t m_job, uint32_t n_job,
                              uint32_t jobs, uint32_t engines, plan *best, pm_error *err)
 {
@@ -679,7 +691,7 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         if (2 * (u.a + u.b + u.out) + u.bias > cfg->sram_bytes) continue;
                         plan p = {.tm = (uint32_t)tm, .tn = (uint32_t)tn, .tk = (uint32_t)tk, .a_resident = res,
                                   .dataflow = df, .ramp = d->M == 1,
-                                  .k_ramp = (uint32_t)round_up(cfg->tensor_rows, si->k_gran)};
+                                  .k_ramp = ramp_chunk(cfg, si)};
                         /* Tilings whose unrolled program cannot fit the instruction memory
                          * are not replayed (their step count is what makes them slow to
                          * cost); the smallest of them is kept only while nothing fits. */
