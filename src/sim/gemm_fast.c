@@ -394,41 +394,60 @@ PM_AVX2 static void pack_b_panel(const gemm_job *j, size_t n0, size_t cols, floa
             dst[k * NR + c] = c < cols ? b_at(j, n0 + c, k) : 0.0f;
 }
 
-/* The 6x16 micro-kernel: the whole tile stays in registers for kc steps and
- * every lane is one output's chain c = fma(a, b, c), k ascending. c starts
- * from C (load) or +0. a[i] points at row i of A (at the block's first k). */
-PM_AVX2 static void kernel_6x16(size_t kc, const float *const a[MR], const float *b, float *c, size_t ldc,
-                                bool load)
+/* The micro-kernel: a tile of `rows` (<= MR) x 16 outputs stays in registers
+ * for kc steps and every lane is one output's chain c = fma(a, b, c), k
+ * ascending. c starts from C (load) or +0. a[i] points at row i of A (at the
+ * block's first k). rows is a constant in every instantiation below, so the
+ * guarded rows vanish at compile time and each accumulator is a register. */
+#define ROW_LOAD(i)                                                                                       \
+    if (rows > i) {                                                                                       \
+        c##i##0 = load ? _mm256_loadu_ps(c + i * ldc) : _mm256_setzero_ps();                            \
+        c##i##1 = load ? _mm256_loadu_ps(c + i * ldc + 8) : _mm256_setzero_ps();                        \
+    }
+#define ROW_FMA(i)                                                                                        \
+    if (rows > i) {                                                                                       \
+        __m256 ak = _mm256_broadcast_ss(a##i + k);                                                        \
+        c##i##0 = _mm256_fmadd_ps(ak, b0, c##i##0);                                                       \
+        c##i##1 = _mm256_fmadd_ps(ak, b1, c##i##1);                                                       \
+    }
+#define ROW_STORE(i)                                                                                      \
+    if (rows > i) {                                                                                       \
+        _mm256_storeu_ps(c + i * ldc, c##i##0);                                                           \
+        _mm256_storeu_ps(c + i * ldc + 8, c##i##1);                                                       \
+    }
+
+PM_AVX2 static inline __attribute__((always_inline)) void kernel_rows(size_t rows, size_t kc, const float *const a[MR],
+                                                                      const float *b, float *c, size_t ldc, bool load)
 {
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    if (load) {
-        c00 = _mm256_loadu_ps(c + 0 * ldc), c01 = _mm256_loadu_ps(c + 0 * ldc + 8);
-        c10 = _mm256_loadu_ps(c + 1 * ldc), c11 = _mm256_loadu_ps(c + 1 * ldc + 8);
-        c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-        c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-        c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-        c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
-    }
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    ROW_LOAD(0) ROW_LOAD(1) ROW_LOAD(2) ROW_LOAD(3) ROW_LOAD(4) ROW_LOAD(5)
     for (size_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), ak;
-        ak = _mm256_broadcast_ss(a0 + k), c00 = _mm256_fmadd_ps(ak, b0, c00), c01 = _mm256_fmadd_ps(ak, b1, c01);
-        ak = _mm256_broadcast_ss(a1 + k), c10 = _mm256_fmadd_ps(ak, b0, c10), c11 = _mm256_fmadd_ps(ak, b1, c11);
-        ak = _mm256_broadcast_ss(a2 + k), c20 = _mm256_fmadd_ps(ak, b0, c20), c21 = _mm256_fmadd_ps(ak, b1, c21);
-        ak = _mm256_broadcast_ss(a3 + k), c30 = _mm256_fmadd_ps(ak, b0, c30), c31 = _mm256_fmadd_ps(ak, b1, c31);
-        ak = _mm256_broadcast_ss(a4 + k), c40 = _mm256_fmadd_ps(ak, b0, c40), c41 = _mm256_fmadd_ps(ak, b1, c41);
-        ak = _mm256_broadcast_ss(a5 + k), c50 = _mm256_fmadd_ps(ak, b0, c50), c51 = _mm256_fmadd_ps(ak, b1, c51);
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+        ROW_FMA(0) ROW_FMA(1) ROW_FMA(2) ROW_FMA(3) ROW_FMA(4) ROW_FMA(5)
         b += NR;
     }
-    _mm256_storeu_ps(c + 0 * ldc, c00), _mm256_storeu_ps(c + 0 * ldc + 8, c01);
-    _mm256_storeu_ps(c + 1 * ldc, c10), _mm256_storeu_ps(c + 1 * ldc + 8, c11);
-    _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-    _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-    _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-    _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+    ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3) ROW_STORE(4) ROW_STORE(5)
 }
+
+#define KERNEL(r)                                                                                         \
+    PM_AVX2 static void kernel_##r##x16(size_t kc, const float *const a[MR], const float *b, float *c,    \
+                                        size_t ldc, bool load)                                            \
+    {                                                                                                     \
+        kernel_rows(r, kc, a, b, c, ldc, load);                                                           \
+    }
+KERNEL(1)
+KERNEL(2)
+KERNEL(3)
+KERNEL(4)
+KERNEL(5)
+KERNEL(6)
+
+typedef void (*kernel_fn)(size_t kc, const float *const a[MR], const float *b, float *c, size_t ldc, bool load);
+/* By number of rows; index MR is the full tile. */
+static const kernel_fn kernels_by_rows[MR + 1] = {NULL,        kernel_1x16, kernel_2x16, kernel_3x16,
+                                                  kernel_4x16, kernel_5x16, kernel_6x16};
 
 /* A ragged tile (rows < MR or cols < NR): the kernel runs on a full tile in a
  * local buffer and only the valid part is copied back. Padding rows repeat a
@@ -481,6 +500,8 @@ PM_AVX2 static void packed_block(const gemm_job *j, size_t r0, size_t r1, size_t
                 }
                 if (rows == MR && cols == NR)
                     kernel_6x16(kc, a, bp, c, ldc, load);
+                else if (cols == NR)
+                    kernels_by_rows[rows](kc, a, bp, c, ldc, load);
                 else
                     kernel_edge(kc, a, bp, c, ldc, load, rows, cols);
             }
