@@ -531,12 +531,13 @@ static void op_cycles(const pm_config *cfg, int df, uint64_t m, uint64_t n, uint
         *total = *stream + (double)((R + C - 2) + R);
         return;
     }
+    /* Weight tiles every max(M, preload) cycles, K tile outer; a K tile's
+     * sums of a column block enter R + 1 cycles after the previous K tile's. */
     uint64_t pre = ceil_div(R, cfg->tensor_weight_load_rows), ntiles = ceil_div(n, C);
-    uint64_t per = m > pre ? m : pre, row = ntiles * per, wait = m + R + C - 2;
-    /* A K-tile row shorter than the partial sums' trip through the array waits for them. */
-    if (row < wait) row = wait;
-    *stream = (double)(pre + ceil_div(k, R) * row);
-    *total = *stream + (double)((R + C - 2) + 1);
+    uint64_t gap = m > pre ? m : pre, row = ntiles * gap > R + 1 ? ntiles * gap : R + 1;
+    uint64_t last = pre + (ceil_div(k, R) - 1) * row + (ntiles - 1) * gap;
+    *stream = (double)(last + gap);
+    *total = (double)(last + m + R + C - 1);
 }
 
 typedef struct budget {
