@@ -14,7 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) || defined(__i386__)
+/* -DPM_GEMM_NO_SIMD builds only the portable path (how the tests check it on
+ * an AVX2 host). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(PM_GEMM_NO_SIMD)
 #define PM_GEMM_X86 1
 #include <immintrin.h>
 #define PM_AVX2 __attribute__((target("avx2,fma")))
@@ -647,11 +649,11 @@ PM_AVX2 static size_t widen_avx2(const unsigned char *src, size_t n, float *dst)
 
 #endif /* PM_GEMM_X86 */
 
+#if PM_GEMM_X86
 /* Runs the packed path over column slices whose packed B fits the budget.
  * Returns false (nothing written) when the packing buffer cannot be had. */
 static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
 {
-#if PM_GEMM_X86
     size_t col_slice = BPACK_MAX_FLOATS / (j->K * NR) * NR;
     col_slice = col_slice < NR ? NR : col_slice;
     size_t need = ((j->N < col_slice ? j->N : col_slice) + NR - 1) / NR * NR * j->K;
@@ -692,11 +694,8 @@ static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
     }
     free(own);
     return true;
-#else
-    (void)p, (void)j, (void)parallel;
-    return false;
-#endif
 }
+#endif
 
 /* Widening bf16 A to fp32 (M x K, contiguous), in tasks of WIDEN_ROWS rows. */
 enum { WIDEN_ROWS = 16 };
