@@ -198,7 +198,7 @@ def run_polymorph(polymorph, M, N, K, dataflow, chip_args):
            *chip_args]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
+        sys.exit(f"scalesim_compare: {' '.join(cmd)} failed:\n{r.stderr.strip()}")
     return json.loads(r.stdout)
 
 
@@ -228,6 +228,8 @@ def main():
     args = ap.parse_args()
     ensure_scalesim(args)
 
+    if not pathlib.Path(args.polymorph).is_file():
+        sys.exit(f"scalesim_compare: {args.polymorph} does not exist (run make, or pass --polymorph)")
     chip_args = ["--preset", args.preset] if args.preset else (["--config", args.config] if args.config else [])
     shapes = read_shapes(args.shapes)
     if args.only:
