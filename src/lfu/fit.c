@@ -716,6 +716,23 @@ pm_status pm_fit_search(pm_fit_fn f, void *ctx, const pm_fit_options *o, const p
     if (st) return st;
     pm_fit_sweep *sw;
     if ((st = pm_fit_sweep_create(f, ctx, o->x_min, o->x_max, &sw, err))) return st;
+    /* No fp32 result is closer to f(x) than f(x) rounded to fp32: an
+     * absolute target below that gap can never be met, whatever the table. */
+    if (!eps->in_ulps) {
+        double gap = 0.0;
+        float at = 0.0f;
+        for (size_t i = 0; i < sw->n; i++) {
+            double g = fabs(sw->ref[i] - (double)(float)sw->ref[i]);
+            if (g > gap) gap = g, at = sw->x[i];
+        }
+        if (eps->value < gap) {
+            pm_fit_sweep_destroy(sw);
+            return pm_error_set(err, PM_ERR_INVALID,
+                                "eps %g is below fp32's own resolution here: f(%.9g) is %g away from its nearest fp32 value "
+                                "(use a target in ulps, such as 1ulp)",
+                                eps->value, (double)at, gap);
+        }
+    }
     uint8_t first = o->degree ? o->degree : 1, last = o->degree ? o->degree : PM_LFU_MAX_DEGREE;
     uint8_t best_degree = 0;
     uint32_t best_segments = 0;

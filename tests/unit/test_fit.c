@@ -255,11 +255,17 @@ TEST(test_eps_search)
     for (int d = 0; d < 3; d++) CHECK(tr[d].degree == d + 1 && tr[d].segments > 0 && tr[d].bytes >= r.bytes);
     CHECK(r.bytes == tr[t.degree - 1].bytes);
     pm_lfu_table_free(&t);
-    /* Unreachable: a kink at 1e-9 absolute with degree 1. */
+    /* Unreachable by any table: below the gap between f and fp32 itself. */
+    o = opts(-10.0, 10.0, 1, 0);
+    eps.value = 1e-6;
+    CHECK(pm_fit_search(f_exp, NULL, &o, &eps, &t, &r, tr, &err) == PM_ERR_INVALID);
+    CHECK_MSG(strstr(err.message, "eps 1e-06 is below fp32's own resolution here: f(") != NULL, "%s", err.message);
+    /* Unreachable: a kink inside a segment at 1e-5 absolute with degree 1
+     * (the error falls only as 1/G: about 1e-4 at 4096 segments). */
     o = opts(-1.0, 1.0, 1, 1);
-    eps.value = 1e-9;
+    eps.value = 1e-5;
     CHECK(pm_fit_search(f_abs, NULL, &o, &eps, &t, &r, tr, &err) == PM_ERR_INVALID);
-    CHECK_MSG(strcmp(err.message, "no table up to 4096 segments (degree 1) meets eps 1e-09") == 0, "%s", err.message);
+    CHECK_MSG(strcmp(err.message, "no table up to 4096 segments (degree 1) meets eps 1e-05") == 0, "%s", err.message);
 }
 
 /* The report against a direct computation over every fp32 of a narrow domain. */
