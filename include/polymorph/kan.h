@@ -19,6 +19,9 @@ extern "C" {
 #define PM_KAN_MAX_WIDTH 4096
 #define PM_KAN_MAX_GRID 1024
 #define PM_KAN_MAX_ORDER 3 /* the LFU's polynomial degree bounds the spline order */
+/* Non-uniform grids (grid_eps < 1) put their knots on a uniform lattice of
+ * this many cells per mean grid interval, so they still export exactly. */
+#define PM_KAN_LATTICE 4
 
 /* ---- deterministic random numbers (no global state) ---- */
 typedef struct pm_kan_rng {
@@ -95,10 +98,9 @@ typedef struct pm_kan_reg {
     /* Not pykan: a P-spline term, added as is (not times lamb):
      * lamb_smooth * sum over edges and m of (scale_sp * Delta^{k+1} c_m)^2, the
      * (k+1)-th coefficient difference, which is ~0 on any smooth function
-     * (its null space is the polynomials of degree k). Tiny (default 1e-8
-     * in pm_kan_train_defaults), it decides only the coefficients the data
-     * leaves (almost) free: they continue the last data-determined piece,
-     * which is what test points just beyond the training range need. */
+     * (its null space is the polynomials of degree k). Off by default (0,
+     * pykan's objective); a small weight decides only the coefficients the
+     * data leaves (almost) free: they continue the last determined piece. */
     double lamb_smooth;
 } pm_kan_reg;
 
@@ -120,7 +122,8 @@ typedef struct pm_kan_train_opts {
     pm_kan_reg reg;
     uint32_t grid_update_every; /* update grids from samples every this many steps (0: never) */
     uint32_t grid_update_stop;  /* ... while step < this */
-    double grid_eps;          /* 1 = uniform grid over the samples' range, 0 = quantiles */
+    double grid_eps;          /* 1 = uniform grid over the samples' range (default), 0 = quantiles;
+                               * non-uniform knots are snapped to a lattice (PM_KAN_LATTICE) */
     double grid_margin;       /* the grid range is the samples' [min, max] widened by this
                                * fraction of its width each side (default 0, as pykan) */
     uint32_t log_every;       /* progress callback period (0: never) */
@@ -175,8 +178,10 @@ pm_status pm_kan_load(const uint8_t *data, size_t len, pm_kan *out, pm_error *er
  * spline (scale_sp folded in) converted exactly to per-segment polynomials
  * in the LFU's local coordinate, coefficients rounded once to fp32; oor
  * const 0 (the spline is 0 outside its knots); the base branch as the LFU's
- * built-in SiLU times scale_base (lfu.h PM_LFU_PARAM_BASE_*). The grid must
- * be uniform (grid_eps = 1, the default); others are refused. */
+ * built-in SiLU times scale_base (lfu.h PM_LFU_PARAM_BASE_*). A uniform grid
+ * gives G + 2k segments; a snapped non-uniform one (grid_eps < 1) gives
+ * (G + 2k) * PM_KAN_LATTICE, one per lattice cell; knots on no such lattice
+ * are refused (PM_ERR_UNSUPPORTED). */
 typedef struct pm_kan_lfu_net {
     uint32_t depth;
     uint32_t width[PM_KAN_MAX_LAYERS + 1];

@@ -40,9 +40,11 @@ const char pm_cli_kan_help[] =
     "  --lr R                 learning rate\n"
     "  --seed S               initialisation and data seed (default 0)\n"
     "  --reg lamb=L,l1=A,entropy=B,coef=C,coefdiff=D   regularisation (default off)\n"
-    "  --grid-eps E           1 = uniform grids (default, needed for export), 0 = quantiles\n"
+    "  --grid-eps E           1 = uniform grids (train default), 0 = quantiles, between: a mix\n"
+    "                         (toy default 0.5); non-uniform knots snap to a lattice of 4\n"
+    "                         cells per interval, so export stays exact\n"
     "  --smooth L             weight of the P-spline term on every edge's (k+1)-th\n"
-    "                         coefficient differences (default 1e-8; 0 = pykan's objective)\n"
+    "                         coefficient differences (default 0: pykan's objective)\n"
     "  --grid-margin M        grids span the samples' range widened by M of its width\n"
     "                         each side (default 0, as pykan)\n"
     "  --grid-update EVERY,STOP  grid update from samples every EVERY steps while\n"
@@ -484,8 +486,8 @@ static void print_progress(void *user, uint32_t step, double loss, double train,
 /* default_update: the grid-update period and stop when --grid-update is not
  * given (train: the library's 10,50; toy: 5,30 as the KAN paper's toy runs,
  * stop_grid_update_step = 30). */
-static int train_options(const kan_args *a, uint32_t default_steps, const uint32_t default_update[2], pm_kan_train_opts *o,
-                         progress_ctx *pc)
+static int train_options(const kan_args *a, uint32_t default_steps, const uint32_t default_update[2], double default_eps,
+                         pm_kan_train_opts *o, progress_ctx *pc)
 {
     pm_kan_train_defaults(o);
     if (default_update) {
@@ -499,9 +501,9 @@ static int train_options(const kan_args *a, uint32_t default_steps, const uint32
         else return pm_cli_fail(a->verb, "--optimizer '%s': expected lbfgs or adam", a->value[O_OPTIMIZER]), 0;
     }
     if (!get_double(a, O_LR, o->optimizer == PM_KAN_ADAM ? 1e-2 : 1.0, 1e-12, 1e6, &o->lr)) return 0;
-    if (!get_double(a, O_GRID_EPS, 1.0, 0.0, 1.0, &o->grid_eps)) return 0;
+    if (!get_double(a, O_GRID_EPS, default_eps, 0.0, 1.0, &o->grid_eps)) return 0;
     if (!get_double(a, O_GRID_MARGIN, 0.0, 0.0, 10.0, &o->grid_margin)) return 0;
-    if (!get_double(a, O_SMOOTH, 1e-8, 0.0, 1e6, &o->reg.lamb_smooth)) return 0;
+    if (!get_double(a, O_SMOOTH, 0.0, 0.0, 1e6, &o->reg.lamb_smooth)) return 0;
     if (a->given[O_GRID_UPDATE]) {
         uint32_t v[2];
         uint32_t n = get_list(a, O_GRID_UPDATE, v, 2, 0, 100000000);
@@ -664,7 +666,7 @@ static int cmd_train(int argc, char **argv)
     double prune = -1.0;
     if (!get_shape(&a, width, &depth) || !get_u32(&a, O_GRID, 5, 1, PM_KAN_MAX_GRID, &grid) ||
         !get_u32(&a, O_ORDER, 3, 1, PM_KAN_MAX_ORDER, &order) || !get_u32(&a, O_SEED, 0, 0, 0xffffffffu, &seed32) ||
-        !train_options(&a, 100, NULL, &o, &pc) || !get_double(&a, O_PRUNE, -1.0, 0.0, 1e300, &prune) ||
+        !train_options(&a, 100, NULL, 1.0, &o, &pc) || !get_double(&a, O_PRUNE, -1.0, 0.0, 1e300, &prune) ||
         !get_u32(&a, O_RESTARTS, 1, 1, 1000, &restarts))
         return PM_EXIT_FAIL;
     seed = seed32;
@@ -697,7 +699,7 @@ static int cmd_train(int argc, char **argv)
     double seconds = seconds_since(&t0);
     if (!st) st = pm_kan_rmse(&net, train.x, train.y, train.n, &train_rmse, &err);
     if (!st && test.n) st = pm_kan_rmse(&net, test.x, test.y, test.n, &test_rmse, &err);
-    if (!st && test.n && o.grid_eps == 1.0) {
+    if (!st && test.n) {
         pm_kan_lfu_net lnet;
         if (!(st = pm_kan_export(&net, &lnet, &err))) {
             st = lfu_rmse(&lnet, &test, &lfu_test, &err);
@@ -749,9 +751,8 @@ static int cmd_toy(int argc, char **argv)
     progress_ctx pc;
     if (!get_shape(&a, width, &depth) || !(ngrids = get_list(&a, O_GRIDS, grids, 32, 1, PM_KAN_MAX_GRID)) ||
         !get_u32(&a, O_ORDER, 3, 1, PM_KAN_MAX_ORDER, &order) || !get_u32(&a, O_SEED, 0, 0, 0xffffffffu, &seed32) ||
-        !train_options(&a, 200, (const uint32_t[2]){5, 30}, &o, &pc) || !get_u32(&a, O_RESTARTS, 8, 1, 1000, &restarts))
+        !train_options(&a, 200, (const uint32_t[2]){5, 30}, 0.5, &o, &pc) || !get_u32(&a, O_RESTARTS, 8, 1, 1000, &restarts))
         return PM_EXIT_FAIL;
-    if (o.grid_eps != 1.0) return pm_cli_fail(a.verb, "--grid-eps must be 1 here: toy reports the exported LFU network too");
     pm_error err = {0};
     dataset train, test;
     data_request req = {&a, width[0], width[depth], seed32};

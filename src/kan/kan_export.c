@@ -36,26 +36,79 @@ static void cardinal_pieces(uint32_t k, double piece[PM_KAN_MAX_ORDER + 1][PM_KA
     }
 }
 
-/* The knots of one input are uniform when every knot is within 1e-9 of the
- * whole span from t_0 + j*h. */
-static int uniform(const double *t, uint32_t count)
+/* True when every knot is within 1e-6 cells of t_0 + integer * cell for the
+ * lattice of `cells` cells over [t_0, t_last]. */
+static int on_lattice(const double *t, uint32_t count, uint32_t cells)
 {
-    double span = t[count - 1] - t[0], h = span / (count - 1);
-    for (uint32_t j = 0; j < count; j++)
-        if (fabs(t[j] - (t[0] + j * h)) > 1e-9 * span) return 0;
-    return span > 0.0;
+    double cell = (t[count - 1] - t[0]) / cells;
+    if (!(cell > 0.0)) return 0;
+    for (uint32_t j = 0; j < count; j++) {
+        double q = (t[j] - t[0]) / cell;
+        if (fabs(q - floor(q + 0.5)) > 1e-6) return 0;
+    }
+    return 1;
+}
+
+/* The number of uniform LFU segments an input's knots need: G + 2k for a
+ * uniform grid, (G + 2k) * PM_KAN_LATTICE for a snapped non-uniform one
+ * (knots on that lattice, extension knots PM_KAN_LATTICE cells apart), 0
+ * for anything else. */
+static uint32_t lattice_cells(const double *t, uint32_t grid, uint32_t order)
+{
+    uint32_t count = pm_kan_knot_count(grid, order), base = grid + 2 * order;
+    if (on_lattice(t, count, base)) return base;
+    if ((uint64_t)base * PM_KAN_LATTICE <= PM_LFU_MAX_SEGMENTS && on_lattice(t, count, base * PM_KAN_LATTICE))
+        return base * PM_KAN_LATTICE;
+    return 0;
+}
+
+/* Coefficients (in the cell's local t in [0, 1)) of the spline part of edge
+ * e on lattice cell [x0, x0 + cell): the spline is one polynomial of degree
+ * k there, so interpolating it at k+1 interior points recovers it (to double
+ * rounding). */
+static void cell_poly(const pm_kan_layer *L, const double *t, size_t e, double x0, double cell, double *out)
+{
+    uint32_t k = L->order, nb = pm_kan_basis_count(L->grid, k);
+    double V[PM_KAN_MAX_ORDER + 1][PM_KAN_MAX_ORDER + 2];
+    for (uint32_t i = 0; i <= k; i++) {
+        double u = ((double)i + 0.5) / (k + 1), B[PM_KAN_MAX_ORDER + 1], y = 0.0, p = 1.0;
+        int first;
+        if (pm_kan_basis_local(t, L->grid, k, x0 + u * cell, &first, B, NULL))
+            for (uint32_t m = 0; m <= k; m++) {
+                int idx = first + (int)m;
+                if (idx >= 0 && idx < (int)nb) y += L->coef[e * nb + (size_t)idx] * B[m];
+            }
+        for (uint32_t d = 0; d <= k; d++, p *= u) V[i][d] = p;
+        V[i][k + 1] = L->scale_sp[e] * y;
+    }
+    for (uint32_t c = 0; c <= k; c++) { /* Gauss-Jordan with partial pivoting */
+        uint32_t piv = c;
+        for (uint32_t r = c + 1; r <= k; r++)
+            if (fabs(V[r][c]) > fabs(V[piv][c])) piv = r;
+        for (uint32_t d = 0; d <= k + 1; d++) {
+            double tmp = V[c][d];
+            V[c][d] = V[piv][d];
+            V[piv][d] = tmp;
+        }
+        for (uint32_t r = 0; r <= k; r++) {
+            if (r == c) continue;
+            double f = V[r][c] / V[c][c];
+            for (uint32_t d = c; d <= k + 1; d++) V[r][d] -= f * V[c][d];
+        }
+    }
+    for (uint32_t d = 0; d <= k; d++) out[d] = V[d][k + 1] / V[d][d];
 }
 
 static pm_status export_edge(const pm_kan_layer *L, uint32_t l, uint32_t i, uint32_t j, pm_lfu_table *out, pm_error *err)
 {
     uint32_t G = L->grid, k = L->order, nk = pm_kan_knot_count(G, k), nb = pm_kan_basis_count(G, k);
-    uint32_t segs = G + 2 * k;
     const double *t = L->knots + (size_t)i * nk;
     size_t e = (size_t)i * L->out + j;
-    if (!uniform(t, nk))
+    uint32_t segs = lattice_cells(t, G, k);
+    if (!segs)
         return pm_error_set(err, PM_ERR_UNSUPPORTED,
-                            "kan export: layer %u input %u: grid is not uniform (trained with grid_eps < 1); the LFU's "
-                            "uniform mode needs grid_eps = 1", l, i);
+                            "kan export: layer %u input %u: knots are not on a uniform lattice of at most %d cells, which "
+                            "the LFU's uniform segment map needs", l, i, PM_LFU_MAX_SEGMENTS);
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "kan l%u e%u-%u", l, i, j);
     out->mode = PM_LFU_MODE_UNIFORM;
@@ -72,8 +125,13 @@ static pm_status export_edge(const pm_kan_layer *L, uint32_t l, uint32_t i, uint
     double piece[PM_KAN_MAX_ORDER + 1][PM_KAN_MAX_ORDER + 1];
     cardinal_pieces(k, piece);
     const double *c = L->coef + e * nb;
-    for (uint32_t s = 0; s < segs; s++) {
-        /* segment s = [t_s, t_{s+1}) carries B_{s-k}..B_s; B_i there is piece s - i */
+    for (uint32_t s = 0; segs != G + 2 * k && s < segs; s++) { /* a snapped non-uniform grid */
+        double poly[PM_KAN_MAX_ORDER + 1], cell = (t[nk - 1] - t[0]) / segs;
+        cell_poly(L, t, e, t[0] + s * cell, cell, poly);
+        for (uint32_t d = 0; d <= k; d++) out->coeffs[(size_t)s * (k + 1) + d] = (float)poly[d];
+    }
+    for (uint32_t s = 0; segs == G + 2 * k && s < segs; s++) {
+        /* uniform: segment s = [t_s, t_{s+1}) carries B_{s-k}..B_s; B_i there is piece s - i */
         double poly[PM_KAN_MAX_ORDER + 1] = {0};
         for (uint32_t q = 0; q <= k; q++) {
             int idx = (int)s - (int)q;

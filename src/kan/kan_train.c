@@ -18,7 +18,6 @@ void pm_kan_train_defaults(pm_kan_train_opts *o)
     o->grid_update_stop = 50;
     o->grid_eps = 1.0;
     o->grid_margin = 0.0;
-    o->reg.lamb_smooth = 1e-8;
 }
 
 /* ---- grids from samples ---- */
@@ -48,11 +47,27 @@ static void knots_from_samples(const double *sorted, size_t n, uint32_t grid, ui
     double pad = margin * (hi - lo);
     lo -= pad;
     hi += pad;
+    /* A non-uniform grid is snapped onto a lattice of PM_KAN_LATTICE cells per
+     * mean interval, so the spline stays one polynomial per lattice cell and
+     * exports exactly to a uniform LFU table (docs/kan.md). */
+    double cell = (hi - lo) / ((double)grid * PM_KAN_LATTICE);
+    uint32_t cells = grid * PM_KAN_LATTICE, prev = 0;
     for (uint32_t g = 0; g <= grid; g++) {
         double uni = g == grid ? hi : lo + (hi - lo) * g / grid;
         double ada = sorted[(size_t)((double)g * (double)(n - 1) / grid + 0.5)];
         if (g == 0 || g == grid) ada = g ? hi : lo;
-        t[order + g] = eps == 1.0 ? uni : eps * uni + (1.0 - eps) * ada;
+        if (eps == 1.0) {
+            t[order + g] = uni;
+            continue;
+        }
+        double v = eps * uni + (1.0 - eps) * ada;
+        double r = floor((v - lo) / cell + 0.5);
+        uint32_t idx = r < 0.0 ? 0 : r > (double)cells ? cells : (uint32_t)r;
+        if (g == 0) idx = 0;
+        if (g && idx <= prev) idx = prev + 1;               /* strictly increasing */
+        if (idx > cells - (grid - g)) idx = cells - (grid - g); /* room for the rest */
+        prev = idx;
+        t[order + g] = g == grid ? hi : lo + idx * cell;
     }
     double h = (t[order + grid] - t[order]) / grid;
     for (uint32_t m = 1; m <= order; m++) {

@@ -241,7 +241,10 @@ TEST(export_is_exact_to_fp32)
     }
 }
 
-TEST(export_refuses_non_uniform_grid)
+/* A quantile grid (grid_eps 0) sits on the PM_KAN_LATTICE lattice and
+ * exports exactly with one segment per lattice cell; knots off any lattice
+ * are refused. */
+TEST(export_of_non_uniform_grids)
 {
     const uint32_t w[2] = {1, 1};
     pm_kan net = make_net(1, w, 5, 2);
@@ -249,8 +252,25 @@ TEST(export_refuses_non_uniform_grid)
     for (int s = 0; s < 50; s++) x[s] = pow(s / 49.0, 3.0);
     pm_error err = {0};
     CHECK(pm_kan_update_grid(&net, x, 50, 0.0, 0.0, &err) == PM_OK);
+    const pm_kan_layer *L = &net.layer[0];
+    CHECK(L->knots[4] - L->knots[3] != L->knots[8] - L->knots[7]); /* really non-uniform */
     pm_kan_lfu_net ln;
-    CHECK(pm_kan_export(&net, &ln, &err) == PM_ERR_UNSUPPORTED && strstr(err.message, "not uniform"));
+    CHECK(pm_kan_export(&net, &ln, &err) == PM_OK);
+    const pm_lfu_table *t = pm_kan_lfu_edge(&ln, 0, 0, 0);
+    CHECK(t && t->segments == (5 + 2 * 3) * PM_KAN_LATTICE);
+    double worst = 0.0, B[5 + 3];
+    for (int s = 0; s <= 3000; s++) {
+        float xf = (float)(-0.7 + 2.4 * s / 3000.0);
+        pm_kan_bspline_basis(L->knots, 5, 3, (double)xf, B, &err);
+        double spline = 0.0;
+        for (int m = 0; m < 8; m++) spline += L->coef[m] * B[m];
+        double want = L->scale_base[0] * ((double)xf / (1.0 + exp(-(double)xf))) + L->scale_sp[0] * spline;
+        worst = fmax(worst, fabs(pm_lfu_eval(t, xf) - want));
+    }
+    CHECK_MSG(worst < 1e-6, "snapped grid export error %g", worst);
+    pm_kan_lfu_net_free(&ln);
+    net.layer[0].knots[5] += 1e-3 * sqrt(2.0); /* off the lattice */
+    CHECK(pm_kan_export(&net, &ln, &err) == PM_ERR_UNSUPPORTED && strstr(err.message, "lattice"));
     pm_kan_free(&net);
 }
 
@@ -456,7 +476,7 @@ int main(void)
     RUN(update_and_extend_grid_keep_function);
     RUN(hidden_grid_covers_the_input_box);
     RUN(export_is_exact_to_fp32);
-    RUN(export_refuses_non_uniform_grid);
+    RUN(export_of_non_uniform_grids);
     RUN(host_inference_order);
     RUN(files_round_trip_and_corruption);
     RUN(expressions);
