@@ -46,6 +46,8 @@ typedef struct pm_matmul_desc {
     uint32_t engines;        /* engines to split across (1..cfg engines), flags sync; 0 = 1 */
     pm_dataflow dataflow;    /* requested array dataflow */
     bool dataflow_from_config; /* true: use cfg->tensor_dataflow instead of .dataflow */
+    bool dataflow_auto;      /* true: the planner picks os or ws (whichever it expects faster;
+                                a ragged M such as 33 rows wastes most of an os fold); init: false */
     uint32_t sync_flag;      /* chip flag used to join the engines (engines > 1); init: 0 */
 } pm_matmul_desc;
 

@@ -669,9 +669,12 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
 {
     const pm_matmul_desc *d = si->d;
     uint32_t R = cfg->tensor_rows;
-    int df;
-    if (d->M == 1) df = 2; /* GEMV: weight-stationary streaming */
-    else df = (d->dataflow_from_config ? cfg->tensor_dataflow : d->dataflow) == PM_DATAFLOW_WEIGHT_STATIONARY ? 2 : 1;
+    /* Dataflows to try (tshape imm: 1 os, 2 ws). GEMV streams weight-stationary. */
+    int dfs[2] = {1, 2}, ndf = 2;
+    if (d->M == 1) dfs[0] = 2, ndf = 1;
+    else if (!d->dataflow_auto)
+        dfs[0] = (d->dataflow_from_config ? cfg->tensor_dataflow : d->dataflow) == PM_DATAFLOW_WEIGHT_STATIONARY ? 2 : 1,
+        ndf = 1;
     uint64_t m_cap = d->M == 1 ? 1 : round_up(m_job, R);
     uint64_t n_cap = round_up(n_job, si->n_gran);
     bool found = false;
@@ -686,7 +689,8 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                     /* Short chunks cost more than the replay sees (issue order, queue
                      * windows): keep K chunks at least 4 array rows long. */
                     if (tk < d->K && tk < 4ull * R) break;
-                    for (int res = 1; res >= 0; res--) {
+                    for (int cand = 0; cand < 2 * ndf; cand++) {
+                        int res = 1 - cand / ndf, df = dfs[cand % ndf];
                         if (!res && (d->M == 1 || tk == d->K)) continue; /* streaming A only helps with chunks */
                         budget u = plan_budget(si, (uint32_t)tm, (uint32_t)tn, (uint32_t)tk, res);
                         if (2 * (u.a + u.b + u.out) + u.bias > cfg->sram_bytes) continue;

@@ -32,7 +32,7 @@ class MatmulDesc(ctypes.Structure):
                 ("has_scale", ctypes.c_bool), ("has_bias", ctypes.c_bool), ("has_act", ctypes.c_bool),
                 ("scale", ctypes.c_float), ("act", ctypes.c_int), ("engines", ctypes.c_uint32),
                 ("dataflow", ctypes.c_int), ("dataflow_from_config", ctypes.c_bool),
-                ("sync_flag", ctypes.c_uint32)]
+                ("dataflow_auto", ctypes.c_bool), ("sync_flag", ctypes.c_uint32)]
 
 
 class Program(ctypes.Structure):

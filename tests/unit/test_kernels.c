@@ -484,6 +484,28 @@ TEST(test_matmul_hazard_modes_agree)
               (unsigned long long)report);
 }
 
+TEST(test_matmul_dataflow_auto)
+{
+    /* 33 rows fill two output-stationary folds of 32, the second with one
+     * row; weight-stationary streams the 33 rows once per weight tile. With
+     * dataflow_auto the planner picks ws here, and the run is faster than
+     * the config's os, with the same bits. */
+    pm_config cfg;
+    pm_error err;
+    CHECK(pm_config_preset("edge", &cfg, &err) == PM_OK);
+    pm_matmul_desc d;
+    pm_matmul_desc_init(&d, 33, 512, 512, PM_FMT_BF16, PM_FMT_F32);
+    d.dataflow_auto = true;
+    pm_matmul_plan plan;
+    CHECK(pm_matmul_plan_get(&cfg, &d, &plan, &err) == PM_OK);
+    CHECK(plan.dataflow == PM_DATAFLOW_WEIGHT_STATIONARY);
+    mm_case os = {33, 512, 512, 1, 1, PM_FMT_BF16, PM_FMT_F32, false, false, false, PM_LFU_SILU, -1};
+    mm_case ws = os;
+    ws.dataflow = PM_DATAFLOW_WEIGHT_STATIONARY;
+    uint64_t c_os = run_case(&cfg, &os, 41, NULL), c_ws = run_case(&cfg, &ws, 41, NULL);
+    CHECK_MSG(c_ws > 0 && c_ws < c_os, "os %llu cycles, ws %llu", (unsigned long long)c_os, (unsigned long long)c_ws);
+}
+
 TEST(test_matmul_fences_are_needed)
 {
     /* The interlocked program has no fences; run on a chip that reports
@@ -534,6 +556,7 @@ int main(void)
     RUN(test_matmul_engine_splits);
     RUN(test_matmul_loop_over_m_blocks);
     RUN(test_matmul_hazard_modes_agree);
+    RUN(test_matmul_dataflow_auto);
     RUN(test_matmul_fences_are_needed);
     RUN(test_matmul_fpga);
     return TEST_SUMMARY();
