@@ -175,7 +175,7 @@ def scalesim_formula(M, N, K, R, C, dataflow):
 
 def polymorph_array_formula(M, N, K, R, C, L, dataflow):
     """The whole shape as one tmm in the tensor unit's fast model
-    (docs/tensor.md, "Timing"): folds overlap through the shadow registers,
+    (docs/tensor.md, "Timing (fast model)"): folds overlap through the shadow registers,
     so fill and drain are paid once per instruction, not once per fold."""
     if dataflow == "os":
         period = max(K, R)  # a fold occupies the inputs for K cycles, or R while the last results shift out
