@@ -143,6 +143,17 @@ def test_weight_formats(wfmt):
     check_figures(j)
 
 
+@pytest.mark.parametrize("wfmt", ["nvfp4", "if4", "mxfp4", "q4_0", "q4_1", "q8_0", "int8"])
+def test_gemv_weight_formats(wfmt):
+    """The streaming GEMV schedule cuts the weights into chunks (NVFP4 and
+    IF4 need their tensor scale in front of every chunk): bits must not move."""
+    j = bench("gemv", 512, 160, "--wfmt", wfmt, "--no-native")
+    assert (j["M"], j["dataflow"], j["bound"]) == (1, "ws", "dram")
+    check_figures(j)
+    j = bench("gemv", 256, 96, "--wfmt", wfmt, "--engines", 2, "--no-native")
+    check_figures(j)
+
+
 @pytest.mark.parametrize("ofmt", ["bf16", "f16", "e4m3"])
 def test_output_formats(ofmt):
     j = bench("gemm", 16, 32, 32, "--ofmt", ofmt, "--no-native")
