@@ -387,19 +387,25 @@ static void emit_range(emitter *e, const step *steps, size_t count, size_t from,
     }
 }
 
-/* Emits steps [0, count). When one job's steps form at least four pairs of
- * full M blocks (pair_steps steps each) that repeat with X and Y shifted,
- * pairs 1 .. loop_pairs-2 run as a loop (emit_loop); inside every M block
- * the middle N tiles may loop too (emit_range). */
-static void emit_steps(emitter *e, const step *steps, size_t count, int df, size_t pair_steps, uint64_t loop_pairs)
+/* Emits steps [0, count), `jobs` jobs of job_steps steps each. When a job's
+ * steps form at least four pairs of full M blocks (pair_steps steps each)
+ * that repeat with X and Y shifted, pairs 1 .. loop_pairs-2 run as a loop
+ * (emit_loop); inside every M block the middle N tiles may loop too
+ * (emit_range). */
+static void emit_steps(emitter *e, const step *steps, size_t count, int df, size_t jobs, size_t pair_steps,
+                       uint64_t loop_pairs)
 {
     static const int outer_regs[BASE_COUNT] = {0, R_XB, R_YB, 0, 0};
     for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
-    size_t s = 0;
-    int64_t delta[BASE_COUNT];
-    if (loop_pairs >= 4 && periodic(steps, 0, pair_steps, loop_pairs, delta) && !delta[BASE_W] && !delta[BASE_BIAS])
-        s = emit_loop(e, steps, count, 0, pair_steps, loop_pairs, delta, outer_regs, R_CNT, df);
-    emit_range(e, steps, count, s, count, df);
+    size_t job_steps = jobs ? count / jobs : 0;
+    for (size_t j = 0; j < jobs; j++) {
+        size_t s = j * job_steps, end = s + job_steps;
+        int64_t delta[BASE_COUNT];
+        if (loop_pairs >= 4 && s + loop_pairs * pair_steps <= end && periodic(steps, s, pair_steps, loop_pairs, delta) &&
+            !delta[BASE_W] && !delta[BASE_BIAS])
+            s = emit_loop(e, steps, count, s, pair_steps, loop_pairs, delta, outer_regs, R_CNT, df);
+        emit_range(e, steps, count, s, end, df);
+    }
     emit_drain(e, steps, df);
 }
 
@@ -555,20 +561,20 @@ static budget plan_budget(const shape_info *si, uint32_t tm, uint32_t tn, uint32
     return u;
 }
 
-/* M blocks and N tiles per block whose code is emitted: with one job per
- * engine, all but three pairs of full M blocks run as a loop when there are
- * four, and all but about eight N tiles of a block when there are ten
- * (emit_steps, emit_range). */
-static uint64_t emitted_mblocks(uint64_t m_job, uint64_t tm, uint64_t jobs)
+/* M blocks and N tiles per block whose code is emitted for one job: all but
+ * three pairs of full M blocks run as a loop when there are four, and all
+ * but about eight N tiles of a block when there are ten (emit_steps,
+ * emit_range). */
+static uint64_t emitted_mblocks(uint64_t m_job, uint64_t tm)
 {
     uint64_t blocks = ceil_div(m_job, tm), pairs = m_job / tm / 2;
-    return jobs == 1 && pairs >= 4 ? blocks - 2 * (pairs - 3) : blocks;
+    return pairs >= 4 ? blocks - 2 * (pairs - 3) : blocks;
 }
 
-static uint64_t emitted_ntiles(uint64_t n_job, uint64_t tn, uint64_t jobs)
+static uint64_t emitted_ntiles(uint64_t n_job, uint64_t tn)
 {
     uint64_t tiles = ceil_div(n_job, tn);
-    return jobs == 1 && tiles >= 10 ? 8 : tiles;
+    return tiles >= 10 ? 8 : tiles;
 }
 
 /* DRAM channel bytes of `rows` runs of row_bytes (one run when contiguous),
@@ -646,8 +652,8 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
     }
     double end = op_end_prev > store_fin ? op_end_prev : store_fin;
     double per_step = 16, per_tile = 12; /* issue slots of the generated code */
-    double unrolled = (double)emitted_mblocks(m_job, p->tm, jobs) / mblocks *
-                      (double)emitted_ntiles(n_job, p->tn, jobs) / (double)ceil_div(n_job, p->tn);
+    double unrolled = (double)emitted_mblocks(m_job, p->tm) / mblocks *
+                      (double)emitted_ntiles(n_job, p->tn) / (double)ceil_div(n_job, p->tn);
     *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * unrolled * jobs) + 64;
     return end * jobs + steps * jobs;
 }
@@ -700,7 +706,7 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         /* Tilings whose unrolled program cannot fit the instruction memory
                          * are not replayed (their step count is what makes them slow to
                          * cost); the smallest of them is kept only while nothing fits. */
-                        uint64_t quick = (emitted_mblocks(m_job, tm, jobs) * emitted_ntiles(n_job, tn, jobs) *
+                        uint64_t quick = (emitted_mblocks(m_job, tm) * emitted_ntiles(n_job, tn) *
                                           (ceil_div(d->K, tk) * 16 + 12)) *
                                          jobs * engines;
                         if (quick > cfg->imem_words) {
@@ -899,11 +905,11 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
             jobs++, last = j;
         }
         if (st) break;
-        /* One job: its full M blocks repeat pair by pair, so all but three
-         * pairs can run as a loop (emit_steps). */
+        /* Every job of an engine has the same shape: its full M blocks repeat
+         * pair by pair, so all but three pairs can run as a loop (emit_steps). */
         uint64_t loop_pairs = 0;
         size_t pair_steps = 0;
-        if (jobs == 1) {
+        if (jobs) {
             size_t per_block = 0;
             uint32_t n_job = last.n_end - last.n_begin;
             for (uint32_t n0 = 0, nj; n0 < n_job; n0 += nj) {
@@ -916,7 +922,7 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
         }
         /* Where each tile starts, for the loop over N tiles. */
         size_t *tile_start = NULL, tiles = 0;
-        if (jobs == 1 && steps.count) {
+        if (steps.count) {
             tile_start = malloc(steps.count * sizeof *tile_start);
             if (!tile_start) {
                 st = pm_error_set(err, PM_ERR_NOMEM, "matmul: out of memory for the tile table");
@@ -932,7 +938,7 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
             dma_desc bias = {true, p.bias_sram, d->bias_addr, (uint64_t)d->N * 4, 1, 0, 0, BASE_ABS};
             emit_dma(&e, &bias);
         }
-        emit_steps(&e, steps.v, steps.count, p.dataflow, pair_steps, loop_pairs);
+        emit_steps(&e, steps.v, steps.count, p.dataflow, jobs, pair_steps, loop_pairs);
         free(tile_start);
         e.tile_start = NULL;
         if (engines > 1) {

@@ -422,6 +422,7 @@ static int program_loops(const pm_config *cfg, const mm_case *c)
     pm_matmul_desc d;
     pm_matmul_desc_init(&d, c->M, c->N, c->K, c->w_fmt, c->out_fmt);
     d.engines = c->engines;
+    d.batch = c->batch;
     pm_program p;
     pm_program_init(&p);
     pm_error err;
@@ -460,6 +461,10 @@ TEST(test_matmul_loop_over_m_blocks)
         mm_case gemv_if4 = {1, 900, 96, 1, 2, PM_FMT_IF4, PM_FMT_BF16, true, false, false, PM_LFU_SILU, -1};
         CHECK(program_loops(&cfg, &gemv_if4) >= 2);
         run_case(&cfg, &gemv_if4, 869 + hz, NULL);
+        /* Each batch entry loops on its own. */
+        mm_case batched = {90, 130, 32, 3, 1, PM_FMT_Q4_0, PM_FMT_F32, false, true, false, PM_LFU_SILU, -1};
+        CHECK(program_loops(&cfg, &batched) >= 3);
+        run_case(&cfg, &batched, 875 + hz, NULL);
     }
     /* A shape too large to unroll into edge's instruction memory. */
     pm_config edge;
