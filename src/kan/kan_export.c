@@ -110,7 +110,7 @@ static pm_status export_edge(const pm_kan_layer *L, uint32_t l, uint32_t i, uint
                             "kan export: layer %u input %u: knots are not on a uniform lattice of at most %d cells, which "
                             "the LFU's uniform segment map needs", l, i, PM_LFU_MAX_SEGMENTS);
     memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "kan l%u e%u-%u", l, i, j);
+    snprintf(out->name, sizeof out->name, "kan l%u e%u-%u", l % 100u, i % 10000u, j % 10000u); /* l < 16, i, j < 4096 */
     out->mode = PM_LFU_MODE_UNIFORM;
     out->form = PM_LFU_FORM_PLAIN;
     out->oor = PM_LFU_OOR_CONST; /* the spline is 0 outside its knots; only the base branch remains */

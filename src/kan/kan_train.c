@@ -324,7 +324,7 @@ static pm_status strong_wolfe(trainer *t, const double *p0, double f0, const dou
     const double c1 = 1e-4, c2 = 0.9;
     size_t P = t->net->param_count;
     double gd0 = dot(g0, d, P);
-    ls_point prev = {0.0, f0, gd0}, cur, lo, hi;
+    ls_point prev = {0.0, f0, gd0}, cur = prev, lo = prev, hi = prev;
     memcpy(p1, p0, P * sizeof *p1);
     memcpy(g1, g0, P * sizeof *g1);
     *f1 = f0;
