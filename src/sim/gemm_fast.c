@@ -375,13 +375,13 @@ PM_AVX2 static inline __m256 load_b8(const gemm_job *j, size_t n, size_t k)
 
 /* ---- packed path: B in K-major NR-wide panels, A read in place ---- */
 
-/* Panel of columns n0.. (cols <= NR valid, the rest zero): dst[k*NR + c] = B[n0+c][k]. */
-PM_AVX2 static void pack_b_panel(const gemm_job *j, size_t n0, size_t cols, float *dst)
+/* Rows k0..k1 of the panel of columns n0.. (cols <= NR valid, the rest zero):
+ * dst[k*NR + c] = B[n0+c][k]. k0 is a multiple of 8. */
+PM_AVX2 static void pack_b_panel(const gemm_job *j, size_t n0, size_t cols, size_t k0, size_t k1, float *dst)
 {
-    const size_t K = j->K;
-    size_t k = 0;
+    size_t k = k0;
     if (cols == NR) {
-        for (; k + 8 <= K; k += 8)
+        for (; k + 8 <= k1; k += 8)
             for (size_t half = 0; half < 2; half++) {
                 __m256 r[8];
                 for (size_t i = 0; i < 8; i++)
@@ -391,7 +391,7 @@ PM_AVX2 static void pack_b_panel(const gemm_job *j, size_t n0, size_t cols, floa
                     _mm256_store_ps(dst + (k + i) * NR + half * 8, r[i]);
             }
     }
-    for (; k < K; k++)
+    for (; k < k1; k++)
         for (size_t c = 0; c < NR; c++)
             dst[k * NR + c] = c < cols ? b_at(j, n0 + c, k) : 0.0f;
 }
@@ -471,14 +471,16 @@ PM_AVX2 static void pack_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
     size_t c0 = task * NR, cols = j->ncols - c0 < NR ? j->ncols - c0 : NR;
-    pack_b_panel(j, j->n0 + c0, cols, j->bpack + task * j->K * NR);
+    pack_b_panel(j, j->n0 + c0, cols, 0, j->K, j->bpack + task * j->K * NR);
 }
 
 /* Rows [r0, r1) x columns [c0, c1) of the slice: K in KC steps, ascending;
  * between steps the tile goes back to C and is reloaded, continuing the chain.
  * The next tile's C rows are prefetched: the chain must start from C, so the
- * load cannot be deferred behind the multiply-adds. */
-PM_AVX2 static void packed_block(const gemm_job *j, size_t r0, size_t r1, size_t c0, size_t c1)
+ * load cannot be deferred behind the multiply-adds. pack: pack each KC block
+ * of a B panel just before its first use (it is then still in cache for the
+ * kernels, and reading B overlaps the arithmetic). */
+PM_AVX2 static void packed_block(const gemm_job *j, size_t r0, size_t r1, size_t c0, size_t c1, bool pack)
 {
     const size_t K = j->K, ldc = j->ldc;
     for (size_t k0 = 0; k0 < K; k0 += KC) {
@@ -486,7 +488,10 @@ PM_AVX2 static void packed_block(const gemm_job *j, size_t r0, size_t r1, size_t
         bool load = j->accumulate || k0 > 0;
         for (size_t cc = c0; cc < c1; cc += NR) {
             size_t cols = c1 - cc < NR ? c1 - cc : NR;
-            const float *bp = j->bpack + (cc / NR) * K * NR + k0 * NR;
+            float *panel = j->bpack + (cc / NR) * K * NR;
+            if (pack)
+                pack_b_panel(j, j->n0 + cc, cols, k0, k0 + kc, panel);
+            const float *bp = panel + k0 * NR;
             for (size_t r = r0; r < r1; r += MR) {
                 size_t rows = r1 - r < MR ? r1 - r : MR;
                 float *c = j->C + r * ldc + j->n0 + cc;
@@ -519,20 +524,19 @@ PM_AVX2 static void packed_task(void *ctx, size_t task)
     size_t ib = task / j->n_blocks, jb = task % j->n_blocks;
     size_t r0 = ib * MC, r1 = r0 + MC < j->M ? r0 + MC : j->M;
     size_t c0 = jb * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
-    packed_block(j, r0, r1, c0, c1);
+    packed_block(j, r0, r1, c0, c1, false);
 }
 
 /* One-phase schedule (enough columns for every thread): task = one block of
- * columns, all rows; it packs the B panels only it uses, so the threads need
- * no barrier between packing and multiplying. */
+ * columns, all rows; it packs the B panels only it uses (during its first
+ * block of rows), so the threads need no barrier between packing and
+ * multiplying. */
 PM_AVX2 static void column_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
     size_t c0 = task * j->n_block_cols, c1 = c0 + j->n_block_cols < j->ncols ? c0 + j->n_block_cols : j->ncols;
-    for (size_t panel = c0 / NR; panel * NR < c1; panel++)
-        pack_task(ctx, panel);
     for (size_t r0 = 0; r0 < j->M; r0 += MC)
-        packed_block(j, r0, r0 + MC < j->M ? r0 + MC : j->M, c0, c1);
+        packed_block(j, r0, r0 + MC < j->M ? r0 + MC : j->M, c0, c1, r0 == 0);
 }
 
 /* ---- direct path (few rows of A): B transposed in registers on the fly ---- */
