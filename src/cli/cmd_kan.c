@@ -838,6 +838,8 @@ static pm_status load_model(const char *path, model *m, pm_error *err)
     if (len >= 4 && !memcmp(data, "PMKN", 4)) {
         m->exported = 1;
         st = pm_kan_lfu_net_load(data, len, &m->lnet, err);
+    } else if (len < 4 || memcmp(data, "PMKT", 4)) {
+        st = pm_error_set(err, PM_ERR_FORMAT, "byte 0 (magic): neither \"PMKT\" (a trained network) nor \"PMKN\" (an exported one)");
     } else {
         st = pm_kan_load(data, len, &m->net, err);
     }

@@ -201,3 +201,23 @@ def test_toy_quick_run_reduces_error():
     # the function's standard deviation over [-1,1]^2 is ~1.4: training must learn most of it
     assert j["grids"][-1]["test_rmse"] < 0.1
     assert "grid 5 step 10/10 loss" in r.stderr and "test_rmse" in r.stderr
+
+
+def test_quantile_grid_prune_and_regularised_training(tmp_path):
+    """grid_eps 0 (knots snapped to the lattice) still exports exactly;
+    pruning and the regularised loss run through the CLI."""
+    r = run("kan", "train", "--function", "sin(2*x) + y", "--shape", "2,4,1", "--grid", "5", "--steps", "10",
+            "--grid-eps", "0", "--reg", "lamb=1e-4,l1=1,entropy=1", "--prune", "0.01", "--quiet", "--json",
+            "-o", str(tmp_path / "q.pmkt"), "--export", str(tmp_path / "q.pmkn"))
+    j = json.loads(r.stdout)
+    assert j["test_rmse"] < 0.05 and abs(j["lfu_test_rmse"] - j["test_rmse"]) < 1e-5
+    width, layers = read_pmkt(tmp_path / "q.pmkt")
+    assert width[0] == 2 and width[-1] == 1 and 1 <= width[1] <= 4
+    # the hidden activations are not uniform, so their quantile knots are not either
+    assert any(np.ptp(np.diff(t)) > 1e-6 for t in layers[1]["knots"])
+
+
+def test_bad_magic(tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"XXXX" + bytes(40))
+    r = run("kan", "eval", str(tmp_path / "m.bin"), "--function", "x", check=False)
+    assert r.returncode == 1 and "neither" in r.stderr
