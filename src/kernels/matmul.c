@@ -14,7 +14,8 @@
 enum {
     R_ROWB = 1, R_ROWS, R_ONE, R_DSTR, R_SSTR, R_SADDR, R_DADDR,
     R_M, R_N, R_K, R_ACC, R_A, R_B, R_BIAS, R_SCALE, R_MODE, R_OUT,
-    R_ID = 20, R_TMP, R_XB, R_YB, R_CNT, R_WI, R_YI, R_BI, R_CNT2,
+    R_XJ = 18, R_WJ,
+    R_ID = 20, R_TMP, R_XB, R_YB, R_CNT, R_WI, R_YI, R_BI, R_CNT2, R_YJ, R_CNT3,
 };
 
 #define ALIGN_SRAM 256u /* buffers start on a port-width boundary: their rows spread over every bank */
@@ -126,6 +127,8 @@ typedef struct emitter {
      * M blocks and, per M block, the inner loop over pairs of N tiles. */
     const size_t *tile_start; /* first step of each tile */
     size_t tile_count, tiles_per_block;
+    size_t job_steps, pair_steps; /* steps of a job and of a pair of full M blocks */
+    uint64_t loop_pairs;          /* pairs of full M blocks in a job */
 } emitter;
 
 static void emit(emitter *e, pm_opcode op, int64_t a, int64_t b, int64_t c, int64_t d)
@@ -314,6 +317,7 @@ static bool periodic(const step *steps, size_t s, size_t period, uint64_t period
 }
 
 static void emit_range(emitter *e, const step *steps, size_t count, size_t from, size_t to, int df);
+static void emit_jobs(emitter *e, const step *steps, size_t count, size_t from, size_t to, int df);
 
 /* Steps [s, s + periods * period) repeat (periodic()): period 0 is emitted
  * as is, periods 1 .. periods-2 as one loop body, the caller goes on with
@@ -323,9 +327,11 @@ static void emit_range(emitter *e, const step *steps, size_t count, size_t from,
  * state at the start shifted by one period, so the same code is right for
  * every iteration. Returns the step to continue from. */
 static size_t emit_loop(emitter *e, const step *steps, size_t count, size_t s, size_t period, uint64_t periods,
-                        const int64_t *delta, const int *regs, int counter, int df)
+                        const int64_t *delta, const int *regs, int counter, int df, bool of_jobs)
 {
-    emit_range(e, steps, count, s, s + period, df);
+    /* A period of whole jobs may itself hold loops over M blocks. */
+    void (*body)(emitter *, const step *, size_t, size_t, size_t, int) = of_jobs ? emit_jobs : emit_range;
+    body(e, steps, count, s, s + period, df);
     int saved[BASE_COUNT];
     memcpy(saved, e->offset_reg, sizeof saved);
     for (int c = 1; c < BASE_COUNT; c++) {
@@ -340,7 +346,7 @@ static size_t emit_loop(emitter *e, const step *steps, size_t count, size_t s, s
     uint32_t head = pm_builder_label(e->b);
     pm_builder_bind(e->b, head);
     emitter_forget(e);
-    emit_range(e, steps, count, s + period, s + 2 * period, df);
+    body(e, steps, count, s + period, s + 2 * period, df);
     for (int c = 1; c < BASE_COUNT; c++) {
         if (!delta[c]) continue;
         li(e, R_TMP, delta[c]);
@@ -377,7 +383,7 @@ static void emit_range(emitter *e, const step *steps, size_t count, size_t from,
                 uint64_t periods = (T - 2) / 2;
                 int64_t delta[BASE_COUNT];
                 if (s + periods * period <= to && periodic(steps, s, period, periods, delta) && !delta[BASE_X]) {
-                    s = emit_loop(e, steps, count, s, period, periods, delta, inner_regs, R_CNT2, df);
+                    s = emit_loop(e, steps, count, s, period, periods, delta, inner_regs, R_CNT2, df, false);
                     continue;
                 }
             }
@@ -387,25 +393,37 @@ static void emit_range(emitter *e, const step *steps, size_t count, size_t from,
     }
 }
 
-/* Emits steps [0, count), `jobs` jobs of job_steps steps each. When a job's
- * steps form at least four pairs of full M blocks (pair_steps steps each)
- * that repeat with X and Y shifted, pairs 1 .. loop_pairs-2 run as a loop
- * (emit_loop); inside every M block the middle N tiles may loop too
- * (emit_range). */
-static void emit_steps(emitter *e, const step *steps, size_t count, int df, size_t jobs, size_t pair_steps,
-                       uint64_t loop_pairs)
+/* Jobs [from, to) (whole jobs): in each, when its steps form at least four
+ * pairs of full M blocks that repeat with X and Y shifted, pairs
+ * 1 .. loop_pairs-2 run as a loop (emit_loop); inside every M block the
+ * middle N tiles may loop too (emit_range). */
+static void emit_jobs(emitter *e, const step *steps, size_t count, size_t from, size_t to, int df)
 {
-    static const int outer_regs[BASE_COUNT] = {0, R_XB, R_YB, 0, 0};
-    for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
-    size_t job_steps = jobs ? count / jobs : 0;
-    for (size_t j = 0; j < jobs; j++) {
-        size_t s = j * job_steps, end = s + job_steps;
+    static const int mblock_regs[BASE_COUNT] = {0, R_XB, R_YB, 0, 0};
+    for (size_t s = from; s < to;) {
+        size_t end = s + e->job_steps;
         int64_t delta[BASE_COUNT];
-        if (loop_pairs >= 4 && s + loop_pairs * pair_steps <= end && periodic(steps, s, pair_steps, loop_pairs, delta) &&
-            !delta[BASE_W] && !delta[BASE_BIAS])
-            s = emit_loop(e, steps, count, s, pair_steps, loop_pairs, delta, outer_regs, R_CNT, df);
+        if (e->loop_pairs >= 4 && s + e->loop_pairs * e->pair_steps <= end &&
+            periodic(steps, s, e->pair_steps, e->loop_pairs, delta) && !delta[BASE_W] && !delta[BASE_BIAS])
+            s = emit_loop(e, steps, count, s, e->pair_steps, e->loop_pairs, delta, mblock_regs, R_CNT, df, false);
         emit_range(e, steps, count, s, end, df);
+        s = end;
     }
+}
+
+/* Emits all `count` steps of an engine (its jobs of e->job_steps steps).
+ * With at least eight jobs that repeat pair by pair (batch strides), pairs
+ * 1 .. P-2 of jobs run as a loop around the loops inside each job. */
+static void emit_steps(emitter *e, const step *steps, size_t count, int df, size_t jobs)
+{
+    static const int job_regs[BASE_COUNT] = {0, R_XJ, R_YJ, R_WJ, 0};
+    for (int i = 0; count && i < steps[0].load_count; i++) emit_dma(e, &steps[0].loads[i]);
+    size_t s = 0;
+    int64_t delta[BASE_COUNT];
+    uint64_t job_pairs = jobs / 2;
+    if (job_pairs >= 4 && periodic(steps, 0, 2 * e->job_steps, job_pairs, delta) && !delta[BASE_BIAS])
+        s = emit_loop(e, steps, count, 0, 2 * e->job_steps, job_pairs, delta, job_regs, R_CNT3, df, true);
+    emit_jobs(e, steps, count, s, count, df);
     emit_drain(e, steps, df);
 }
 
@@ -571,6 +589,13 @@ static uint64_t emitted_mblocks(uint64_t m_job, uint64_t tm)
     return pairs >= 4 ? blocks - 2 * (pairs - 3) : blocks;
 }
 
+/* Jobs whose code is emitted: all but three pairs loop when there are four. */
+static uint64_t emitted_jobs(uint64_t jobs)
+{
+    uint64_t pairs = jobs / 2;
+    return pairs >= 4 ? jobs - 2 * (pairs - 3) : jobs;
+}
+
 static uint64_t emitted_ntiles(uint64_t n_job, uint64_t tn)
 {
     uint64_t tiles = ceil_div(n_job, tn);
@@ -654,7 +679,7 @@ static double plan_cost(const pm_config *cfg, const shape_info *si, const plan *
     double per_step = 16, per_tile = 12; /* issue slots of the generated code */
     double unrolled = (double)emitted_mblocks(m_job, p->tm) / mblocks *
                       (double)emitted_ntiles(n_job, p->tn) / (double)ceil_div(n_job, p->tn);
-    *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * unrolled * jobs) + 64;
+    *insns = (uint64_t)((steps * per_step + tiles * per_tile + mblocks * 8) * unrolled * (double)emitted_jobs(jobs)) + 64;
     return end * jobs + steps * jobs;
 }
 
@@ -708,7 +733,7 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                          * cost); the smallest of them is kept only while nothing fits. */
                         uint64_t quick = (emitted_mblocks(m_job, tm) * emitted_ntiles(n_job, tn) *
                                           (ceil_div(d->K, tk) * 16 + 12)) *
-                                         jobs * engines;
+                                         emitted_jobs(jobs) * engines;
                         if (quick > cfg->imem_words) {
                             if (!found || (best_insns > cfg->imem_words && quick < best_insns)) {
                                 p.est_cycles = 1e300;
@@ -938,7 +963,9 @@ pm_status pm_kernel_matmul(const pm_config *cfg, const pm_matmul_desc *d, pm_pro
             dma_desc bias = {true, p.bias_sram, d->bias_addr, (uint64_t)d->N * 4, 1, 0, 0, BASE_ABS};
             emit_dma(&e, &bias);
         }
-        emit_steps(&e, steps.v, steps.count, p.dataflow, jobs, pair_steps, loop_pairs);
+        e.job_steps = jobs ? steps.count / jobs : 0;
+        e.pair_steps = pair_steps, e.loop_pairs = loop_pairs;
+        emit_steps(&e, steps.v, steps.count, p.dataflow, jobs);
         free(tile_start);
         e.tile_start = NULL;
         if (engines > 1) {

@@ -465,6 +465,14 @@ TEST(test_matmul_loop_over_m_blocks)
         mm_case batched = {90, 130, 32, 3, 1, PM_FMT_Q4_0, PM_FMT_F32, false, true, false, PM_LFU_SILU, -1};
         CHECK(program_loops(&cfg, &batched) >= 3);
         run_case(&cfg, &batched, 875 + hz, NULL);
+        /* Many batch entries: pairs of entries loop, around the loops inside
+         * each entry (three levels: entries, M blocks, N tiles). */
+        mm_case many = {5, 12, 32, 11, 1, PM_FMT_BF16, PM_FMT_BF16, true, false, false, PM_LFU_SILU, -1};
+        CHECK(program_loops(&cfg, &many) >= 1);
+        run_case(&cfg, &many, 877 + hz, NULL);
+        mm_case deep = {90, 130, 32, 16, 1, PM_FMT_Q8_0, PM_FMT_F32, false, true, false, PM_LFU_SILU, -1};
+        CHECK(program_loops(&cfg, &deep) >= 3);
+        run_case(&cfg, &deep, 879 + hz, NULL);
     }
     /* A shape too large to unroll into edge's instruction memory. */
     pm_config edge;
