@@ -17,8 +17,9 @@ struct pm_tensor_state {
     int64_t bias_addr;     /* tepi */
     uint32_t scale_bits;
     uint32_t mode;
-    float *a, *b;          /* fp32 copies of the operands, grown, never per instruction */
-    size_t a_cap, b_cap;
+    float *b;              /* decoded weights (fp32), grown, never per instruction */
+    uint16_t *b16;         /* the same rounded to bf16 codes: what enters the array */
+    size_t b_cap, b16_cap;
 };
 
 enum { EPI_BIAS = 1, EPI_SCALE = 2, EPI_ACT = 4, EPI_SLOT_SHIFT = 4, EPI_KNOWN = 0x77 };
@@ -38,8 +39,8 @@ void pm_tensor_reset(pm_engine *e)
 void pm_tensor_free(pm_engine *e)
 {
     if (!e->tensor) return;
-    free(e->tensor->a);
     free(e->tensor->b);
+    free(e->tensor->b16);
     free(e->tensor);
     e->tensor = NULL;
 }
@@ -65,12 +66,12 @@ static pm_status state(pm_engine *e, struct pm_tensor_state **out, pm_error *err
     return PM_OK;
 }
 
-static pm_status grow(float **buf, size_t *cap, size_t n, pm_error *err)
+static pm_status grow(void **buf, size_t *cap, size_t n, size_t elem, pm_error *err)
 {
     if (n <= *cap) return PM_OK;
     size_t c = *cap ? *cap : 4096;
     while (c < n) c *= 2;
-    float *p = realloc(*buf, c * sizeof *p);
+    void *p = realloc(*buf, c * elem);
     if (!p) return pm_error_set(err, PM_ERR_NOMEM, "out of host memory for %zu tensor operand elements", n);
     *buf = p;
     *cap = c;
@@ -269,23 +270,24 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     if (accumulate && (st = acc_operand(e, in->op[1], acc_bytes, false, c, &acc_word, err))) return st;
     if ((st = acc_operand(e, in->op[1], acc_bytes, true, c, &acc_word, err))) return st;
 
-    /* Operands into fp32: A is bf16; the weights decode exactly to fp32 and
-     * round to bf16 on their way into the array. */
-    struct pm_tensor_state *t = e->tensor;
-    size_t mk = (size_t)(s.m * s.k), nk = (size_t)(s.n * s.k);
-    if ((st = grow(&t->a, &t->a_cap, mk, err)) || (st = grow(&t->b, &t->b_cap, nk, err))) return st;
-    const uint8_t *ap = e->sram + a_off;
-    for (size_t i = 0; i < mk; i++) {
-        uint16_t h = (uint16_t)(ap[2 * i] | ap[2 * i + 1] << 8);
-        t->a[i] = pm_f32_from_bits((uint32_t)h << 16);
+    /* A is bf16 already; the weights decode exactly to fp32 and round to
+     * bf16 on their way into the array. The kernel takes bf16 codes straight
+     * from SRAM (bf16 weights need no copy at all). */
+    const void *bp = e->sram + b_off;
+    if (w != PM_FMT_BF16) {
+        struct pm_tensor_state *t = e->tensor;
+        size_t nk = (size_t)(s.n * s.k);
+        if ((st = grow((void **)&t->b, &t->b_cap, nk, sizeof *t->b, err)) ||
+            (st = grow((void **)&t->b16, &t->b16_cap, nk, sizeof *t->b16, err)))
+            return st;
+        if ((st = pm_format_decode(w, e->sram + b_off, nk, t->b, err))) return st;
+        for (size_t i = 0; i < nk; i++) t->b16[i] = pm_f32_to_bf16(t->b[i]);
+        bp = t->b16;
     }
-    if ((st = pm_format_decode(w, e->sram + b_off, nk, t->b, err))) return st;
-    if (w != PM_FMT_BF16)
-        for (size_t i = 0; i < nk; i++) t->b[i] = pm_bf16_to_f32(pm_f32_to_bf16(t->b[i]));
     pm_sim *sim = e->sim;
     if (!sim->gemm_pool && (st = pm_gemm_pool_create(sim->gemm_threads, &sim->gemm_pool, err))) return st;
-    pm_gemm_kordered(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, t->a, (size_t)s.k, t->b, (size_t)s.k,
-                     e->accum + acc_word, (size_t)s.n, accumulate);
+    pm_gemm_kordered_bf16(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, e->sram + a_off, (size_t)s.k, bp,
+                          (size_t)s.k, e->accum + acc_word, (size_t)s.n, accumulate);
 
     pm_post_increment(e, in->op[2], a_bytes);
     pm_post_increment(e, in->op[3], b_bytes);
