@@ -274,6 +274,55 @@ TEST(export_of_non_uniform_grids)
     pm_kan_free(&net);
 }
 
+/* The LFU base branch KAN edges use (docs/lfu.md): y = fmaf(w_b, builtin(x),
+ * table(x)) bit for bit, checked fields, and PMLF round trips. */
+TEST(lfu_base_branch)
+{
+    pm_lfu_table t, silu, back;
+    pm_error err = {0};
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "edge");
+    t.mode = PM_LFU_MODE_UNIFORM;
+    t.oor = PM_LFU_OOR_CONST;
+    t.degree = 1;
+    t.segments = 2;
+    t.x_min = -1.0f;
+    t.x_max = 1.0f;
+    float c[4] = {0.25f, 0.5f, -0.75f, 1.0f};
+    t.coeffs = c;
+    CHECK(pm_lfu_builtin(PM_LFU_SILU, &silu, &err) == PM_OK);
+    pm_lfu_table plain = t;
+    t.param[PM_LFU_PARAM_BASE_FUNC] = (float)(PM_LFU_SILU + 1);
+    t.param[PM_LFU_PARAM_BASE_WEIGHT] = -0.375f;
+    CHECK(pm_lfu_table_validate(&t, &err) == PM_OK);
+    int same = 1;
+    for (float x = -3.0f; x <= 3.0f; x += 0.0625f) {
+        float want = fmaf(-0.375f, pm_lfu_eval(&silu, x), pm_lfu_eval(&plain, x));
+        same &= pm_f32_bits(pm_lfu_eval(&t, x)) == pm_f32_bits(want);
+    }
+    CHECK(same);
+    float xs[3] = {-2.0f, 0.1f, 5.0f}, ys[3];
+    pm_lfu_eval_array(&t, xs, ys, 3);
+    for (int i = 0; i < 3; i++) CHECK(pm_f32_bits(ys[i]) == pm_f32_bits(pm_lfu_eval(&t, xs[i])));
+    uint8_t buf[256];
+    size_t len;
+    CHECK(pm_lfu_table_serialize(&t, buf, sizeof buf, &len, &err) == PM_OK);
+    CHECK(pm_lfu_table_deserialize(buf, len, &back, &err) == PM_OK && back.param[1] == -0.375f && back.param[0] == (float)(PM_LFU_SILU + 1));
+    pm_lfu_table_free(&back);
+    pm_lfu_table bad = t;
+    bad.param[0] = 9.0f; /* no built-in 8 */
+    CHECK(pm_lfu_table_validate(&bad, &err) != PM_OK && strstr(err.message, "param[0]"));
+    bad = t;
+    bad.param[0] = 1.5f;
+    CHECK(pm_lfu_table_validate(&bad, &err) != PM_OK && strstr(err.message, "param[0]"));
+    bad = t;
+    bad.param[0] = 0.0f; /* a weight without a function */
+    CHECK(pm_lfu_table_validate(&bad, &err) != PM_OK && strstr(err.message, "param[1]"));
+    buf[72 + 3] = 0x41; /* param[0] = 5 becomes 20: no such built-in */
+    CHECK(pm_lfu_table_deserialize(buf, len, &back, &err) == PM_ERR_FORMAT && strstr(err.message, "byte 72 (param[0])"));
+    pm_lfu_table_free(&silu);
+}
+
 TEST(host_inference_order)
 {
     /* pm_kan_lfu_forward equals the documented sum order, evaluated here by hand */
@@ -477,6 +526,7 @@ int main(void)
     RUN(hidden_grid_covers_the_input_box);
     RUN(export_is_exact_to_fp32);
     RUN(export_of_non_uniform_grids);
+    RUN(lfu_base_branch);
     RUN(host_inference_order);
     RUN(files_round_trip_and_corruption);
     RUN(expressions);
