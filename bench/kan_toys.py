@@ -158,6 +158,7 @@ def kan_fit(build, train, test, toy, grids, steps, seed, folder):
         e = dict(g)
         e["spline_params"] = g["params"]
         e["params"] = g["params"] + 2 * edges  # + scale_base and scale_sp per edge: every trainable number
+        e["restarts"] = out.get("restarts", 1)
         entries.append(e)
     pred = os.path.join(folder, "kan_final_pred.npy")
     # --function with the same seed evaluates on the CLI's own test set, which
