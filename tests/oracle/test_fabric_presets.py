@@ -14,7 +14,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from pmlib import BUILD, POLYMORPH, lib
+from pmlib import BUILD, POLYMORPH
+
+# A handle of our own: other test modules declare argtypes on pmlib's shared
+# handle (with their own structure types), which would not accept ours.
+lib = ctypes.CDLL(str(BUILD / "libpolymorph.so"))
 
 LITEPAPER = "https://exalaboratories.com/litepaper"  # 2024-08-27
 
