@@ -35,6 +35,10 @@ pm_status pm_device_sram_read(pm_device *dev, uint32_t engine, uint64_t addr, vo
 pm_status pm_device_load(pm_device *dev, const pm_program *prog, uint64_t engine_mask, pm_error *err);
 pm_status pm_device_run(pm_device *dev, const pm_run_options *opts, pm_error *err);
 
+/* Host threads the simulator may use for its functional matmuls (0 = one per
+ * online CPU, the default). Never changes a result bit or a cycle count. */
+void pm_device_set_threads(pm_device *dev, unsigned threads);
+
 void pm_device_counters(const pm_device *dev, pm_counters *out);
 void pm_device_reset_counters(pm_device *dev);
 

@@ -313,14 +313,12 @@ static pm_status make_inputs(const bench_job *job, const pm_matmul_desc *d, benc
 
 /* ---- the simulated run ---- */
 
-/* The simulator's host threads. The runtime API has no thread control yet
- * (docs/bench.md, "threads"), so a requested count is an explicit error
- * rather than a silently ignored option. */
+/* The simulator's host threads (0 = its default, one per CPU). */
 static pm_status apply_threads(pm_device *dev, unsigned threads, pm_error *err)
 {
-    (void)dev;
-    if (threads == 0) return PM_OK;
-    return pm_error_set(err, PM_ERR_UNSUPPORTED, "--threads %u: the runtime has no thread control yet", threads);
+    (void)err;
+    if (threads) pm_device_set_threads(dev, threads);
+    return PM_OK;
 }
 
 /* One fresh device: allocate the operands, emit the program for their

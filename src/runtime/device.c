@@ -239,3 +239,8 @@ pm_status pm_device_run(pm_device *dev, const pm_run_options *opts, pm_error *er
 void pm_device_counters(const pm_device *dev, pm_counters *out) { pm_sim_counters(dev->sim, out); }
 
 void pm_device_reset_counters(pm_device *dev) { pm_sim_reset_counters(dev->sim); }
+
+void pm_device_set_threads(pm_device *dev, unsigned threads)
+{
+    pm_sim_set_threads(dev->sim, threads);
+}
