@@ -150,7 +150,7 @@ def kan_fit(build, train, test, toy, grids, steps, seed, folder):
     model = os.path.join(folder, "kan_final.pmkt")
     cmd = [os.path.join(build, "polymorph"), "kan", "toy", "--function", expr, "--shape", ",".join(map(str, shape)),
            "--grids", ",".join(map(str, grids)), "--steps", str(steps), "--seed", str(seed), "--quiet", "--json",
-           "-o", model]
+           "-o", model, "--export", os.path.join(folder, "kan_final.pmkn")]
     out, wall = run(cmd)
     edges = sum(a * b for a, b in zip(shape, shape[1:]))
     entries = []
@@ -167,10 +167,29 @@ def kan_fit(build, train, test, toy, grids, steps, seed, folder):
                  "-o", pred, "--json"])
     entries[-1]["test_rmse_checked"] = rmse(np.load(pred), np.load(test["y"]))
     entries[-1]["eval_rmse"] = ev["rmse"]
+    entries[-1]["network"] = os.path.join(folder, "kan_final.pmkn")
     for e in entries:
         e["command"] = " ".join(os.path.relpath(c, ROOT) if os.path.isabs(c) else c for c in cmd)
         e["wall_seconds_all_grids"] = wall
     return entries
+
+
+def kan_energy(build, net, test_x, presets):
+    """`polymorph kan run` of an exported network over the test inputs on each
+    preset this build has: cycles and energy per inference (simulated, so
+    independent of the host)."""
+    have = subprocess.run([os.path.join(build, "polymorph"), "presets"], capture_output=True, text=True, check=True)
+    names = [line.split()[0] for line in have.stdout.splitlines() if line.strip()]
+    runs = {}
+    for p in presets:
+        if p not in names:
+            runs[p] = {"missing": f"preset {p} is not in this build"}
+            continue
+        cmd = [os.path.join(build, "polymorph"), "kan", "run", net, "--input", test_x, "--preset", p, "--json"]
+        out, _ = run(cmd)
+        out["command"] = " ".join(os.path.relpath(c, ROOT) if os.path.isabs(c) else c for c in cmd)
+        runs[p] = out
+    return runs
 
 
 def main():
@@ -189,6 +208,8 @@ def main():
     ap.add_argument("--work", default=os.path.join("build", "kanbench", "toys"))
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--skip-kan", action="store_true", help="MLP side only")
+    ap.add_argument("--presets", default="edge,lfu-rev0.1,lfu-rev0.4,lfu-rev0.4.1",
+                    help="energy per inference of the last grid's exported KAN on these presets ('' = none)")
     args = ap.parse_args()
     build = os.path.join(ROOT, args.build)
     grids = [int(g) for g in args.grids.split(",")]
@@ -213,12 +234,14 @@ def main():
             mlp_steps = args.mlp_steps or 20 * args.kan_steps * rounds
             row = {"toy": name, "expr": toy[1], "kan_shape": shape, "grid": k["grid"], "kan": k, "mlp": {}}
             if k.get("params"):
-                for act in args.mlp_acts.split(","):
+                for act in filter(None, args.mlp_acts.split(",")):
                     pred = os.path.join(folder, f"mlp_{act}_g{k['grid']}_pred.npy")
                     depth = max(1, len(shape) - 2)  # a KAN without hidden layers still gets a nonlinear MLP
                     m = mlp_fit(build, train, test, k["params"], depth, act, mlp_steps, args.seed, pred)
                     m["test_rmse_checked"] = rmse(np.load(pred), yte)
                     row["mlp"][act] = m
+            if k.get("network") and args.presets:
+                k["engine"] = kan_energy(build, k["network"], test["x"], args.presets.split(","))
             results.append(row)
             print_row(row)
     if args.json:
@@ -236,6 +259,12 @@ def print_row(row):
     for act, m in row["mlp"].items():
         parts.append(f"| MLP {act} {m['shape']} params {m['params']} test RMSE {m['test_rmse_checked']:.3g}")
     print("  ".join(parts), flush=True)
+    for p, r in k.get("engine", {}).items():
+        if "missing" in r:
+            print(f"    kan run on {p}: skipped ({r['missing']})")
+        else:
+            print(f"    kan run on {p} ({r['mode']}): {r['energy_per_inference_j'] * 1e9:.4g} nJ per inference, "
+                  f"{r['cycles']} cycles for {r['samples']} samples, bit-exact {r['bit_exact']}", flush=True)
 
 
 if __name__ == "__main__":
