@@ -695,6 +695,8 @@ static uint32_t ramp_chunk(const pm_config *cfg, const shape_info *si)
     return (uint32_t)round_up(g, si->k_gran);
 }
 
+#define PLAN_TIE 0.01
+
 static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_t m_job, uint32_t n_job,
                              uint32_t jobs, uint32_t engines, plan *best, pm_error *err)
 {
@@ -709,7 +711,7 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
     uint64_t m_cap = d->M == 1 ? 1 : round_up(m_job, R);
     uint64_t n_cap = round_up(n_job, si->n_gran);
     bool found = false;
-    uint64_t best_insns = 0;
+    uint64_t best_insns = 0, best_ops = 0;
     for (uint64_t tm = d->M == 1 ? 1 : R;; tm = tm * 2 > m_cap ? m_cap : tm * 2) {
         for (uint64_t tn = si->n_gran;; tn = tn * 2 > n_cap ? n_cap : tn * 2) {
             if (2 * tm * tn * 4 <= cfg->accum_bytes) {
@@ -745,9 +747,15 @@ static pm_status choose_plan(const pm_config *cfg, const shape_info *si, uint32_
                         p.est_cycles = plan_cost(cfg, si, &p, m_job, n_job, jobs, &insns);
                         insns *= engines;
                         bool fits = insns <= cfg->imem_words;
-                        bool better = !found || (fits && best_insns > cfg->imem_words) ||
-                                      (fits == (best_insns <= cfg->imem_words) && p.est_cycles < best->est_cycles);
-                        if (better) *best = p, best_insns = insns, found = true;
+                        /* Among tilings within 0.2% of the fastest, the one with fewer
+                         * tensor ops wins: longer ops, fewer accumulator round trips, and
+                         * a simulator that spends its time in the matmuls themselves. */
+                        uint64_t ops = ceil_div(m_job, tm) * ceil_div(n_job, tn) * ceil_div(d->K, tk);
+                        bool same_fit = fits == (best_insns <= cfg->imem_words);
+                        bool faster = p.est_cycles < best->est_cycles * (1.0 - PLAN_TIE);
+                        bool tied = p.est_cycles <= best->est_cycles * (1.0 + PLAN_TIE) && ops < best_ops;
+                        bool better = !found || (fits && best_insns > cfg->imem_words) || (same_fit && (faster || tied));
+                        if (better) *best = p, best_insns = insns, best_ops = ops, found = true;
                     }
                     if (tk <= si->k_gran) break;
                 }
