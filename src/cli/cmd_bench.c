@@ -40,8 +40,9 @@ const char pm_cli_bench_help[] =
     "  --threads T        host threads of the simulator and of OpenBLAS\n"
     "                     (default: one per CPU); never changes a result\n"
     "  --seed S           seed of the random inputs (default 1)\n"
-    "  --repeat R         load and run R times on one device, report the best\n"
-    "                     wall time (default 3); cycles and Y must agree every\n"
+    "  --repeat R         load and run R times on one device (and OpenBLAS at\n"
+    "                     least 3 times), report the best\n"
+    "                     wall time (default 5); cycles and Y must agree every\n"
     "                     time. The first run pays the simulator's one-time\n"
     "                     set-up (threads, buffers); use R >= 3 for timings\n"
     "  --no-native        skip the OpenBLAS comparison (native figures null)\n"
@@ -54,7 +55,8 @@ const char pm_cli_bench_help[] =
     "                     time; DRAM-bound time = DRAM bytes moved / bandwidth\n"
     "  bound              the larger of the two bounds: compute or dram\n"
     "  sim_wall_s         host seconds of program load + simulated run\n"
-    "  native_wall_s      host seconds of OpenBLAS sgemm (best of 3)\n"
+    "  native_wall_s      host seconds of OpenBLAS sgemm (best of --repeat,\n"
+    "                     at least 3, after a warm-up call)\n"
     "  sim_vs_native      native_wall_s / sim_wall_s (throughput ratio)\n"
     "\n"
     "example:\n"
@@ -88,7 +90,6 @@ static const pm_cli_option bench_options[OPT_COUNT] = {
  * must hold every operand. */
 #define BENCH_DIM_MAX (1u << 20)
 #define BENCH_ELEMS_MAX (1ull << 31)
-#define BENCH_NATIVE_REPS 3
 
 typedef struct bench_job {
     pm_config cfg;
@@ -234,7 +235,7 @@ static pm_status parse_job(bench_job *job, const pm_cli_parsed *p, pm_error *err
     if (pm_cli_value(p, OPT_SEED) &&
         (st = parse_u64("--seed", pm_cli_value(p, OPT_SEED), 0, UINT64_MAX, &job->seed, err)) != PM_OK)
         return st;
-    job->repeat = 3;
+    job->repeat = 5;
     if (pm_cli_value(p, OPT_REPEAT)) {
         if ((st = parse_u64("--repeat", pm_cli_value(p, OPT_REPEAT), 1, 100, &v, err)) != PM_OK) return st;
         job->repeat = (unsigned)v;
@@ -404,6 +405,10 @@ static pm_status check_reference(const bench_job *job, const bench_data *h, benc
 
 /* OpenBLAS gets the values the array multiplies: X's bf16 values and the
  * decoded weights rounded to bf16, both held in fp32. */
+/* OpenBLAS is timed as often as the simulator (--repeat, at least 3), after
+ * a warm-up call: both sides report their best. */
+static int native_reps(const bench_job *job) { return job->repeat > 3 ? (int)job->repeat : 3; }
+
 static pm_status native_operands(const bench_job *job, const bench_data *h, float *a, float *b, pm_error *err)
 {
     for (size_t i = 0; i < (size_t)job->M * job->K; i++) a[i] = pm_bf16_to_f32(h->x[i]);
@@ -431,7 +436,7 @@ static pm_status run_native(const bench_job *job, const bench_data *h, bench_res
     if (st == PM_OK) {
         pm_bench_native_set_threads(lib, job->threads);
         res->native_wall_s = pm_bench_native_sgemm(lib, (int)job->M, (int)job->N, (int)job->K, a, b, c,
-                                                   BENCH_NATIVE_REPS, &res->native_median_s);
+                                                   native_reps(job), &res->native_median_s);
         res->native_ok = true;
         double worst = 0;
         for (size_t i = 0; i < mn; i++) {
@@ -614,7 +619,7 @@ static void print_table(const bench_job *job, const bench_result *res, const ben
     printf("  %-20s %.4g s  (pm_kernel_matmul, not in sim wall time)\n", "program build", res->build_wall_s);
     if (res->native_ok) {
         printf("  %-20s %.4g s  (%.4g GFLOP/s, OpenBLAS sgemm, best of %d)\n", "native wall time",
-               res->native_wall_s, fig->flops / res->native_wall_s / 1e9, BENCH_NATIVE_REPS);
+               res->native_wall_s, fig->flops / res->native_wall_s / 1e9, native_reps(job));
         printf("  %-20s %.4f\n", "sim vs native", fig->sim_vs_native);
     } else {
         printf("  %-20s n/a: %s\n", "native wall time", res->native_why);
