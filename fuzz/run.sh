@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-45}
 make -s fuzz
 mkdir -p fuzz/artifacts
-for target in asm program config; do
+for target in asm program config kan; do
   corpus=$(mktemp -d)
   case $target in
     asm) cp examples/*.pasm "$corpus"/ 2>/dev/null || true ;;

@@ -7,7 +7,7 @@ set -e
 SANFLAGS=""
 [ "${SAN:-0}" = 1 ] && SANFLAGS="-fsanitize=address,undefined"
 mkdir -p "$BUILD/fuzz-replay"
-for target in asm program config; do
+for target in asm program config kan; do
   bin="$BUILD/fuzz-replay/replay_$target"
   ${CC:-cc} -std=c11 -g -O1 -Iinclude $SANFLAGS -o "$bin" fuzz/fuzz_$target.c fuzz/standalone.c "$BUILD/libpolymorph.a" -lm -lpthread
   files=""
