@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define PM_CLI_VERSION "0.1.0"
 
@@ -49,6 +50,13 @@ extern const char pm_cli_kan_help[];
 int pm_cli_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Same, with the message from a pm_error. */
 int pm_cli_fail_err(const char *verb, const pm_error *err);
+
+/* ---- JSON output (json.c) ---- */
+/* A JSON string literal: quotes, backslashes and control characters escaped. */
+void pm_cli_json_string(FILE *f, const char *s);
+/* A number that reads back to the same double; JSON has no inf/NaN, so a
+ * missing or non-finite figure is written as null. */
+void pm_cli_json_number(FILE *f, double v);
 
 /* ---- option parsing ----
  * Options are described by a table; "--name value", "--name=value" and the

@@ -495,46 +495,27 @@ static pm_dataflow effective_dataflow(const bench_job *job)
     return job->dataflow_given ? job->dataflow : job->cfg.tensor_dataflow;
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-/* JSON has no inf/NaN: a missing or non-finite figure is null. */
-static void json_number(FILE *f, double v)
-{
-    if (isfinite(v)) fprintf(f, "%.17g", v);
-    else fputs("null", f);
-}
-
 static void print_json(const bench_job *job, const bench_result *res, const bench_figures *fig)
 {
     FILE *f = stdout;
     const pm_counters *c = &res->counters;
     fputs("{\"kernel\": ", f);
-    json_string(f, job->kernel);
+    pm_cli_json_string(f, job->kernel);
     fprintf(f, ", \"M\": %u, \"N\": %u, \"K\": %u, \"wfmt\": \"%s\", \"ofmt\": \"%s\", \"preset\": ", job->M, job->N,
             job->K, pm_format_get(job->wfmt)->name, pm_format_get(job->ofmt)->name);
-    json_string(f, job->cfg.name);
+    pm_cli_json_string(f, job->cfg.name);
     fprintf(f, ", \"engines\": %u, \"rows\": %u, \"cols\": %u, \"weight_load_rows\": %u, \"dataflow\": \"%s\""
             ", \"clock_mhz\": ",
             job->cfg.engines, job->cfg.tensor_rows, job->cfg.tensor_cols, job->cfg.tensor_weight_load_rows,
             dataflow_name(effective_dataflow(job)));
-    json_number(f, job->cfg.clock_mhz);
+    pm_cli_json_number(f, job->cfg.clock_mhz);
     fputs(", \"dram_gbps\": ", f);
-    json_number(f, job->cfg.dram_gbps);
+    pm_cli_json_number(f, job->cfg.dram_gbps);
     fputs(", \"threads\": ", f);
     if (job->threads) fprintf(f, "%u", job->threads);
     else fputs("null", f);
     fprintf(f, ", \"seed\": %" PRIu64 ", \"cycles\": %" PRIu64 ", \"seconds\": ", job->seed, c->cycles);
-    json_number(f, c->seconds);
+    pm_cli_json_number(f, c->seconds);
     const struct { const char *key; double v; } nums[] = {
         {"flops", fig->flops},
         {"peak_flops", fig->peak_flops},
@@ -545,36 +526,36 @@ static void print_json(const bench_job *job, const bench_result *res, const benc
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         fprintf(f, ", \"%s\": ", nums[i].key);
-        json_number(f, nums[i].v);
+        pm_cli_json_number(f, nums[i].v);
     }
     fprintf(f, ", \"bound\": \"%s\", \"dram_bytes\": %" PRIu64 ", \"dram_read_bytes\": %" PRIu64
             ", \"dram_write_bytes\": %" PRIu64 ", \"compulsory_dram_bytes\": %" PRIu64 ", \"tensor_macs\": %" PRIu64
             ", \"instructions\": %" PRIu64 ", \"program_words\": %zu, \"energy_j\": ",
             fig->bound, fig->dram_bytes, c->dram_read_bytes, c->dram_write_bytes, res->compulsory_dram_bytes,
             c->tensor_macs, c->instructions, res->program_words);
-    json_number(f, c->energy_j);
+    pm_cli_json_number(f, c->energy_j);
     /* The array's own share of the run (docs/bench.md, "SCALE-Sim"): cycles
      * minus these is time the tensor unit waited for DMA or control. */
     fprintf(f, ", \"tensor_instructions\": %" PRIu64 ", \"tensor_busy_cycles\": %" PRIu64,
             c->unit[PM_UNIT_TENSOR].instructions, c->unit[PM_UNIT_TENSOR].busy_cycles);
     fputs(", \"sim_wall_s\": ", f);
-    json_number(f, res->sim_wall_s);
+    pm_cli_json_number(f, res->sim_wall_s);
     fputs(", \"build_wall_s\": ", f);
-    json_number(f, res->build_wall_s);
+    pm_cli_json_number(f, res->build_wall_s);
     fputs(", \"native_wall_s\": ", f);
-    json_number(f, res->native_ok ? res->native_wall_s : NAN);
+    pm_cli_json_number(f, res->native_ok ? res->native_wall_s : NAN);
     fputs(", \"native_median_s\": ", f);
-    json_number(f, res->native_ok ? res->native_median_s : NAN);
+    pm_cli_json_number(f, res->native_ok ? res->native_median_s : NAN);
     fputs(", \"sim_vs_native\": ", f);
-    json_number(f, fig->sim_vs_native);
+    pm_cli_json_number(f, fig->sim_vs_native);
     fputs(", \"native_library\": ", f);
-    if (res->native_ok) json_string(f, "libopenblas.so.0");
+    if (res->native_ok) pm_cli_json_string(f, "libopenblas.so.0");
     else fputs("null", f);
     fputs(", \"native_note\": ", f);
     if (res->native_ok) fputs("null", f);
-    else json_string(f, res->native_why);
+    else pm_cli_json_string(f, res->native_why);
     fputs(", \"native_max_abs_diff\": ", f);
-    json_number(f, res->native_ok ? res->native_max_abs_diff : NAN);
+    pm_cli_json_number(f, res->native_ok ? res->native_max_abs_diff : NAN);
     fprintf(f, ", \"bit_exact\": %s, \"mismatched_bytes\": %" PRIu64 "}\n", res->bit_exact ? "true" : "false",
             res->mismatched_bytes);
 }

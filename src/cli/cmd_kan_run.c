@@ -137,24 +137,6 @@ static pm_status prepare(run_job *j, const pm_cli_parsed *p, pm_error *err)
     return PM_OK;
 }
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-static void json_number(FILE *f, double v)
-{
-    if (isfinite(v)) fprintf(f, "%.17g", v);
-    else fputs("null", f);
-}
-
 static void report(const run_job *j, bool json, uint64_t mismatches, double max_abs)
 {
     const pm_counters *c = &j->counters;
@@ -165,30 +147,30 @@ static void report(const run_job *j, bool json, uint64_t mismatches, double max_
     if (json) {
         FILE *f = stdout;
         fputs("{\"network\": ", f);
-        json_string(f, j->net_path);
+        pm_cli_json_string(f, j->net_path);
         fputs(", \"config\": ", f);
-        json_string(f, j->cfg.name);
+        pm_cli_json_string(f, j->cfg.name);
         fprintf(f, ", \"mode\": \"%s\", \"samples\": %llu, \"inputs\": %u, \"outputs\": %u, \"layers\": %u, "
                    "\"edges\": %llu",
                 pm_kan_mode_name(j->mode), (unsigned long long)j->n, j->net.widths[0], w_out, j->net.layers,
                 (unsigned long long)edges);
         fprintf(f, ", \"cycles\": %llu, \"seconds\": ", (unsigned long long)c->cycles);
-        json_number(f, c->seconds);
+        pm_cli_json_number(f, c->seconds);
         fputs(", \"energy_j\": ", f);
-        json_number(f, c->energy_j);
+        pm_cli_json_number(f, c->energy_j);
         fputs(", \"energy_per_inference_j\": ", f);
-        json_number(f, per);
+        pm_cli_json_number(f, per);
         fputs(", \"lfu_energy_j\": ", f);
-        json_number(f, c->unit[PM_UNIT_LFU].energy_j);
+        pm_cli_json_number(f, c->unit[PM_UNIT_LFU].energy_j);
         fprintf(f, ", \"lfu_evals\": %llu, \"lfu_evals_per_inference\": %llu, \"dram_bytes\": %llu, \"sram_bytes\": %llu",
                 (unsigned long long)c->lfu_evals, (unsigned long long)edges,
                 (unsigned long long)(c->dram_read_bytes + c->dram_write_bytes),
                 (unsigned long long)(c->sram_read_bytes + c->sram_write_bytes));
         fprintf(f, ", \"host_reference\": \"%s\", \"bit_exact\": %s, \"mismatches\": %llu, \"max_abs_diff\": ", oracle,
                 mismatches ? "false" : "true", (unsigned long long)mismatches);
-        json_number(f, max_abs);
+        pm_cli_json_number(f, max_abs);
         fputs(", \"output\": ", f);
-        if (j->output_path) json_string(f, j->output_path);
+        if (j->output_path) pm_cli_json_string(f, j->output_path);
         else fputs("null", f);
         fputs(", \"outputs_shape\": [", f);
         fprintf(f, "%llu, %u]}\n", (unsigned long long)j->n, w_out);

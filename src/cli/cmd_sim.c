@@ -259,25 +259,6 @@ static pm_status capture_output(pm_device *dev, binding *b, pm_error *err)
 
 /* ---- counters ---- */
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-/* JSON has no inf/NaN: a non-finite figure is written as null. */
-static void json_number(FILE *f, double v)
-{
-    if (isfinite(v)) fprintf(f, "%.17g", v);
-    else fputs("null", f);
-}
-
 static double utilisation(const pm_counters *c, uint64_t busy)
 {
     /* busy cycles are summed over engines, so the denominator is engine-cycles */
@@ -289,27 +270,27 @@ static void print_json(const sim_job *job, const pm_counters *c, double wall_s)
 {
     FILE *f = stdout;
     fputs("{\"program\": ", f);
-    json_string(f, job->program_path);
+    pm_cli_json_string(f, job->program_path);
     fputs(", \"config\": ", f);
-    json_string(f, job->cfg.name);
+    pm_cli_json_string(f, job->cfg.name);
     fprintf(f, ", \"engines\": %u, \"clock_mhz\": ", c->engines);
-    json_number(f, job->cfg.clock_mhz);
+    pm_cli_json_number(f, job->cfg.clock_mhz);
     fprintf(f, ", \"cycles\": %" PRIu64 ", \"seconds\": ", c->cycles);
-    json_number(f, c->seconds);
+    pm_cli_json_number(f, c->seconds);
     fprintf(f, ", \"instructions\": %" PRIu64 ", \"stall_cycles\": %" PRIu64 ", \"units\": {", c->instructions,
             c->stall_cycles);
     for (int u = 0; u < PM_UNIT_COUNT; u++) {
         const pm_unit_counters *uc = &c->unit[u];
         fprintf(f, "%s\"%s\": {\"instructions\": %" PRIu64 ", \"busy_cycles\": %" PRIu64 ", \"utilisation\": ",
                 u ? ", " : "", pm_unit_name((pm_unit)u), uc->instructions, uc->busy_cycles);
-        json_number(f, utilisation(c, uc->busy_cycles));
+        pm_cli_json_number(f, utilisation(c, uc->busy_cycles));
         fprintf(f, ", \"dram_bytes\": %" PRIu64 ", \"sram_bytes\": %" PRIu64, uc->dram_bytes, uc->sram_bytes);
         fputs(", \"compute_energy_j\": ", f);
-        json_number(f, uc->compute_energy_j);
+        pm_cli_json_number(f, uc->compute_energy_j);
         fputs(", \"memory_energy_j\": ", f);
-        json_number(f, uc->memory_energy_j);
+        pm_cli_json_number(f, uc->memory_energy_j);
         fputs(", \"energy_j\": ", f);
-        json_number(f, uc->energy_j);
+        pm_cli_json_number(f, uc->energy_j);
         fputc('}', f);
     }
     fprintf(f,
@@ -325,7 +306,7 @@ static void print_json(const sim_job *job, const pm_counters *c, double wall_s)
     };
     for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++) {
         fprintf(f, ", \"%s\": ", tail[i].key);
-        json_number(f, tail[i].v);
+        pm_cli_json_number(f, tail[i].v);
     }
     fputs("}\n", f);
 }
