@@ -65,7 +65,7 @@ $(BUILD)/libpolymorph.so: $(LIB_OBJS)
 $(BUILD)/polymorph: $(CLI_OBJS) $(BUILD)/libpolymorph.a
 	$(CC) $(LDSAN) -o $@ $(CLI_OBJS) $(BUILD)/libpolymorph.a $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(wildcard tools/*.h) $(BUILD)/libpolymorph.a
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(wildcard tools/*.h) $(BUILD)/libpolymorph.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -Itools $(LDSAN) -o $@ $< $(BUILD)/libpolymorph.a $(LDLIBS)
 

@@ -3,6 +3,7 @@
 #ifndef POLYMORPH_TEST_H
 #define POLYMORPH_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,5 +45,15 @@ static int pm_test_passed, pm_test_failed;
 
 #define TEST_SUMMARY()                                                            \
     (printf("%d passed, %d failed\n", pm_test_passed, pm_test_failed), pm_test_failed ? 1 : 0)
+
+/* xorshift64: the tests' one random source. Each test keeps its own state,
+ * so its seed (and with it every value it draws) stays its own. */
+static inline uint32_t pm_test_xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (uint32_t)(*s >> 16);
+}
 
 #endif

@@ -13,13 +13,7 @@
 #include <string.h>
 
 static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static uint32_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
+static uint32_t rnd(void) { return pm_test_xorshift(&rng_state); }
 static float rndf(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() % 1000000) / 1e6f; }
 
 static void random_table(pm_lfu_table *t)

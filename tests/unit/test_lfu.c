@@ -17,13 +17,7 @@ static int64_t ulp32(float y, long double ref) { return pm_ref_ulp32(y, (float)r
 static int64_t ulp16(float y, long double ref) { return pm_ref_ulp16(y, ref); }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd32(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
+static uint32_t rnd32(void) { return pm_test_xorshift(&rng_state); }
 
 /* A float in [lo, hi]: half the draws uniform in bit pattern (every binade),
  * half uniform in value. */
