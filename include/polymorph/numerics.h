@@ -68,6 +68,8 @@ pm_status pm_format_decode(pm_format format, const void *src, size_t n, float *d
 
 /* Scalar conversions, the building blocks of the above (RNE unless noted). */
 uint16_t pm_f32_to_bf16(float x);
+/* pm_f32_to_bf16 over an array (the same bits, without a call per element). */
+void pm_f32_to_bf16_array(const float *src, size_t n, uint16_t *dst);
 float pm_bf16_to_f32(uint16_t h);
 uint16_t pm_f32_to_f16(float x);
 float pm_f16_to_f32(uint16_t h);

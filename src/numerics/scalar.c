@@ -5,6 +5,10 @@
 #include "numerics_internal.h"
 
 uint16_t pm_f32_to_bf16(float x) { return pm_num_f32_to_bf16(x); }
+void pm_f32_to_bf16_array(const float *src, size_t n, uint16_t *dst)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = pm_num_f32_to_bf16(src[i]);
+}
 float pm_bf16_to_f32(uint16_t h) { return pm_num_bf16_to_f32(h); }
 uint16_t pm_f32_to_f16(float x) { return pm_num_f32_to_f16(x); }
 float pm_f16_to_f32(uint16_t h) { return pm_num_f16_to_f32(h); }

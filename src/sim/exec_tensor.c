@@ -253,6 +253,47 @@ static void array_cycles(const pm_config *cfg, const shape *s, uint64_t *stream,
 
 /* ---- tmm / tmma ---- */
 
+/* Weights to bf16 codes on the matmul threads, in slices of whole rows
+ * (block formats: a row is whole blocks, so every slice decodes on its own).
+ * NVFP4/IF4 carry one tensor scale in front of all rows: decoded in one go. */
+typedef struct decode_job {
+    pm_format w;
+    const uint8_t *src;
+    size_t rows, k, rows_per_task, row_bytes;
+    float *f32;
+    uint16_t *b16;
+    pm_status status; /* first failure (never expected: the operand was checked) */
+} decode_job;
+
+static void decode_task(void *ctx, size_t task)
+{
+    decode_job *j = ctx;
+    size_t r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task > j->rows ? j->rows : r0 + j->rows_per_task;
+    size_t n = (r1 - r0) * j->k;
+    pm_error err;
+    if (pm_format_decode(j->w, j->src + r0 * j->row_bytes, n, j->f32 + r0 * j->k, &err)) {
+        j->status = err.status;
+        return;
+    }
+    pm_f32_to_bf16_array(j->f32 + r0 * j->k, n, j->b16 + r0 * j->k);
+}
+
+static pm_status decode_weights(pm_sim *sim, pm_format w, const uint8_t *src, size_t rows, size_t k,
+                                struct pm_tensor_state *t, pm_error *err)
+{
+    const pm_format_info *fi = pm_format_get(w);
+    size_t row_bytes = 0;
+    decode_job j = {w, src, rows, k, rows, 0, t->b, t->b16, PM_OK};
+    if (fi && fi->header_bytes == 0 && pm_format_bytes(w, k, &row_bytes)) {
+        j.row_bytes = row_bytes;
+        j.rows_per_task = rows / 16 ? rows / 16 : 1; /* ~16 slices: work for every thread */
+    }
+    size_t tasks = (rows + j.rows_per_task - 1) / j.rows_per_task;
+    pm_gemm_pool_for(rows * k >= (1u << 16) ? sim->gemm_pool : NULL, tasks, decode_task, &j);
+    if (j.status) return pm_error_set(err, j.status, "tensor: weight decode failed");
+    return PM_OK;
+}
+
 static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err, bool accumulate)
 {
     const pm_config *cfg = e->cfg;
@@ -274,18 +315,17 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
      * bf16 on their way into the array. The kernel takes bf16 codes straight
      * from SRAM (bf16 weights need no copy at all). */
     const void *bp = e->sram + b_off;
+    pm_sim *sim = e->sim;
+    if (!sim->gemm_pool && (st = pm_gemm_pool_create(sim->gemm_threads, &sim->gemm_pool, err))) return st;
     if (w != PM_FMT_BF16) {
         struct pm_tensor_state *t = e->tensor;
         size_t nk = (size_t)(s.n * s.k);
         if ((st = grow((void **)&t->b, &t->b_cap, nk, sizeof *t->b, err)) ||
             (st = grow((void **)&t->b16, &t->b16_cap, nk, sizeof *t->b16, err)))
             return st;
-        if ((st = pm_format_decode(w, e->sram + b_off, nk, t->b, err))) return st;
-        for (size_t i = 0; i < nk; i++) t->b16[i] = pm_f32_to_bf16(t->b[i]);
+        if ((st = decode_weights(sim, w, e->sram + b_off, (size_t)s.n, (size_t)s.k, t, err))) return st;
         bp = t->b16;
     }
-    pm_sim *sim = e->sim;
-    if (!sim->gemm_pool && (st = pm_gemm_pool_create(sim->gemm_threads, &sim->gemm_pool, err))) return st;
     pm_gemm_kordered_bf16(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, e->sram + a_off, (size_t)s.k, bp,
                           (size_t)s.k, e->accum + acc_word, (size_t)s.n, accumulate);
 

@@ -824,3 +824,8 @@ void pm_gemm_kordered_bf16(pm_gemm_pool *p, size_t M, size_t N, size_t K, const 
                   .accumulate = accumulate};
     gemm_run(p, &j);
 }
+
+void pm_gemm_pool_for(pm_gemm_pool *p, size_t ntasks, void (*fn)(void *ctx, size_t task), void *ctx)
+{
+    pool_run(p, true, ntasks, fn, ctx);
+}

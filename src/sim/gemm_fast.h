@@ -36,4 +36,9 @@ PM_HIDDEN void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, c
 PM_HIDDEN void pm_gemm_kordered_bf16(pm_gemm_pool *p, size_t M, size_t N, size_t K, const void *A, size_t lda,
                                      const void *B, size_t ldb, float *C, size_t ldc, bool accumulate);
 
+/* Runs fn(ctx, t) for every t < ntasks on the pool's threads (the caller
+ * takes part) and returns when all are done; tasks must touch disjoint data.
+ * p may be NULL (runs them here, in order). Used for the weight decode. */
+PM_HIDDEN void pm_gemm_pool_for(pm_gemm_pool *p, size_t ntasks, void (*fn)(void *ctx, size_t task), void *ctx);
+
 #endif
