@@ -256,6 +256,30 @@ pm_status pm_kan_rmse(const pm_kan *net, const double *x, const double *y, size_
 /* ---- edge scores and regularisation ---- */
 
 /* acts[l] holds every layer's input activations, [n][width[l]]. */
+/* phi_ij(x) for every output j of input i: the same arithmetic as edge_eval
+ * edge by edge, with the B-spline basis (shared by input i's edges: they
+ * have one grid) and SiLU computed once. */
+static void input_edges(const pm_kan_layer *L, uint32_t i, double x, double *phi)
+{
+    uint32_t nk = pm_kan_knot_count(L->grid, L->order), nb = pm_kan_basis_count(L->grid, L->order);
+    double B[PM_KAN_MAX_ORDER + 1];
+    int first;
+    int inside = pm_kan_basis_local(L->knots + (size_t)i * nk, L->grid, L->order, x, &first, B, NULL);
+    double silu = pm_kan_silu(x);
+    for (uint32_t j = 0; j < L->out; j++) {
+        size_t e = (size_t)i * L->out + j;
+        const double *c = L->coef + e * nb;
+        double spline = 0.0;
+        if (inside)
+            for (uint32_t m = 0; m <= L->order; m++) {
+                int idx = first + (int)m;
+                if (idx < 0 || idx >= (int)nb) continue;
+                spline += c[idx] * B[m];
+            }
+        phi[j] = L->scale_base[e] * silu + L->scale_sp[e] * spline;
+    }
+}
+
 static pm_status forward_acts(const pm_kan *net, const double *x, size_t n, double **acts, pm_error *err)
 {
     size_t total = 0;
@@ -267,11 +291,14 @@ static pm_status forward_acts(const pm_kan *net, const double *x, size_t n, doub
     for (uint32_t l = 0; l < net->depth; l++) {
         const pm_kan_layer *L = &net->layer[l];
         double *next = cur + n * L->in;
+        double phi[PM_KAN_MAX_WIDTH];
         for (size_t s = 0; s < n; s++) {
             double *o = next + s * L->out;
             for (uint32_t j = 0; j < L->out; j++) o[j] = 0.0;
-            for (uint32_t i = 0; i < L->in; i++)
-                for (uint32_t j = 0; j < L->out; j++) o[j] += edge_eval(L, i, j, cur[s * L->in + i], NULL);
+            for (uint32_t i = 0; i < L->in; i++) {
+                input_edges(L, i, cur[s * L->in + i], phi);
+                for (uint32_t j = 0; j < L->out; j++) o[j] += phi[j];
+            }
         }
         cur = next;
     }
