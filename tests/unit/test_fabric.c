@@ -6,6 +6,7 @@
 #include "polymorph/isa.h"
 #include "polymorph/numerics.h"
 #include "polymorph/sim.h"
+#include "harness_fabric.h"
 #include "test.h"
 
 #include <math.h>
@@ -17,46 +18,9 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) { return pm_test_xorshift(&rng_state); }
 static float rndf(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() % 1000000) / 1e6f; }
 
-/* A random edge: a uniform table of random degree, segments, domain and
- * out-of-range policy, or now and then a built-in (tails, exponent mode). */
-static void random_table(pm_lfu_table *t)
-{
-    pm_error err;
-    if (rnd() % 5 == 0) {
-        static const pm_lfu_func funcs[] = {PM_LFU_SILU, PM_LFU_TANH, PM_LFU_SIGMOID, PM_LFU_EXP, PM_LFU_GELU};
-        if (pm_lfu_builtin(funcs[rnd() % 5], t, &err) == PM_OK) return;
-    }
-    memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "edge");
-    t->mode = PM_LFU_MODE_UNIFORM;
-    t->form = rnd() % 2 ? PM_LFU_FORM_X_TIMES : PM_LFU_FORM_PLAIN;
-    t->degree = (uint8_t)(1 + rnd() % 3);
-    t->segments = 1 + rnd() % 12;
-    t->x_min = rndf(-3, -0.5f);
-    t->x_max = rndf(0.5f, 3);
-    static const uint8_t oor[] = {PM_LFU_OOR_CLAMP, PM_LFU_OOR_CONST, PM_LFU_OOR_EXTEND};
-    t->oor = oor[rnd() % 3];
-    if (t->oor == PM_LFU_OOR_CONST) {
-        t->below_value = rndf(-1, 1);
-        t->above_value = rndf(-1, 1);
-    }
-    if (rnd() % 3 == 0) { /* a KAN edge's residual base branch: y = w_b * silu(x) + p(x) */
-        t->param[PM_LFU_PARAM_BASE_FUNC] = (float)(PM_LFU_SILU + 1);
-        t->param[PM_LFU_PARAM_BASE_WEIGHT] = rndf(-1, 1);
-    }
-    size_t n = (size_t)t->segments * (t->degree + 1u);
-    t->coeffs = malloc(n * sizeof *t->coeffs);
-    for (size_t k = 0; k < n; k++) t->coeffs[k] = rndf(-1, 1);
-}
-
 static void random_net(pm_fabric_net *net, uint32_t layers, const uint32_t *widths)
 {
-    memset(net, 0, sizeof *net);
-    net->layers = layers;
-    for (uint32_t l = 0; l <= layers; l++) net->widths[l] = widths[l];
-    uint64_t edges = pm_fabric_net_edge_count(net);
-    net->edges = calloc((size_t)edges, sizeof *net->edges);
-    for (uint64_t k = 0; k < edges; k++) random_table(&net->edges[k]);
+    pm_test_random_net(&rng_state, net, layers, widths);
 }
 
 /* The order the fabric must keep, written out for one sample. */

@@ -8,6 +8,7 @@
 #include "polymorph/lfu.h"
 #include "polymorph/numerics.h"
 #include "polymorph/sim.h"
+#include "harness_sim.h"
 #include "test.h"
 
 #include <math.h>
@@ -23,29 +24,6 @@
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) { return pm_test_xorshift(&rng_state); }
 static float rndf(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() & 0xFFFFFF) / (float)0x1000000; }
-
-static pm_config edge(void)
-{
-    pm_config cfg;
-    pm_error err;
-    memset(&cfg, 0, sizeof cfg);
-    if (pm_config_preset("edge", &cfg, &err)) {
-        fprintf(stderr, "edge preset: %s\n", err.message);
-        exit(2);
-    }
-    return cfg;
-}
-
-static pm_sim *make_sim(const pm_config *cfg)
-{
-    pm_sim *sim = NULL;
-    pm_error err;
-    if (pm_sim_create(cfg, &sim, &err)) {
-        fprintf(stderr, "pm_sim_create: %s\n", err.message);
-        exit(2);
-    }
-    return sim;
-}
 
 /* Assemble, load on every engine, run. */
 static pm_status run_opts(pm_sim *sim, const char *src, const pm_run_options *opts, pm_error *err)
