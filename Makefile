@@ -26,7 +26,7 @@ CFLAGS_ALL := -std=c11 -Wall -Wextra -Werror -Wshadow -Wvla -ffp-contract=off -f
 LDLIBS := -lm -lpthread
 
 # Layers, bottom up (see docs/architecture.md); cli sits on top of them all.
-LAYERS := base numerics lfu kan isa sim runtime kernels
+LAYERS := base numerics lfu kan isa sim runtime kernels models
 LIB_SRCS := $(foreach l,$(LAYERS),$(sort $(wildcard src/$(l)/*.c))) $(BUILD)/gen/presets.c
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(patsubst $(BUILD)/gen/%,gen/%,$(LIB_SRCS)))
 CLI_SRCS := $(sort $(wildcard src/cli/*.c))

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Lower layers never include higher ones: each src/<layer> may include only
 # the public headers of its own layer and those below it.
-# Order (bottom up): base numerics lfu kan isa sim(config) runtime kernels cli
+# Order (bottom up): base numerics lfu kan isa sim(config) runtime kernels models cli
 rc=0
 allowed() {
   case "$1" in
@@ -12,8 +12,9 @@ allowed() {
     isa) echo "base numerics lfu isa isa_table" ;;
     sim) echo "base numerics lfu isa isa_table config sim" ;;
     runtime) echo "base numerics lfu isa isa_table config sim runtime" ;;
-    kernels) echo "base numerics lfu fit kan mlp isa isa_table config sim runtime kernels kan_kernels" ;;
-    cli) echo "base numerics lfu fit kan mlp isa isa_table config sim runtime kernels kan_kernels" ;;
+    kernels) echo "base numerics lfu fit kan mlp isa isa_table config sim runtime kernels kan_kernels llm_kernels" ;;
+    models) echo "base numerics lfu fit kan mlp isa isa_table config sim runtime kernels kan_kernels llm_kernels gguf tokenizer llm" ;;
+    cli) echo "base numerics lfu fit kan mlp isa isa_table config sim runtime kernels kan_kernels llm_kernels gguf tokenizer llm" ;;
     *) echo "" ;;
   esac
 }
