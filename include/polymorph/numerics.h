@@ -37,6 +37,8 @@ typedef enum pm_format {
     PM_FMT_Q4_0,   /* GGUF Q4_0: block 32, f16 d, 4-bit q, x = d*(q-8) */
     PM_FMT_Q4_1,   /* GGUF Q4_1: block 32, f16 d and m, x = d*q + m */
     PM_FMT_Q8_0,   /* GGUF Q8_0: block 32, f16 d, int8 q, x = d*q */
+    PM_FMT_Q4_K,   /* GGUF Q4_K: block 256, f16 d, dmin, 8 x 6-bit scale/min, x = d*sc*q - dmin*m */
+    PM_FMT_Q6_K,   /* GGUF Q6_K: block 256, 16 int8 scales, f16 d, 6-bit q, x = d*sc*(q-32) */
     PM_FMT_COUNT
 } pm_format;
 
@@ -44,10 +46,10 @@ typedef struct pm_format_info {
     pm_format format;
     const char *name;        /* assembler / CLI spelling: "f32", "bf16", "e4m3", "mxfp4", "q4_0" ... */
     const char *description; /* one line for docs and --help */
-    uint32_t block_elems;    /* 1 for element formats; 16 or 32 for block formats */
+    uint32_t block_elems;    /* 1 for element formats; 16, 32 or 256 for block formats */
     uint32_t block_bytes;    /* bytes per block; for sub-byte element formats, bytes per 2 elements */
     uint32_t header_bytes;   /* per-tensor header (NVFP4, IF4: the fp32 tensor scale), else 0 */
-    uint32_t elem_bits;      /* bits of one element code (4, 8, 16, 32) */
+    uint32_t elem_bits;      /* bits of one element code (4, 6, 8, 16, 32) */
     bool is_float;           /* element codes are floating point */
     bool is_block;           /* elements share a stored scale */
 } pm_format_info;

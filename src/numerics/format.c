@@ -1,7 +1,7 @@
 /* Numerics layer: the format table (names, sizes, codecs) and the array
  * entry points pm_format_encode/decode that the quantiser, the model loader
  * and the simulator call. One row per pm_format; the element formats' array
- * loops live here, the block formats' in blocks.c and gguf.c. */
+ * loops live here, the block formats' in blocks.c, gguf.c and kquants.c. */
 #include "numerics_internal.h"
 
 #include <string.h>
@@ -146,6 +146,10 @@ static const format_row format_rows[PM_FMT_COUNT] = {
         pm_num_encode_q4_1, pm_num_decode_q4_1),
     ROW(PM_FMT_Q8_0, "q8_0", "GGUF Q8_0: 32 x int8 + f16 d", 32, 34, 0, 8, false, true, pm_num_encode_q8_0,
         pm_num_decode_q8_0),
+    ROW(PM_FMT_Q4_K, "q4_k", "GGUF Q4_K: 256 x 4-bit + f16 d, dmin + 8 x 6-bit scale, min", 256, 144, 0, 4, false,
+        true, pm_num_encode_q4_k, pm_num_decode_q4_k),
+    ROW(PM_FMT_Q6_K, "q6_k", "GGUF Q6_K: 256 x 6-bit + 16 x int8 scale + f16 d", 256, 210, 0, 6, false, true,
+        pm_num_encode_q6_k, pm_num_decode_q6_k),
 };
 
 const pm_format_info *pm_format_get(pm_format format)

@@ -1,5 +1,5 @@
 /* Numerics layer internals: the element conversions as static inline bit
- * manipulation, so the array encoders (format.c, blocks.c, gguf.c) inline them
+ * manipulation, so the array encoders (format.c, blocks.c, gguf.c, kquants.c) inline them
  * on the hot path; scalar.c wraps them as the public pm_f32_to_* functions.
  * Every rule here is documented per format in docs/numerics.md. */
 #ifndef POLYMORPH_NUMERICS_INTERNAL_H
@@ -263,5 +263,9 @@ void pm_num_encode_q4_1(const float *src, size_t n, uint8_t *dst);
 void pm_num_decode_q4_1(const uint8_t *src, size_t n, float *dst);
 void pm_num_encode_q8_0(const float *src, size_t n, uint8_t *dst);
 void pm_num_decode_q8_0(const uint8_t *src, size_t n, float *dst);
+void pm_num_encode_q4_k(const float *src, size_t n, uint8_t *dst); /* kquants.c */
+void pm_num_decode_q4_k(const uint8_t *src, size_t n, float *dst);
+void pm_num_encode_q6_k(const float *src, size_t n, uint8_t *dst);
+void pm_num_decode_q6_k(const uint8_t *src, size_t n, float *dst);
 
 #endif
