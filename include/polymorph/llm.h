@@ -88,6 +88,17 @@ void pm_llm_stats(const pm_llm *m, pm_llm_phase_stats *prefill, pm_llm_phase_sta
  * read at position pos): the roofline's numerator. */
 uint64_t pm_llm_decode_min_bytes(const pm_llm *m, uint32_t pos);
 
+/* Added by the runner (docs/models.md): the usable context (positions), the
+ * prefill chunk (rows per prefill program), the number of layer programs of
+ * a pass, a Chrome trace of the next decode step (program i of the step
+ * writes path, then path.1, path.2, ...; NULL cancels), and the host wall
+ * seconds spent loading programs, running them and writing the param block. */
+uint32_t pm_llm_max_ctx(const pm_llm *m);
+uint32_t pm_llm_prefill_chunk(const pm_llm *m);
+uint32_t pm_llm_program_count(const pm_llm *m, bool prefill);
+pm_status pm_llm_set_trace(pm_llm *m, const char *path, pm_error *err);
+void pm_llm_host_times(const pm_llm *m, double *load_s, double *run_s, double *io_s);
+
 /* Host sampling: greedy when temperature <= 0; else softmax(v / T) over the
  * candidates, cut to top_p mass (top_k bounds the candidates), drawn with a
  * seeded generator. */
