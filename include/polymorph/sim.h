@@ -90,6 +90,22 @@ pm_status pm_sim_reg_read(const pm_sim *sim, uint32_t engine, unsigned reg, int6
  * online CPU, the default). Results are bit-identical for every count. */
 void pm_sim_set_threads(pm_sim *sim, unsigned threads);
 
+/* ---- the decoded-weight cache (docs/simulator.md, "Decoded-weight cache") ----
+ * A host speed-up only: weights a DMA copied unchanged from DRAM are decoded
+ * and repacked for the functional matmul once per content, not once per
+ * tmm/tmma. Bits, cycles and counters are identical with it on or off. */
+typedef struct pm_wcache_stats {
+    uint64_t hits;    /* tmm/tmma whose weights came from the cache */
+    uint64_t misses;  /* tmm/tmma whose weights were decoded (then kept when fills grew) */
+    uint64_t fills;   /* decoded weights kept */
+    uint64_t dropped; /* kept weights dropped because their DRAM bytes changed */
+    uint64_t entries, bytes; /* held now, all engines */
+} pm_wcache_stats;
+void pm_sim_wcache_stats(const pm_sim *sim, pm_wcache_stats *out);
+/* Budget per engine in MiB (0 = off), instead of POLYMORPH_WCACHE_MB (default
+ * 2048); a smaller budget drops what is held. */
+void pm_sim_set_wcache_mb(pm_sim *sim, uint64_t mb);
+
 /* ---- tensor unit: the cycle-by-cycle reference model (src/sim/systolic_cycle.c) ----
  * A slow, literal simulation of every processing element every cycle (docs/
  * tensor.md, "Cycle model"), for small shapes: the tests check that the fast

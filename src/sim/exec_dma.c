@@ -3,6 +3,7 @@
  * anything is copied; the cost charges the shared DRAM channel in 64-byte
  * bursts per contiguous run of DRAM bytes, and the SRAM port by its busiest bank. */
 #include "sim_internal.h"
+#include "wcache.h"
 
 #include <string.h>
 
@@ -115,6 +116,11 @@ static pm_status transfer(pm_engine *e, const pm_insn *in, bool load, pm_cost *c
             if (dram_rows_contiguous) break;
         }
     }
+    /* Loaded SRAM no longer holds what the cache knew of it; the new bytes
+     * are known to be a copy of DRAM once they are in. (Stored DRAM tells
+     * the cache itself, in pm_sim_dram_copy_in.) */
+    pm_wcache *wc = load ? pm_tensor_wcache(e, true) : NULL;
+    if (wc) pm_wcache_sram_written(wc, slo, shi);
     for (int64_t p = 0; p < planes; p++)
         for (int64_t r = 0; r < rows; r++) {
             uint8_t *s = e->sram + (sbase + p * sps + r * srs);
@@ -122,6 +128,8 @@ static pm_status transfer(pm_engine *e, const pm_insn *in, bool load, pm_cost *c
             if (load) pm_sim_dram_copy_out(sim, da, s, (size_t)rb);
             else pm_sim_dram_copy_in(sim, da, s, (size_t)rb);
         }
+
+    if (wc) pm_wcache_dma_loaded(wc, (uint64_t)sbase, (uint64_t)dbase, rb, rows, planes, srs, sps, drs, dps);
 
     /* The SRAM side's busiest bank: one range when contiguous, else one per
      * plane (rows contiguous) or per row. */

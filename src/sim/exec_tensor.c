@@ -6,6 +6,7 @@
 #include "sim_internal.h"
 
 #include "gemm_fast.h"
+#include "wcache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct pm_tensor_state {
     float *b;              /* decoded weights (fp32), grown, never per instruction */
     uint16_t *b16;         /* the same rounded to bf16 codes: what enters the array */
     size_t b_cap, b16_cap;
+    pm_wcache *wc;         /* decoded weights kept across instructions and runs (wcache.h) */
 };
 
 enum { EPI_BIAS = 1, EPI_SCALE = 2, EPI_ACT = 4, EPI_SLOT_SHIFT = 4, EPI_KNOWN = 0x77 };
@@ -34,6 +36,7 @@ void pm_tensor_reset(pm_engine *e)
     t->bias_addr = 0;
     t->scale_bits = 0;
     t->mode = 0;
+    if (t->wc) pm_wcache_run_begin(t->wc, e);
 }
 
 void pm_tensor_free(pm_engine *e)
@@ -41,6 +44,7 @@ void pm_tensor_free(pm_engine *e)
     if (!e->tensor) return;
     free(e->tensor->b);
     free(e->tensor->b16);
+    pm_wcache_destroy(e->tensor->wc);
     free(e->tensor);
     e->tensor = NULL;
 }
@@ -60,10 +64,39 @@ void pm_sim_set_threads(pm_sim *sim, unsigned threads)
 
 static pm_status state(pm_engine *e, struct pm_tensor_state **out, pm_error *err)
 {
-    if (!e->tensor && !(e->tensor = calloc(1, sizeof *e->tensor)))
-        return pm_error_set(err, PM_ERR_NOMEM, "out of host memory for the tensor unit state");
+    if (!e->tensor) {
+        if (!(e->tensor = calloc(1, sizeof *e->tensor)))
+            return pm_error_set(err, PM_ERR_NOMEM, "out of host memory for the tensor unit state");
+        /* Without a cache (no memory) the unit decodes every time. The state
+         * may be born mid-run, so the cache starts the run here. */
+        if ((e->tensor->wc = pm_wcache_create())) pm_wcache_run_begin(e->tensor->wc, e);
+    }
     *out = e->tensor;
     return PM_OK;
+}
+
+pm_wcache *pm_tensor_wcache(pm_engine *e, bool create)
+{
+    struct pm_tensor_state *t = e->tensor;
+    pm_error ignored;
+    if (!t && (!create || state(e, &t, &ignored))) return NULL;
+    return t->wc;
+}
+
+void pm_sim_wcache_stats(const pm_sim *sim, pm_wcache_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (uint32_t i = 0; i < sim->cfg.engines; i++)
+        if (sim->engines[i].tensor && sim->engines[i].tensor->wc) pm_wcache_add_stats(sim->engines[i].tensor->wc, out);
+}
+
+void pm_sim_set_wcache_mb(pm_sim *sim, uint64_t mb)
+{
+    uint64_t bytes = mb > ((uint64_t)1 << 40) ? (uint64_t)1 << 60 : mb << 20;
+    for (uint32_t i = 0; i < sim->cfg.engines; i++) {
+        pm_wcache *wc = pm_tensor_wcache(&sim->engines[i], true);
+        if (wc) pm_wcache_set_budget(wc, bytes);
+    }
 }
 
 static pm_status grow(void **buf, size_t *cap, size_t n, size_t elem, pm_error *err)
@@ -313,12 +346,18 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
 
     /* A is bf16 already; the weights decode exactly to fp32 and round to
      * bf16 on their way into the array. The kernel takes bf16 codes straight
-     * from SRAM (bf16 weights need no copy at all). */
+     * from SRAM (bf16 weights need no copy at all), or the panels the cache
+     * holds for these bytes: the same codes in another layout. */
     const void *bp = e->sram + b_off;
     pm_sim *sim = e->sim;
+    struct pm_tensor_state *t = e->tensor;
     if (!sim->gemm_pool && (st = pm_gemm_pool_create(sim->gemm_threads, &sim->gemm_pool, err))) return st;
-    if (w != PM_FMT_BF16) {
-        struct pm_tensor_state *t = e->tensor;
+    const uint16_t *panels = NULL;
+    pm_wcache_key key;
+    bool cacheable = false;
+    if (t->wc && (w != PM_FMT_BF16 || b_off % 2 == 0))
+        panels = pm_wcache_lookup(t->wc, b_off, b_bytes, (uint32_t)w, s.n, s.k, &key, &cacheable);
+    if (!panels && w != PM_FMT_BF16) {
         size_t nk = (size_t)(s.n * s.k);
         if ((st = grow((void **)&t->b, &t->b_cap, nk, sizeof *t->b, err)) ||
             (st = grow((void **)&t->b16, &t->b16_cap, nk, sizeof *t->b16, err)))
@@ -326,8 +365,17 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
         if ((st = decode_weights(sim, w, e->sram + b_off, (size_t)s.n, (size_t)s.k, t, err))) return st;
         bp = t->b16;
     }
-    pm_gemm_kordered_bf16(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, e->sram + a_off, (size_t)s.k, bp,
-                          (size_t)s.k, e->accum + acc_word, (size_t)s.n, accumulate);
+    if (!panels && cacheable) {
+        uint16_t *fresh = pm_wcache_alloc_panels(s.n, s.k);
+        if (fresh) pm_gemm_panel_pack(sim->gemm_pool, (size_t)s.n, (size_t)s.k, bp, (size_t)s.k, fresh);
+        panels = pm_wcache_insert(t->wc, &key, fresh); /* NULL: no room after all */
+    }
+    if (panels)
+        pm_gemm_kordered_panel(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, e->sram + a_off, (size_t)s.k,
+                               panels, e->accum + acc_word, (size_t)s.n, accumulate);
+    else
+        pm_gemm_kordered_bf16(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, e->sram + a_off, (size_t)s.k,
+                              bp, (size_t)s.k, e->accum + acc_word, (size_t)s.n, accumulate);
 
     pm_post_increment(e, in->op[2], a_bytes);
     pm_post_increment(e, in->op[3], b_bytes);

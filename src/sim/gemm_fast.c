@@ -289,6 +289,8 @@ typedef struct gemm_job {
      * (any alignment) instead of A / B. The vector paths only ever see A in
      * fp32 (widened first); B is widened as it is packed or transposed. */
     const unsigned char *A16, *B16;
+    /* panel entry: B as bf16 codes in the panel layout (gemm_fast.h) */
+    const uint16_t *P;
     size_t lda, ldb, ldc;
     float *C;
     bool accumulate;
@@ -315,8 +317,24 @@ static inline float a_at(const gemm_job *j, size_t m, size_t k)
     return j->A16 ? bf16_at(j->A16, m * j->lda + k) : j->A[m * j->lda + k];
 }
 
+static inline float widen1(uint16_t code)
+{
+    uint32_t u = (uint32_t)code << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Where output n's weight k sits in the panel layout. */
+static inline size_t panel_index(size_t K, size_t n, size_t k)
+{
+    return (n / PM_GEMM_PANEL) * K * PM_GEMM_PANEL + k * PM_GEMM_PANEL + n % PM_GEMM_PANEL;
+}
+
 static inline float b_at(const gemm_job *j, size_t n, size_t k)
 {
+    if (j->P)
+        return widen1(j->P[panel_index(j->K, n, k)]);
     return j->B16 ? bf16_at(j->B16, n * j->ldb + k) : j->B[n * j->ldb + k];
 }
 
@@ -380,6 +398,22 @@ PM_AVX2 static inline __m256 load_b8(const gemm_job *j, size_t n, size_t k)
 PM_AVX2 static void pack_b_panel(const gemm_job *j, size_t n0, size_t cols, size_t k0, size_t k1, float *dst)
 {
     size_t k = k0;
+    if (j->P) {
+        /* 16 columns of one panel (n0 is a multiple of 16): a contiguous
+         * widen per k, padding columns read as the panel's zeros. */
+        const uint16_t *src = j->P + panel_index(j->K, n0, 0);
+        for (; k < k1; k++)
+            for (size_t h = 0; h < 2; h++) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(src + k * PM_GEMM_PANEL + 8 * h));
+                __m256 w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+                _mm256_store_ps(dst + k * NR + 8 * h, w);
+            }
+        if (cols < NR)
+            for (k = k0; k < k1; k++)
+                for (size_t c = cols; c < NR; c++)
+                    dst[k * NR + c] = 0.0f;
+        return;
+    }
     if (cols == NR) {
         for (; k + 8 <= k1; k += 8)
             for (size_t half = 0; half < 2; half++) {
@@ -640,6 +674,100 @@ PM_AVX2 static void direct_task(void *ctx, size_t task)
         scalar_block(j, 0, j->M, n, n1);
 }
 
+/* ---- panel path (few rows of A, B in the panel layout) ---- */
+
+/* Rows 0..M-1 of C, the 8*V columns of one panel from in-panel column o on
+ * (o + 8*V <= PM_GEMM_PANEL): every lane is one output's chain over all of
+ * K, each k step one contiguous read of the panel. M and V are constants in
+ * every instantiation, so the M*V accumulators are registers. The sums pass
+ * through `tile` (exact: a float store and reload), so a chunk that ends
+ * inside the panel stores only its valid columns. */
+PM_AVX2 static inline __attribute__((always_inline)) void panel_kernel(const gemm_job *j, int M, int V,
+                                                                       const uint16_t *panel, size_t o, size_t n,
+                                                                       size_t cols)
+{
+    const size_t K = j->K;
+    float tile[PM_GEMM_DIRECT_MAX_M][64];
+    __m256 acc[PM_GEMM_DIRECT_MAX_M][8];
+    for (int m = 0; m < M; m++) {
+        if (j->accumulate) {
+            memcpy(tile[m], j->C + (size_t)m * j->ldc + n, cols * sizeof(float));
+            for (int v = 0; v < V; v++)
+                acc[m][v] = _mm256_loadu_ps(tile[m] + 8 * v);
+        } else {
+            for (int v = 0; v < V; v++)
+                acc[m][v] = _mm256_setzero_ps();
+        }
+    }
+    const uint16_t *bp = panel + o;
+    const float *a = j->A;
+    for (size_t k = 0; k < K; k++, bp += PM_GEMM_PANEL) {
+        __m256 b[8];
+        for (int v = 0; v < V; v++) {
+            __m128i h = _mm_load_si128((const __m128i *)(const void *)(bp + 8 * v));
+            b[v] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        }
+        for (int m = 0; m < M; m++) {
+            __m256 ak = _mm256_broadcast_ss(a + (size_t)m * j->lda + k);
+            for (int v = 0; v < V; v++)
+                acc[m][v] = _mm256_fmadd_ps(ak, b[v], acc[m][v]);
+        }
+    }
+    for (int m = 0; m < M; m++) {
+        for (int v = 0; v < V; v++)
+            _mm256_storeu_ps(tile[m] + 8 * v, acc[m][v]);
+        memcpy(j->C + (size_t)m * j->ldc + n, tile[m], cols * sizeof(float));
+    }
+}
+
+#define PANEL_KERNEL(m, v)                                                                                 \
+    PM_AVX2 static void panel_##m##x##v(const gemm_job *j, const uint16_t *panel, size_t o, size_t n,      \
+                                        size_t cols)                                                       \
+    {                                                                                                      \
+        panel_kernel(j, m, v, panel, o, n, cols);                                                          \
+    }
+PANEL_KERNEL(1, 8) PANEL_KERNEL(1, 4) PANEL_KERNEL(1, 2) PANEL_KERNEL(1, 1)
+PANEL_KERNEL(2, 4) PANEL_KERNEL(2, 2) PANEL_KERNEL(2, 1)
+PANEL_KERNEL(3, 4) PANEL_KERNEL(3, 2) PANEL_KERNEL(3, 1)
+PANEL_KERNEL(4, 2) PANEL_KERNEL(4, 1) PANEL_KERNEL(5, 2) PANEL_KERNEL(5, 1)
+PANEL_KERNEL(6, 2) PANEL_KERNEL(6, 1) PANEL_KERNEL(7, 2) PANEL_KERNEL(7, 1)
+
+typedef void (*panel_fn)(const gemm_job *j, const uint16_t *panel, size_t o, size_t n, size_t cols);
+/* [M][log2 V]: the widest V each M keeps in registers (M*V accumulators,
+ * V panel vectors and a broadcast: at most 16), narrower ones for edges. */
+static const panel_fn panel_kernels[PM_GEMM_DIRECT_MAX_M][4] = {
+    {NULL, NULL, NULL, NULL},
+    {panel_1x1, panel_1x2, panel_1x4, panel_1x8},
+    {panel_2x1, panel_2x2, panel_2x4, NULL},
+    {panel_3x1, panel_3x2, panel_3x4, NULL},
+    {panel_4x1, panel_4x2, NULL, NULL},
+    {panel_5x1, panel_5x2, NULL, NULL},
+    {panel_6x1, panel_6x2, NULL, NULL},
+    {panel_7x1, panel_7x2, NULL, NULL},
+};
+
+/* Columns [n0, n1) (n0 a multiple of 8): the widest kernel that fits the
+ * rest of the current panel, then the next. */
+PM_AVX2 static void panel_task(void *ctx, size_t task)
+{
+    const gemm_job *j = ctx;
+    size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
+    int widest = j->M == 1 ? 3 : j->M <= 3 ? 2 : 1;
+    for (size_t n = n0; n < n1;) {
+        size_t o = n % PM_GEMM_PANEL, left = n1 - n;
+        size_t room = PM_GEMM_PANEL - o, vecs = ((left < room ? left : room) + 7) / 8;
+        int lv = widest;
+        while ((size_t)1 << lv > vecs)
+            lv--;
+        size_t cols = (size_t)8 << lv;
+        if (cols > left)
+            cols = left;
+        const uint16_t *panel = j->P + (n / PM_GEMM_PANEL) * j->K * PM_GEMM_PANEL;
+        panel_kernels[j->M][lv](j, panel, o, n, cols);
+        n += cols;
+    }
+}
+
 /* Widens bf16 codes to fp32, 8 at a time; returns how many it did. */
 PM_AVX2 static size_t widen_avx2(const unsigned char *src, size_t n, float *dst)
 {
@@ -773,12 +901,15 @@ static void gemm_run(pm_gemm_pool *p, gemm_job *j)
     size_t col_tasks = (N + j->task_cols - 1) / j->task_cols;
     bool done = false;
 #if PM_GEMM_X86
-    if (simd && !j->A16 && M < PM_GEMM_DIRECT_MAX_M) {
+    if (simd && !j->A16 && j->P && M < PM_GEMM_DIRECT_MAX_M) {
+        pool_run(pool, parallel, col_tasks, panel_task, j);
+        done = true;
+    } else if (simd && !j->A16 && M < PM_GEMM_DIRECT_MAX_M) {
         pool_run(pool, parallel, col_tasks, direct_task, j);
         done = true;
     } else if (simd && !j->A16) {
         done = run_packed(pool, j, parallel);
-        if (!done) { /* no memory for packing: the direct path needs none */
+        if (!done && !j->P) { /* no memory for packing: the direct path needs none */
             pool_run(pool, parallel, col_tasks, direct_task, j);
             done = true;
         }
@@ -823,6 +954,55 @@ void pm_gemm_kordered_bf16(pm_gemm_pool *p, size_t M, size_t N, size_t K, const 
     gemm_job j = {.M = M, .N = N, .K = K, .A16 = A, .B16 = B, .lda = lda, .ldb = ldb, .ldc = ldc, .C = C,
                   .accumulate = accumulate};
     gemm_run(p, &j);
+}
+
+void pm_gemm_kordered_panel(pm_gemm_pool *p, size_t M, size_t N, size_t K, const void *A, size_t lda,
+                            const uint16_t *panels, float *C, size_t ldc, bool accumulate)
+{
+    if (trivial(M, N, K, C, ldc, accumulate))
+        return;
+    gemm_job j = {.M = M, .N = N, .K = K, .A16 = A, .P = panels, .lda = lda, .ldc = ldc, .C = C,
+                  .accumulate = accumulate};
+    gemm_run(p, &j);
+}
+
+size_t pm_gemm_panel_elems(size_t N, size_t K)
+{
+    size_t panels = (N + PM_GEMM_PANEL - 1) / PM_GEMM_PANEL;
+    if (K && panels > SIZE_MAX / PM_GEMM_PANEL / K)
+        return 0;
+    return panels * PM_GEMM_PANEL * K;
+}
+
+/* Repacking: one task per panel; a k-row of the panel gathers one code from
+ * each of 64 weight rows (the rows are read once each, 64 at a time, so the
+ * reads stay in cache lines already fetched for the previous k). */
+typedef struct panel_pack_job {
+    size_t N, K, ldb;
+    const uint16_t *B;
+    uint16_t *out;
+} panel_pack_job;
+
+static void panel_pack_task(void *ctx, size_t task)
+{
+    const panel_pack_job *pj = ctx;
+    size_t n0 = task * PM_GEMM_PANEL, cols = pj->N - n0 < PM_GEMM_PANEL ? pj->N - n0 : PM_GEMM_PANEL;
+    uint16_t *dst = pj->out + task * pj->K * PM_GEMM_PANEL;
+    for (size_t k0 = 0; k0 < pj->K; k0 += 64) {
+        size_t k1 = k0 + 64 < pj->K ? k0 + 64 : pj->K;
+        for (size_t c = 0; c < PM_GEMM_PANEL; c++) {
+            const uint16_t *row = pj->B + (n0 + c) * pj->ldb;
+            for (size_t k = k0; k < k1; k++)
+                dst[k * PM_GEMM_PANEL + c] = c < cols ? row[k] : 0;
+        }
+    }
+}
+
+void pm_gemm_panel_pack(pm_gemm_pool *p, size_t N, size_t K, const uint16_t *B, size_t ldb, uint16_t *panels)
+{
+    panel_pack_job pj = {N, K, ldb, B, panels};
+    size_t count = (N + PM_GEMM_PANEL - 1) / PM_GEMM_PANEL;
+    pool_run(p, N * K >= PARALLEL_MIN_MACS, count, panel_pack_task, &pj);
 }
 
 void pm_gemm_pool_for(pm_gemm_pool *p, size_t ntasks, void (*fn)(void *ctx, size_t task), void *ctx)

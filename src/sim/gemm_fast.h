@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifndef PM_HIDDEN
 #define PM_HIDDEN __attribute__((visibility("hidden")))
@@ -35,6 +36,24 @@ PM_HIDDEN void pm_gemm_kordered(pm_gemm_pool *p, size_t M, size_t N, size_t K, c
  * A once up front, so the caller needs no conversion pass of its own. */
 PM_HIDDEN void pm_gemm_kordered_bf16(pm_gemm_pool *p, size_t M, size_t N, size_t K, const void *A, size_t lda,
                                      const void *B, size_t ldb, float *C, size_t ldc, bool accumulate);
+
+/* The panel layout of an N x K weight matrix (bf16 codes): panels of
+ * PM_GEMM_PANEL outputs, panel p holding outputs [64p, 64p + 64) k-major,
+ * element (n, k) at (n / 64) * K * 64 + k * 64 + n % 64; columns past N are
+ * zero. A small-M product then reads B as one contiguous stream with every
+ * output's chain in its own lane; the tensor unit keeps decoded weights in
+ * this layout (wcache.c). */
+enum { PM_GEMM_PANEL = 64 };
+/* Elements of the panel layout of N x K (0 when it would overflow). */
+PM_HIDDEN size_t pm_gemm_panel_elems(size_t N, size_t K);
+/* B (N rows of K bf16 codes, ldb elements apart, 2-byte aligned) into the
+ * panel layout at `panels` (pm_gemm_panel_elems codes, 64-byte aligned). */
+PM_HIDDEN void pm_gemm_panel_pack(pm_gemm_pool *p, size_t N, size_t K, const uint16_t *B, size_t ldb,
+                                  uint16_t *panels);
+/* pm_gemm_kordered_bf16 with B in the panel layout (64-byte aligned): the same
+ * bits. */
+PM_HIDDEN void pm_gemm_kordered_panel(pm_gemm_pool *p, size_t M, size_t N, size_t K, const void *A, size_t lda,
+                                      const uint16_t *panels, float *C, size_t ldc, bool accumulate);
 
 /* Runs fn(ctx, t) for every t < ntasks on the pool's threads (the caller
  * takes part) and returns when all are done; tasks must touch disjoint data.

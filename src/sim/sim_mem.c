@@ -2,6 +2,7 @@
  * operand bounds checks with their hazard ranges, post-increment, scratch
  * buffers reused across instructions, and the fault message helper. */
 #include "sim_internal.h"
+#include "wcache.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@ pm_status pm_sim_dram_reserve(pm_sim *sim, uint64_t addr, uint64_t n, pm_error *
 
 void pm_sim_dram_copy_in(pm_sim *sim, uint64_t addr, const void *src, size_t n)
 {
+    pm_wcache_dram_write(sim, addr, src, n); /* every DRAM write passes here */
     const uint8_t *in = src;
     while (n) {
         uint64_t page = addr >> PM_DRAM_PAGE_SHIFT, off = addr & (PM_DRAM_PAGE_BYTES - 1);
@@ -88,6 +90,11 @@ pm_status pm_sram_operand(pm_engine *e, int64_t op, uint64_t bytes, bool write, 
                             write ? "write" : "read", (unsigned long long)addr,
                             (unsigned long long)((uint64_t)addr + bytes), reg, (unsigned long long)size);
     *offset = (uint64_t)addr;
+    if (write) {
+        /* The decoded-weight cache must forget what it knew of these bytes. */
+        pm_wcache *wc = pm_tensor_wcache(e, false);
+        if (wc) pm_wcache_sram_written(wc, (uint64_t)addr, (uint64_t)addr + bytes);
+    }
     pm_cost_range(c, PM_RANGE_SRAM, write, (uint64_t)addr, (uint64_t)addr + bytes);
     if (write) c->sram_write_bytes += bytes;
     else c->sram_read_bytes += bytes;

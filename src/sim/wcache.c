@@ -1,0 +1,375 @@
+/* The decoded-weight cache (wcache.h): records of which SRAM bytes a DMA
+ * copied from which DRAM bytes, and decoded panels keyed by DRAM origin.
+ * Correctness rests on two invariants: a live record's SRAM bytes equal its
+ * DRAM bytes (any SRAM write over it, or a DRAM write that changes its
+ * source, drops it), and a cached panel is the decode of its DRAM bytes as
+ * they are now (a DRAM write that changes them drops it). */
+#include "wcache.h"
+
+#include "gemm_fast.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Live DMA records per engine: enough for double-buffered weight, activation
+ * and bias tiles; the oldest goes when a new one needs room. */
+#define MAX_RECORDS 64
+#define DEFAULT_BUDGET_MB 2048u
+
+typedef struct record {
+    uint64_t sram_lo, sram_hi; /* SRAM bytes the load wrote, contiguously */
+    uint64_t dram;             /* DRAM address of sram_lo */
+    int64_t row_bytes, row_stride; /* SRAM offset x comes from dram + (x / row_bytes) * row_stride + x % row_bytes */
+    uint64_t dram_lo, dram_hi; /* footprint */
+} record;
+
+typedef struct entry {
+    pm_wcache_key key;
+    uint64_t hash, bytes;
+    uint16_t *panels;
+} entry;
+
+struct pm_wcache {
+    uint64_t budget, used; /* bytes of panels */
+    bool enabled;          /* this run may use the cache (no `sw` in the program) */
+    record rec[MAX_RECORDS];
+    unsigned rec_count;
+    entry *ent;
+    size_t ent_count, ent_cap;
+    uint32_t *slot; /* open addressing: entry index + 1, 0 = empty */
+    size_t slot_cap; /* power of two, > 2 * ent_count */
+    uint64_t hull_lo, hull_hi; /* covers every entry's DRAM footprint */
+    pm_wcache_stats stats;
+};
+
+static uint64_t budget_from_env(void)
+{
+    const char *s = getenv("POLYMORPH_WCACHE_MB");
+    uint64_t mb = DEFAULT_BUDGET_MB;
+    if (s && *s) {
+        char *end = NULL;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (end && *end == '\0' && v <= ((uint64_t)1 << 30)) mb = v; /* an unreadable value keeps the default */
+    }
+    return mb << 20;
+}
+
+pm_wcache *pm_wcache_create(void)
+{
+    pm_wcache *wc = calloc(1, sizeof *wc);
+    if (wc) wc->budget = budget_from_env();
+    return wc;
+}
+
+static void drop_all_entries(pm_wcache *wc)
+{
+    for (size_t i = 0; i < wc->ent_count; i++) free(wc->ent[i].panels);
+    wc->ent_count = 0;
+    wc->used = 0;
+    wc->hull_lo = wc->hull_hi = 0;
+    if (wc->slot) memset(wc->slot, 0, wc->slot_cap * sizeof *wc->slot);
+}
+
+void pm_wcache_destroy(pm_wcache *wc)
+{
+    if (!wc) return;
+    drop_all_entries(wc);
+    free(wc->ent);
+    free(wc->slot);
+    free(wc);
+}
+
+void pm_wcache_set_budget(pm_wcache *wc, uint64_t bytes)
+{
+    if (bytes < wc->used) drop_all_entries(wc);
+    wc->budget = bytes;
+    if (!bytes) wc->rec_count = 0, wc->enabled = false;
+}
+
+void pm_wcache_add_stats(const pm_wcache *wc, pm_wcache_stats *out)
+{
+    out->hits += wc->stats.hits;
+    out->misses += wc->stats.misses;
+    out->fills += wc->stats.fills;
+    out->dropped += wc->stats.dropped;
+    out->entries += wc->ent_count;
+    out->bytes += wc->used;
+}
+
+/* ---- SRAM provenance ---- */
+
+void pm_wcache_run_begin(pm_wcache *wc, const pm_engine *e)
+{
+    wc->rec_count = 0;
+    wc->enabled = wc->budget > 0;
+    for (uint32_t i = 0; wc->enabled && i < e->code_count; i++)
+        if (e->code[i].opcode == PM_OP_SW) wc->enabled = false;
+}
+
+static bool overlaps(uint64_t a_lo, uint64_t a_hi, uint64_t b_lo, uint64_t b_hi) { return a_lo < b_hi && b_lo < a_hi; }
+
+void pm_wcache_sram_written(pm_wcache *wc, uint64_t lo, uint64_t hi)
+{
+    unsigned kept = 0;
+    for (unsigned i = 0; i < wc->rec_count; i++)
+        if (!overlaps(wc->rec[i].sram_lo, wc->rec[i].sram_hi, lo, hi)) wc->rec[kept++] = wc->rec[i];
+    wc->rec_count = kept;
+}
+
+/* Lowest and one-past-highest DRAM byte of `rows` rows of row_bytes, the
+ * first at `first`, row_stride apart (any sign). */
+static void row_span(uint64_t first, int64_t row_bytes, int64_t rows, int64_t row_stride, uint64_t *lo, uint64_t *hi)
+{
+    int64_t last = row_stride * (rows - 1);
+    *lo = first + (uint64_t)(last < 0 ? last : 0);
+    *hi = first + (uint64_t)(last > 0 ? last : 0) + (uint64_t)row_bytes;
+}
+
+void pm_wcache_dma_loaded(pm_wcache *wc, uint64_t sram, uint64_t dram, int64_t row_bytes, int64_t rows,
+                          int64_t planes, int64_t sram_row_stride, int64_t sram_plane_stride,
+                          int64_t dram_row_stride, int64_t dram_plane_stride)
+{
+    /* The SRAM the load wrote: the caller dropped records over its extent
+     * already (pm_wcache_sram_written), so only the new record is left to add. */
+    if (!wc->enabled) return;
+    /* Recorded only when the SRAM side is one contiguous run and the DRAM
+     * side a sequence of equal rows at one stride (planes folded in when they
+     * continue that sequence): the forms a weight tile takes. */
+    if (rows > 1 && sram_row_stride != row_bytes) return;
+    if (planes > 1) {
+        if (sram_plane_stride != row_bytes * rows || dram_plane_stride != dram_row_stride * rows) return;
+        rows *= planes;
+    }
+    if (rows == 1) dram_row_stride = row_bytes;
+    if (wc->rec_count == MAX_RECORDS) {
+        memmove(wc->rec, wc->rec + 1, (MAX_RECORDS - 1) * sizeof *wc->rec);
+        wc->rec_count--;
+    }
+    record *r = &wc->rec[wc->rec_count++];
+    r->sram_lo = sram;
+    r->sram_hi = sram + (uint64_t)(row_bytes * rows);
+    r->dram = dram;
+    r->row_bytes = row_bytes;
+    r->row_stride = dram_row_stride;
+    row_span(dram, row_bytes, rows, dram_row_stride, &r->dram_lo, &r->dram_hi);
+}
+
+/* ---- the cache ---- */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15u + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdu;
+}
+
+static uint64_t key_hash(const pm_wcache_key *k)
+{
+    uint64_t h = mix(0, k->dram);
+    h = mix(h, (uint64_t)k->row_bytes);
+    h = mix(h, (uint64_t)k->row_stride);
+    h = mix(h, k->phase);
+    h = mix(h, k->bytes);
+    h = mix(h, k->n);
+    h = mix(h, k->k);
+    return mix(h, k->format);
+}
+
+static bool key_equal(const pm_wcache_key *a, const pm_wcache_key *b)
+{
+    return a->dram == b->dram && a->row_bytes == b->row_bytes && a->row_stride == b->row_stride &&
+           a->phase == b->phase && a->bytes == b->bytes && a->n == b->n && a->k == b->k && a->format == b->format;
+}
+
+static entry *find(const pm_wcache *wc, const pm_wcache_key *key, uint64_t h)
+{
+    if (!wc->slot_cap) return NULL;
+    for (size_t i = (size_t)h & (wc->slot_cap - 1);; i = (i + 1) & (wc->slot_cap - 1)) {
+        uint32_t s = wc->slot[i];
+        if (!s) return NULL;
+        entry *e = &wc->ent[s - 1];
+        if (e->hash == h && key_equal(&e->key, key)) return e;
+    }
+}
+
+static void place(pm_wcache *wc, size_t index)
+{
+    size_t i = (size_t)wc->ent[index].hash & (wc->slot_cap - 1);
+    while (wc->slot[i]) i = (i + 1) & (wc->slot_cap - 1);
+    wc->slot[i] = (uint32_t)(index + 1);
+}
+
+/* Rebuilds the slots (after growth or removals) and the hull. */
+static void reindex(pm_wcache *wc)
+{
+    memset(wc->slot, 0, wc->slot_cap * sizeof *wc->slot);
+    wc->hull_lo = wc->hull_hi = 0;
+    for (size_t i = 0; i < wc->ent_count; i++) {
+        place(wc, i);
+        const pm_wcache_key *k = &wc->ent[i].key;
+        if (wc->hull_lo == wc->hull_hi) wc->hull_lo = k->dram_lo, wc->hull_hi = k->dram_hi;
+        if (k->dram_lo < wc->hull_lo) wc->hull_lo = k->dram_lo;
+        if (k->dram_hi > wc->hull_hi) wc->hull_hi = k->dram_hi;
+    }
+}
+
+const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint32_t format, uint64_t n,
+                                 uint64_t k, pm_wcache_key *key, bool *cacheable)
+{
+    *cacheable = false;
+    if (!wc->enabled || !bytes) return NULL;
+    const record *r = NULL;
+    for (unsigned i = wc->rec_count; i-- > 0;)
+        if (wc->rec[i].sram_lo <= b_off && b_off + bytes <= wc->rec[i].sram_hi) {
+            r = &wc->rec[i];
+            break;
+        }
+    if (!r) return NULL;
+    uint64_t o = b_off - r->sram_lo, rb = (uint64_t)r->row_bytes, row = o / rb;
+    memset(key, 0, sizeof *key);
+    key->phase = o % rb;
+    key->dram = r->dram + row * (uint64_t)r->row_stride + key->phase;
+    key->bytes = bytes;
+    key->n = n;
+    key->k = k;
+    key->format = format;
+    if (r->row_stride == r->row_bytes || key->phase + bytes <= rb) {
+        key->phase = 0; /* contiguous in DRAM: the rows' shape no longer matters */
+        key->dram_lo = key->dram;
+        key->dram_hi = key->dram + bytes;
+    } else {
+        key->row_bytes = r->row_bytes;
+        key->row_stride = r->row_stride;
+        int64_t rows = (int64_t)((key->phase + bytes + rb - 1) / rb);
+        row_span(key->dram - key->phase, r->row_bytes, rows, r->row_stride, &key->dram_lo, &key->dram_hi);
+    }
+    entry *e = find(wc, key, key_hash(key));
+    if (e) {
+        wc->stats.hits++;
+        return e->panels;
+    }
+    wc->stats.misses++;
+    size_t elems = pm_gemm_panel_elems((size_t)n, (size_t)k);
+    *cacheable = elems && elems <= (wc->budget - wc->used) / 2 && wc->ent_count < UINT32_MAX / 4;
+    return NULL;
+}
+
+uint16_t *pm_wcache_alloc_panels(uint64_t n, uint64_t k)
+{
+    size_t bytes = pm_gemm_panel_elems((size_t)n, (size_t)k) * 2;
+    if (!bytes) return NULL;
+    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
+const uint16_t *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, uint16_t *panels)
+{
+    uint64_t bytes = pm_gemm_panel_elems((size_t)key->n, (size_t)key->k) * 2;
+    if (!panels || bytes > wc->budget - wc->used) {
+        free(panels);
+        return NULL;
+    }
+    if (wc->ent_count == wc->ent_cap) {
+        size_t cap = wc->ent_cap ? 2 * wc->ent_cap : 64;
+        entry *p = realloc(wc->ent, cap * sizeof *p);
+        if (!p) {
+            free(panels);
+            return NULL;
+        }
+        wc->ent = p;
+        wc->ent_cap = cap;
+    }
+    if (2 * (wc->ent_count + 1) >= wc->slot_cap) {
+        size_t cap = wc->slot_cap ? 2 * wc->slot_cap : 256;
+        uint32_t *s = calloc(cap, sizeof *s);
+        if (!s) {
+            free(panels);
+            return NULL;
+        }
+        free(wc->slot);
+        wc->slot = s;
+        wc->slot_cap = cap;
+        reindex(wc);
+    }
+    entry *e = &wc->ent[wc->ent_count];
+    e->key = *key;
+    e->hash = key_hash(key);
+    e->bytes = bytes;
+    e->panels = panels;
+    place(wc, wc->ent_count++);
+    if (wc->ent_count == 1 || key->dram_lo < wc->hull_lo) wc->hull_lo = key->dram_lo;
+    if (wc->ent_count == 1 || key->dram_hi > wc->hull_hi) wc->hull_hi = key->dram_hi;
+    wc->used += bytes;
+    wc->stats.fills++;
+    return panels;
+}
+
+/* ---- DRAM writes ---- */
+
+/* Would writing src over DRAM [addr, addr + n) change any byte? */
+static bool dram_differs(const pm_sim *sim, uint64_t addr, const uint8_t *src, size_t n)
+{
+    while (n) {
+        uint64_t page = addr >> PM_DRAM_PAGE_SHIFT, off = addr & (PM_DRAM_PAGE_BYTES - 1);
+        size_t chunk = (size_t)(PM_DRAM_PAGE_BYTES - off);
+        if (chunk > n) chunk = n;
+        const uint8_t *old = sim->dram_pages[page];
+        if (old) {
+            if (memcmp(old + off, src, chunk)) return true;
+        } else {
+            for (size_t i = 0; i < chunk; i++)
+                if (src[i]) return true;
+        }
+        src += chunk;
+        addr += chunk;
+        n -= chunk;
+    }
+    return false;
+}
+
+static bool touches(const pm_wcache *wc, uint64_t lo, uint64_t hi)
+{
+    for (unsigned i = 0; i < wc->rec_count; i++)
+        if (overlaps(wc->rec[i].dram_lo, wc->rec[i].dram_hi, lo, hi)) return true;
+    if (!overlaps(wc->hull_lo, wc->hull_hi, lo, hi)) return false;
+    for (size_t i = 0; i < wc->ent_count; i++)
+        if (overlaps(wc->ent[i].key.dram_lo, wc->ent[i].key.dram_hi, lo, hi)) return true;
+    return false;
+}
+
+static void drop_from(pm_wcache *wc, uint64_t lo, uint64_t hi)
+{
+    unsigned kept = 0;
+    for (unsigned i = 0; i < wc->rec_count; i++)
+        if (!overlaps(wc->rec[i].dram_lo, wc->rec[i].dram_hi, lo, hi)) wc->rec[kept++] = wc->rec[i];
+    wc->rec_count = kept;
+    size_t live = 0;
+    for (size_t i = 0; i < wc->ent_count; i++) {
+        entry *e = &wc->ent[i];
+        if (overlaps(e->key.dram_lo, e->key.dram_hi, lo, hi)) {
+            free(e->panels);
+            wc->used -= e->bytes;
+            wc->stats.dropped++;
+        } else {
+            wc->ent[live++] = *e;
+        }
+    }
+    if (live != wc->ent_count) {
+        wc->ent_count = live;
+        reindex(wc);
+    }
+}
+
+void pm_wcache_dram_write(pm_sim *sim, uint64_t addr, const void *src, size_t n)
+{
+    if (!n) return;
+    uint64_t hi = addr + n;
+    int changed = -1; /* not compared yet */
+    for (uint32_t i = 0; i < sim->cfg.engines; i++) {
+        pm_wcache *wc = pm_tensor_wcache(&sim->engines[i], false);
+        if (!wc || !touches(wc, addr, hi)) continue;
+        /* Rewriting the same bytes (a host that uploads its weights again)
+         * keeps what was decoded from them. */
+        if (changed < 0) changed = dram_differs(sim, addr, src, n);
+        if (!changed) return;
+        drop_from(wc, addr, hi);
+    }
+}
