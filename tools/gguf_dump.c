@@ -81,6 +81,8 @@ static void json_float(double v, int digits)
         fputs("\"nan\"", stdout);
     else if (isinf(v))
         fputs(v < 0 ? "\"-inf\"" : "\"inf\"", stdout);
+    else if (v == 0 && signbit(v))
+        fputs("-0.0", stdout); /* "%g" gives "-0", which JSON readers take as the integer 0 */
     else
         printf("%.*g", digits, v);
 }
