@@ -1,0 +1,708 @@
+/* Attention with a KV cache (causal, grouped-query) as engine code, and its
+ * host reference with the same operation order and roundings. One emitter
+ * serves decode (M == 1) and prefill (M > 1); the program reads the position
+ * from SRAM, so it is built once and reused for every token. */
+#include "llm_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the plan: tiling and scratch layout, a function of the desc only ----
+ * The tile sizes decide the bits (online softmax rescales at tile edges), so
+ * they never depend on the config: pm_ref_attention has none. */
+
+enum {
+    ATTN_TILE_KEYS = 128, /* keys per KV tile (fewer when max_ctx is smaller) */
+    ATTN_BLOCK_ROWS = 64  /* query rows (positions x group heads) per block */
+};
+
+typedef struct attn_plan {
+    uint32_t G;       /* query heads per KV head */
+    uint32_t T;       /* keys per tile */
+    uint32_t Mb;      /* query positions per block (the last block may be smaller) */
+    uint32_t blocks;
+    uint32_t Rb;      /* rows of the largest block: Mb * G */
+    uint32_t a_extra; /* chunk keys in the dynamic phase: 1 for decode, 0 for prefill */
+    /* SRAM scratch, offsets from scratch_sram */
+    uint64_t q, kv, ones, set[2], o, l, m, mnew, mt, alpha, rl, total;
+    /* within a set */
+    uint64_t s_k, s_v, s_s, s_p, s_pv, s_lt, set_bytes;
+    /* accumulator memory, byte addresses */
+    uint64_t acc_set[2], a_s, a_o, a_l, acc_total;
+} attn_plan;
+
+static uint64_t take(uint64_t *cursor, uint64_t bytes)
+{
+    uint64_t at = *cursor;
+    *cursor = pm_llm_round_up(at + bytes, PM_LLM_ALIGN);
+    return at;
+}
+
+/* Checks that need no config; messages name the field. */
+static pm_status attn_check(const pm_attn_desc *d, pm_error *err)
+{
+    if (d->M == 0) return pm_error_set(err, PM_ERR_INVALID, "attention: M = 0");
+    if (d->n_heads == 0 || d->n_kv_heads == 0)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: n_heads = %u, n_kv_heads = %u; both must be positive",
+                            d->n_heads, d->n_kv_heads);
+    if (d->n_heads % d->n_kv_heads)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: n_heads = %u is not a multiple of n_kv_heads = %u",
+                            d->n_heads, d->n_kv_heads);
+    if (d->head_dim == 0 || d->head_dim > 4096)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: head_dim = %u (1..4096)", d->head_dim);
+    if (d->max_ctx == 0 || d->M > d->max_ctx)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: max_ctx = %u cannot hold a chunk of M = %u rows",
+                            d->max_ctx, d->M);
+    uint64_t used = ((uint64_t)d->n_heads + 2ull * d->n_kv_heads) * d->head_dim;
+    if (d->qkv_row_elems < used)
+        return pm_error_set(err, PM_ERR_INVALID,
+                            "attention: qkv_row_elems = %u is shorter than the q|k|v row ((%u + 2 x %u) x %u = %llu)",
+                            d->qkv_row_elems, d->n_heads, d->n_kv_heads, d->head_dim, (unsigned long long)used);
+    if (d->out_fmt != PM_FMT_F32 && d->out_fmt != PM_FMT_BF16)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: out_fmt %d is not f32 or bf16", (int)d->out_fmt);
+    if (!isfinite(d->scale)) return pm_error_set(err, PM_ERR_INVALID, "attention: scale is not finite");
+    return PM_OK;
+}
+
+static void attn_plan_make(const pm_attn_desc *d, attn_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    uint32_t hd = d->head_dim, H = d->n_heads, KV = d->n_kv_heads;
+    p->G = H / KV;
+    p->T = d->max_ctx < ATTN_TILE_KEYS ? d->max_ctx : ATTN_TILE_KEYS;
+    uint32_t mb = ATTN_BLOCK_ROWS / p->G;
+    if (mb == 0) mb = 1;
+    p->blocks = (uint32_t)pm_llm_ceil_div(d->M, mb);
+    p->Mb = (uint32_t)pm_llm_ceil_div(d->M, p->blocks); /* balanced blocks */
+    p->Rb = p->Mb * p->G;
+    p->a_extra = d->M == 1 ? 1 : 0;
+
+    uint64_t T = p->T, R = p->Rb, c = 0;
+    p->q = take(&c, (uint64_t)p->Mb * H * hd * 2);
+    p->kv = take(&c, (uint64_t)d->M * 2 * KV * hd * 2);
+    p->ones = take(&c, T * 2);
+    uint64_t s = 0;
+    p->s_k = take(&s, T * hd * 2);
+    p->s_v = take(&s, hd * T * 2);
+    p->s_s = take(&s, R * T * 4);
+    p->s_p = take(&s, R * T * 2);
+    p->s_pv = take(&s, R * hd * 4);
+    p->s_lt = take(&s, R * 4);
+    p->set_bytes = s;
+    p->set[0] = take(&c, s);
+    p->set[1] = take(&c, s);
+    p->o = take(&c, R * hd * 4);
+    p->l = take(&c, R * 4);
+    p->m = take(&c, R * 4);
+    p->mnew = take(&c, R * 4);
+    p->mt = take(&c, R * 4);
+    p->alpha = take(&c, R * 4);
+    p->rl = take(&c, R * 4);
+    p->total = c;
+
+    uint64_t a = 0;
+    p->a_s = a, a += R * T * 4;
+    p->a_o = a, a += R * hd * 4;
+    p->a_l = a, a += pm_llm_round_up(R * 4, 64);
+    p->acc_set[0] = 0;
+    p->acc_set[1] = a;
+    p->acc_total = 2 * a;
+}
+
+static pm_status attn_cfg_check(const pm_config *cfg, const pm_attn_desc *d, const attn_plan *p, pm_error *err)
+{
+    pm_status st = pm_llm_kernels_check(cfg, err);
+    if (st) return st;
+    if (p->acc_total > cfg->accum_bytes)
+        return pm_error_set(err, PM_ERR_INVALID,
+                            "attention: head_dim = %u does not fit: two sets of score (%u x %u) and output (%u x %u) "
+                            "tiles need %llu accumulator bytes, sram.accumulator_bytes = %llu",
+                            d->head_dim, p->Rb, p->T, p->Rb, d->head_dim, (unsigned long long)p->acc_total,
+                            (unsigned long long)cfg->accum_bytes);
+    return PM_OK;
+}
+
+pm_status pm_attention_scratch_bytes(const pm_config *cfg, const pm_attn_desc *d, uint64_t *bytes, pm_error *err)
+{
+    pm_status st = attn_check(d, err);
+    if (st) return st;
+    attn_plan p;
+    attn_plan_make(d, &p);
+    if ((st = attn_cfg_check(cfg, d, &p, err))) return st;
+    *bytes = p.total;
+    return PM_OK;
+}
+
+/* ---- the host reference ----
+ * Operation order (the device's, see docs/llm-kernels.md):
+ *  1. k and v of row i rounded to bf16 into the caches at position pos0 + i.
+ *  2. Per block of Mb positions, per KV head: A = the block's G query heads
+ *     as rows (position-major), q rounded to bf16. O = +0, l = +0, m = -inf.
+ *  3. Tiles of T keys: the dynamic phase covers keys [0, pos0 + a_extra),
+ *     the static phase the chunk's own keys pos0 + j, j < M (prefill), up to
+ *     the block's last row, with keys j > i set to -inf in row i. Per tile:
+ *     s = fl(fmaf-chain_d(q, k) * scale); mt = max s (maxNum); mn = max(m, mt);
+ *     alpha = exp(m - mn); p = exp(s - mn); pb = bf16(p);
+ *     pv = fmaf-chain_j(pb, v); lt = fmaf-chain_j(pb, 1);
+ *     O = O * alpha; O = O + pv; l = fmaf(l, alpha, lt); m = mn.
+ *     (fmaf chains start from +0 and run in ascending index: the tensor unit.)
+ *  4. out = O * recip(l), rounded to out_fmt. exp and recip are the LFU
+ *     built-ins. */
+
+/* IEEE maxNum as the vector unit computes it (a NaN loses; +0 > -0). */
+static float max_num(float a, float b)
+{
+    if (a != a) return b;
+    if (b != b) return a;
+    if (a == b) return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+
+static float bf16_round(float x)
+{
+    uint16_t h;
+    pm_format_encode(PM_FMT_BF16, &x, 1, &h, NULL);
+    return pm_bf16_to_f32(h);
+}
+
+typedef struct ref_ctx {
+    const pm_attn_desc *d;
+    const attn_plan *p;
+    const uint16_t *kc, *vc; /* this KV head's cache planes */
+    const pm_lfu_table *exp_t;
+    float *q, *s, *pb, *o, *l, *m;
+} ref_ctx;
+
+/* One tile of n keys starting at cache position k0 for R rows; nz (or NULL)
+ * gives each row's count of visible keys in the tile. */
+static void ref_tile(const ref_ctx *c, uint32_t R, uint32_t k0, uint32_t n, const uint32_t *nz)
+{
+    const pm_attn_desc *d = c->d;
+    uint32_t hd = d->head_dim;
+    for (uint32_t r = 0; r < R; r++) {
+        float *s = c->s + (size_t)r * n, *pb = c->pb + (size_t)r * n;
+        for (uint32_t j = 0; j < n; j++) {
+            const uint16_t *k = c->kc + (size_t)(k0 + j) * hd;
+            float acc = 0.0f;
+            for (uint32_t e = 0; e < hd; e++) acc = fmaf(c->q[(size_t)r * hd + e], pm_bf16_to_f32(k[e]), acc);
+            s[j] = acc * d->scale;
+        }
+        if (nz)
+            for (uint32_t j = nz[r]; j < n; j++) s[j] = -INFINITY;
+        float mt = NAN;
+        for (uint32_t j = 0; j < n; j++) mt = max_num(mt, s[j]);
+        float mn = max_num(c->m[r], mt);
+        float alpha = pm_lfu_eval(c->exp_t, c->m[r] - mn);
+        for (uint32_t j = 0; j < n; j++) pb[j] = bf16_round(pm_lfu_eval(c->exp_t, s[j] - mn));
+        float lt = 0.0f;
+        for (uint32_t j = 0; j < n; j++) lt = fmaf(pb[j], 1.0f, lt);
+        float *o = c->o + (size_t)r * hd;
+        for (uint32_t e = 0; e < hd; e++) {
+            const uint16_t *v = c->vc + (size_t)e * d->max_ctx + k0;
+            float pv = 0.0f;
+            for (uint32_t j = 0; j < n; j++) pv = fmaf(pb[j], pm_bf16_to_f32(v[j]), pv);
+            o[e] = o[e] * alpha;
+            o[e] = o[e] + pv;
+        }
+        c->l[r] = fmaf(c->l[r], alpha, lt);
+        c->m[r] = mn;
+    }
+}
+
+/* Visible keys of row i (block position) in the static tile starting at
+ * chunk key jb with nb keys: keys jb + jj with jb + jj <= i. */
+static uint32_t visible(uint32_t i, uint32_t jb, uint32_t nb)
+{
+    if (i < jb) return 0;
+    return i - jb + 1 < nb ? i - jb + 1 : nb;
+}
+
+pm_status pm_ref_attention(const pm_attn_desc *d, const float *qkv, uint16_t *kcache, uint16_t *vcache, uint32_t pos0,
+                           void *out, pm_error *err)
+{
+    pm_status st = attn_check(d, err);
+    if (st) return st;
+    if ((uint64_t)pos0 + d->M > d->max_ctx)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: pos0 %u + M %u exceeds max_ctx = %u", pos0, d->M,
+                            d->max_ctx);
+    attn_plan p;
+    attn_plan_make(d, &p);
+    uint32_t H = d->n_heads, KV = d->n_kv_heads, hd = d->head_dim, G = p.G, T = p.T, row = d->qkv_row_elems;
+
+    /* 1. the new rows into the caches */
+    for (uint32_t i = 0; i < d->M; i++)
+        for (uint32_t h = 0; h < KV; h++) {
+            const float *k = qkv + (size_t)i * row + (size_t)(H + h) * hd;
+            const float *v = qkv + (size_t)i * row + (size_t)(H + KV + h) * hd;
+            pm_format_encode(PM_FMT_BF16, k, hd, kcache + ((size_t)h * d->max_ctx + pos0 + i) * hd, NULL);
+            for (uint32_t e = 0; e < hd; e++)
+                pm_format_encode(PM_FMT_BF16, &v[e], 1, vcache + ((size_t)h * hd + e) * d->max_ctx + pos0 + i, NULL);
+        }
+
+    pm_lfu_table exp_t, recip_t;
+    memset(&exp_t, 0, sizeof exp_t);
+    memset(&recip_t, 0, sizeof recip_t);
+    if ((st = pm_lfu_builtin(PM_LFU_EXP, &exp_t, err))) return st;
+    if ((st = pm_lfu_builtin(PM_LFU_RECIP, &recip_t, err))) {
+        pm_lfu_table_free(&exp_t);
+        return st;
+    }
+    size_t R = p.Rb;
+    float *buf = malloc(sizeof(float) * (R * hd * 2 + R * T * 2 + R * 2));
+    uint32_t *nz = malloc(sizeof(uint32_t) * R);
+    if (!buf || !nz) {
+        free(buf);
+        free(nz);
+        pm_lfu_table_free(&exp_t);
+        pm_lfu_table_free(&recip_t);
+        return pm_error_set(err, PM_ERR_NOMEM, "attention reference: out of memory");
+    }
+    ref_ctx c = {.d = d, .p = &p, .exp_t = &exp_t};
+    c.q = buf;
+    c.o = c.q + R * hd;
+    c.s = c.o + R * hd;
+    c.pb = c.s + R * T;
+    c.l = c.pb + R * T;
+    c.m = c.l + R;
+
+    for (uint32_t b = 0; b < p.blocks; b++) {
+        uint32_t i0 = b * p.Mb, mb = d->M - i0 < p.Mb ? d->M - i0 : p.Mb, rows = mb * G;
+        for (uint32_t h = 0; h < KV; h++) {
+            c.kc = kcache + (size_t)h * d->max_ctx * hd;
+            c.vc = vcache + (size_t)h * hd * d->max_ctx;
+            for (uint32_t r = 0; r < rows; r++) {
+                const float *q = qkv + (size_t)(i0 + r / G) * row + (size_t)(h * G + r % G) * hd;
+                for (uint32_t e = 0; e < hd; e++) c.q[(size_t)r * hd + e] = bf16_round(q[e]);
+                for (uint32_t e = 0; e < hd; e++) c.o[(size_t)r * hd + e] = 0.0f;
+                c.l[r] = 0.0f;
+                c.m[r] = -INFINITY;
+            }
+            uint32_t la = pos0 + p.a_extra;
+            for (uint32_t t0 = 0; t0 < la; t0 += T) ref_tile(&c, rows, t0, la - t0 < T ? la - t0 : T, NULL);
+            if (d->M > 1)
+                for (uint32_t jb = 0; jb < d->M && jb <= i0 + mb - 1; jb += T) {
+                    uint32_t nb = d->M - jb < T ? d->M - jb : T;
+                    for (uint32_t r = 0; r < rows; r++) nz[r] = visible(i0 + r / G, jb, nb);
+                    ref_tile(&c, rows, pos0 + jb, nb, nz);
+                }
+            for (uint32_t r = 0; r < rows; r++) {
+                float rl = pm_lfu_eval(&recip_t, c.l[r]);
+                size_t at = (size_t)(i0 + r / G) * H * hd + (size_t)(h * G + r % G) * hd;
+                for (uint32_t e = 0; e < hd; e++) {
+                    float y = c.o[(size_t)r * hd + e] * rl;
+                    if (d->out_fmt == PM_FMT_F32) ((float *)out)[at + e] = y;
+                    else pm_format_encode(PM_FMT_BF16, &y, 1, (uint16_t *)out + at + e, NULL);
+                }
+            }
+        }
+    }
+    free(buf);
+    free(nz);
+    pm_lfu_table_free(&exp_t);
+    pm_lfu_table_free(&recip_t);
+    return PM_OK;
+}
+
+/* ---- the emitter ----
+ * Registers: r1..r6 belong to the llm_internal.h helpers; the attention
+ * keeps its state in r7..r23 and uses r24..r31 as temporaries. */
+enum {
+    R_POS = PM_LLM_RFIRST_FREE, /* pos0 */
+    R_KBASE,                    /* this KV head's K cache plane (DRAM) */
+    R_VBASE,                    /* this KV head's V^T cache plane (DRAM) */
+    R_QA,                       /* A of S = Q K^T: this head's block of queries (SRAM) */
+    R_OUT,                      /* this head's first output row (SRAM) */
+    R_SETS, R_SETA,             /* current tile set: SRAM base, accumulator base */
+    R_SWS, R_SWA,               /* set0 ^ set1 of each, to alternate with one xor */
+    R_REM,                      /* keys left in the dynamic phase */
+    R_KPTR, R_VPTR,             /* DRAM address of the next K tile / V^T tile */
+    R_N,                        /* keys in this tile */
+    R_HEADS,                    /* KV heads left (loop counter) */
+    R_NINF, R_SCALE, R_TWO,     /* -inf bits, scale bits, epilogue mode "scale" */
+    X0, X1, X2, X3, X4, X5, X6, X7
+};
+
+typedef struct emit_ctx {
+    pm_builder *b;
+    const pm_config *cfg;
+    const pm_attn_desc *d;
+    const attn_plan *p;
+    uint64_t base; /* scratch_sram */
+} emit_ctx;
+
+static void emit6(const emit_ctx *c, pm_opcode op, const int64_t *o)
+{
+    pm_builder_emit(c->b, op, o[0], o[1], o[2], o[3], o[4], o[5]);
+}
+#define EM(c, OP, ...) emit6((c), PM_OP_##OP, (const int64_t[PM_MAX_OPERANDS]){__VA_ARGS__})
+#define INC(r) ((r) | PM_AREG_INC)
+
+static void li(const emit_ctx *c, int reg, uint64_t v)
+{
+    pm_llm_li(c->b, reg, v);
+}
+
+static void addi(const emit_ctx *c, int rd, int ra, int64_t v)
+{
+    if (v >= INT32_MIN && v <= INT32_MAX) {
+        EM(c, ADDI, rd, ra, v);
+        return;
+    }
+    pm_llm_li(c->b, PM_LLM_RT4, (uint64_t)v);
+    EM(c, ADD, rd, ra, PM_LLM_RT4);
+}
+
+/* tshape imm for an M x N x K matmul: the dataflow the array finishes
+ * first (docs/tensor.md timing; the bits do not depend on it). */
+static int pick_dataflow(const pm_config *cfg, uint64_t M, uint64_t N, uint64_t K)
+{
+    uint64_t R = cfg->tensor_rows, C = cfg->tensor_cols, L = cfg->tensor_weight_load_rows ? cfg->tensor_weight_load_rows : 1;
+    uint64_t os = pm_llm_ceil_div(M, R) * pm_llm_ceil_div(N, C) * (K > R ? K : R);
+    uint64_t P = pm_llm_ceil_div(R, L), G = M > P ? M : P, KT = pm_llm_ceil_div(K, R), NT = pm_llm_ceil_div(N, C);
+    uint64_t wait = NT * G > R + 1 ? NT * G : R + 1;
+    uint64_t ws = P + (KT - 1) * wait + NT * G;
+    return ws < os ? 2 : 1;
+}
+
+/* The causal mask of a static tile: rows of the first `full` positions see
+ * none of its keys, the next `part` positions see nz_first, nz_first + 1, ...
+ * keys; later rows see them all. Writes -inf over the hidden keys of S (X5),
+ * row after row, so the destination pointer just runs forward. */
+typedef struct tile_mask {
+    uint32_t full, part, nz_first, nb;
+} tile_mask;
+
+static void emit_mask(const emit_ctx *c, const tile_mask *mk)
+{
+    uint32_t G = c->p->G;
+    EM(c, ADD, X0, X5, 0);
+    if (mk->full) {
+        li(c, X3, mk->nb);
+        li(c, X4, mk->full);
+        uint32_t top = pm_builder_label(c->b);
+        pm_builder_bind(c->b, top);
+        for (uint32_t g = 0; g < G; g++) EM(c, VBCAST, PM_FMT_F32, INC(X0), R_NINF, X3);
+        EM(c, LOOP, X4, pm_builder_ref(top));
+    }
+    if (mk->part) {
+        li(c, X6, (uint64_t)mk->nz_first * 4);
+        li(c, X3, mk->nb - mk->nz_first);
+        li(c, X4, mk->part);
+        uint32_t top = pm_builder_label(c->b);
+        pm_builder_bind(c->b, top);
+        for (uint32_t g = 0; g < G; g++) {
+            EM(c, ADD, X0, X0, X6);
+            EM(c, VBCAST, PM_FMT_F32, INC(X0), R_NINF, X3);
+        }
+        EM(c, ADDI, X6, X6, 4);
+        EM(c, ADDI, X3, X3, -1);
+        EM(c, LOOP, X4, pm_builder_ref(top));
+    }
+}
+
+/* One KV tile of R_N keys for R query rows: load K and V^T, S = Q K^T *
+ * scale, the mask, online softmax, O and l updated; then switch sets. */
+static void emit_tile(const emit_ctx *c, uint32_t R, const tile_mask *mk)
+{
+    const attn_plan *p = c->p;
+    const pm_attn_desc *d = c->d;
+    uint64_t hd = d->head_dim, base = c->base;
+    int df_s = pick_dataflow(c->cfg, R, p->T, hd), df_pv = pick_dataflow(c->cfg, R, hd, p->T);
+    int df_l = pick_dataflow(c->cfg, R, 1, p->T);
+
+    /* K tile: N rows of hd, contiguous in the cache; KPTR moves past them. */
+    EM(c, MULI, X0, R_N, (int64_t)(hd * 2));
+    li(c, X1, 1);
+    EM(c, DSHAPE, X0, X1, X1);
+    addi(c, X2, R_SETS, (int64_t)p->s_k);
+    EM(c, DLD, X2, INC(R_KPTR));
+    /* V^T tile: hd rows of N positions, max_ctx apart in the cache. */
+    EM(c, ADD, X0, R_N, R_N);
+    li(c, X3, hd);
+    EM(c, DSHAPE, X0, X3, X1);
+    li(c, X4, (uint64_t)d->max_ctx * 2);
+    EM(c, DSTRIDE, X4, 0, X0, 0);
+    addi(c, X2, R_SETS, (int64_t)p->s_v);
+    EM(c, DLD, X2, R_VPTR);
+    EM(c, ADD, R_VPTR, R_VPTR, X0);
+
+    /* S = (Q K^T) * scale, f32 R x N */
+    li(c, X1, R);
+    li(c, X3, hd);
+    EM(c, TSHAPE, X1, R_N, X3, df_s);
+    addi(c, X2, R_SETA, (int64_t)p->a_s);
+    addi(c, X4, R_SETS, (int64_t)p->s_k);
+    EM(c, TMM, PM_FMT_BF16, X2, R_QA, X4);
+    EM(c, TEPI, 0, R_SCALE, R_TWO);
+    addi(c, X5, R_SETS, (int64_t)p->s_s);
+    EM(c, TOUT, PM_FMT_F32, X5, X2);
+    if (mk) emit_mask(c, mk);
+
+    /* mn = max(m, rowmax S); alpha = exp(m - mn); P = bf16(exp(S - mn)) */
+    li(c, X6, base + p->mt);
+    EM(c, VREDMAX, PM_FMT_F32, X6, X5, R_N, X1);
+    li(c, X7, base + p->mnew);
+    li(c, X0, base + p->m);
+    EM(c, VMAX, PM_FMT_F32, X7, X0, X6, X1);
+    li(c, X2, base + p->alpha);
+    EM(c, VSUB, PM_FMT_F32, X2, X0, X7, X1);
+    EM(c, LFU, PM_FMT_F32, PM_LLM_SLOT_EXP, X2, X2, X1);
+    EM(c, VSUBR, PM_FMT_F32, X5, X5, X7, R_N, X1);
+    EM(c, MUL, X3, R_N, X1);
+    EM(c, LFU, PM_FMT_F32, PM_LLM_SLOT_EXP, X5, X5, X3);
+    addi(c, X4, R_SETS, (int64_t)p->s_p);
+    EM(c, VCVT, PM_FMT_BF16, PM_FMT_F32, X4, X5, X3);
+
+    /* PV = P V (R x hd) and lt = P 1 (R): the row sums in k order on the
+     * array, so they do not depend on the vector unit's lane count. */
+    li(c, X6, hd);
+    EM(c, TSHAPE, X1, X6, R_N, df_pv);
+    EM(c, TEPI, 0, R_SCALE, 0);
+    addi(c, X0, R_SETA, (int64_t)p->a_o);
+    addi(c, X7, R_SETS, (int64_t)p->s_v);
+    EM(c, TMM, PM_FMT_BF16, X0, X4, X7);
+    addi(c, X7, R_SETS, (int64_t)p->s_pv);
+    EM(c, TOUT, PM_FMT_F32, X7, X0);
+    li(c, X6, 1);
+    EM(c, TSHAPE, X1, X6, R_N, df_l);
+    addi(c, X0, R_SETA, (int64_t)p->a_l);
+    li(c, X6, base + p->ones);
+    EM(c, TMM, PM_FMT_BF16, X0, X4, X6);
+    addi(c, X6, R_SETS, (int64_t)p->s_lt);
+    EM(c, TOUT, PM_FMT_F32, X6, X0);
+
+    /* O = O * alpha + PV; l = fmaf(l, alpha, lt); m = mn */
+    li(c, X0, base + p->o);
+    li(c, X3, hd);
+    EM(c, VMULR, PM_FMT_F32, X0, X0, X2, X3, X1);
+    li(c, X3, (uint64_t)R * hd);
+    EM(c, VADD, PM_FMT_F32, X0, X0, X7, X3);
+    li(c, X0, base + p->l);
+    EM(c, VFMA, PM_FMT_F32, X0, X0, X2, X6, X1);
+    li(c, X0, base + p->m);
+    li(c, X7, base + p->mnew);
+    EM(c, VMOV, PM_FMT_F32, X0, X7, X1);
+    EM(c, XOR, R_SETS, R_SETS, R_SWS);
+    EM(c, XOR, R_SETA, R_SETA, R_SWA);
+}
+
+/* Every address the program touches lies where the desc says, and what it
+ * writes overlaps nothing it reads. */
+static pm_status attn_check_ranges(const pm_config *cfg, const pm_attn_desc *d, const attn_plan *p, pm_error *err)
+{
+    static const char *who = "attention";
+    uint64_t hd = d->head_dim, H = d->n_heads, KV = d->n_kv_heads;
+    uint64_t qkv_bytes = ((uint64_t)(d->M - 1) * d->qkv_row_elems + (H + 2 * KV) * hd) * 4;
+    uint64_t out_bytes = (uint64_t)d->M * H * hd * (d->out_fmt == PM_FMT_F32 ? 4 : 2);
+    uint64_t cache_bytes = KV * d->max_ctx * hd * 2;
+    if (d->scratch_bytes < p->total)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: scratch_bytes = %llu, this desc needs %llu",
+                            (unsigned long long)d->scratch_bytes, (unsigned long long)p->total);
+    if (d->pos_sram % 4)
+        return pm_error_set(err, PM_ERR_INVALID, "attention: pos_sram 0x%llx is not 4-byte aligned",
+                            (unsigned long long)d->pos_sram);
+    pm_status st = pm_llm_check_sram(cfg, who, "qkv_sram", d->qkv_sram, qkv_bytes, err);
+    if (!st) st = pm_llm_check_sram(cfg, who, "out_sram", d->out_sram, out_bytes, err);
+    if (!st) st = pm_llm_check_sram(cfg, who, "pos_sram", d->pos_sram, 4, err);
+    if (!st) st = pm_llm_check_sram(cfg, who, "scratch_sram", d->scratch_sram, p->total, err);
+    if (!st) st = pm_llm_check_dram(cfg, who, "kcache_dram", d->kcache_dram, cache_bytes, err);
+    if (!st) st = pm_llm_check_dram(cfg, who, "vcache_dram", d->vcache_dram, cache_bytes, err);
+    if (!st) st = pm_llm_check_disjoint(who, "scratch", d->scratch_sram, p->total, "qkv", d->qkv_sram, qkv_bytes, err);
+    if (!st) st = pm_llm_check_disjoint(who, "scratch", d->scratch_sram, p->total, "out", d->out_sram, out_bytes, err);
+    if (!st) st = pm_llm_check_disjoint(who, "scratch", d->scratch_sram, p->total, "pos", d->pos_sram, 4, err);
+    if (!st) st = pm_llm_check_disjoint(who, "out", d->out_sram, out_bytes, "qkv", d->qkv_sram, qkv_bytes, err);
+    if (!st) st = pm_llm_check_disjoint(who, "out", d->out_sram, out_bytes, "pos", d->pos_sram, 4, err);
+    if (!st)
+        st = pm_llm_check_disjoint(who, "kcache", d->kcache_dram, cache_bytes, "vcache", d->vcache_dram, cache_bytes,
+                                   err);
+    return st;
+}
+
+/* q|k|v rows -> bf16: `n` elements at element offset `col` of rows
+ * [i0, i0 + rows), packed one after another at dst; per head group when
+ * heads > 1 (each group `n` wide, groups `n` apart in the row). */
+static void emit_rows_to_bf16(const emit_ctx *c, uint64_t dst, uint32_t i0, uint32_t rows, uint64_t col, uint64_t n,
+                              uint32_t groups)
+{
+    const pm_attn_desc *d = c->d;
+    uint64_t row = d->qkv_row_elems;
+    li(c, X0, dst);
+    li(c, X1, d->qkv_sram + ((uint64_t)i0 * row + col) * 4);
+    if (rows == 1) { /* one row: the groups are contiguous already */
+        li(c, X2, n * groups);
+        EM(c, VCVT, PM_FMT_BF16, PM_FMT_F32, X0, X1, X2);
+        return;
+    }
+    li(c, X2, n);
+    li(c, X3, groups);
+    uint32_t htop = pm_builder_label(c->b), itop = pm_builder_label(c->b);
+    pm_builder_bind(c->b, htop);
+    li(c, X4, rows);
+    pm_builder_bind(c->b, itop);
+    EM(c, VCVT, PM_FMT_BF16, PM_FMT_F32, INC(X0), INC(X1), X2);
+    addi(c, X1, X1, (int64_t)((row - n) * 4));
+    EM(c, LOOP, X4, pm_builder_ref(itop));
+    addi(c, X1, X1, (int64_t)(n * 4) - (int64_t)((uint64_t)rows * row * 4));
+    EM(c, LOOP, X3, pm_builder_ref(htop));
+}
+
+/* The chunk's k and v into the caches at pos0: K [kv][pos][hd] is one 3-D
+ * DMA (planes = heads); V^T [kv][hd][pos] is one DMA of 2-byte rows whose
+ * planes are the kv*hd feature columns: in both SRAM and the cache a column
+ * is one fixed stride from the next, so no transpose pass is needed. */
+static void emit_cache_store(const emit_ctx *c)
+{
+    const pm_attn_desc *d = c->d;
+    const attn_plan *p = c->p;
+    uint64_t hd = d->head_dim, KV = d->n_kv_heads, kvrow = 2 * KV * hd * 2;
+    emit_rows_to_bf16(c, c->base + p->kv, 0, d->M, (uint64_t)d->n_heads * hd, 2 * KV * hd, 1);
+    li(c, X0, hd * 2);
+    li(c, X1, d->M);
+    li(c, X2, KV);
+    EM(c, DSHAPE, X0, X1, X2);
+    li(c, X4, (uint64_t)d->max_ctx * hd * 2);
+    li(c, X5, kvrow);
+    EM(c, DSTRIDE, X0, X4, X5, X0);
+    EM(c, MULI, X7, R_POS, (int64_t)(hd * 2));
+    li(c, X3, d->kcache_dram);
+    EM(c, ADD, X7, X7, X3);
+    li(c, X6, c->base + p->kv);
+    EM(c, DST, X7, X6);
+
+    li(c, X2, KV * hd);
+    EM(c, DSHAPE, R_TWO, X1, X2);
+    li(c, X4, (uint64_t)d->max_ctx * 2);
+    EM(c, DSTRIDE, R_TWO, X4, X5, R_TWO);
+    EM(c, ADD, X7, R_POS, R_POS);
+    li(c, X3, d->vcache_dram);
+    EM(c, ADD, X7, X7, X3);
+    li(c, X6, c->base + p->kv + KV * hd * 2);
+    EM(c, DST, X7, X6);
+}
+
+/* out rows of this head = O * recip(l), in out_fmt. */
+static void emit_final(const emit_ctx *c, uint32_t mb)
+{
+    const pm_attn_desc *d = c->d;
+    const attn_plan *p = c->p;
+    uint64_t hd = d->head_dim, G = p->G, H = d->n_heads, R = (uint64_t)mb * G;
+    li(c, X0, c->base + p->rl);
+    li(c, X1, c->base + p->l);
+    li(c, X2, R);
+    EM(c, LFU, PM_FMT_F32, PM_LLM_SLOT_RECIP, X0, X1, X2);
+    li(c, X4, c->base + p->o);
+    EM(c, ADD, X3, R_OUT, 0);
+    li(c, X7, mb);
+    uint32_t top = pm_builder_label(c->b);
+    if (d->out_fmt == PM_FMT_F32) {
+        /* each position's G heads are contiguous in its output row */
+        li(c, X5, hd);
+        li(c, X6, G);
+        pm_builder_bind(c->b, top);
+        EM(c, VMULR, PM_FMT_F32, INC(X3), INC(X4), INC(X0), X5, X6);
+        addi(c, X3, X3, (int64_t)((H - G) * hd * 4));
+    } else {
+        li(c, X5, hd);
+        EM(c, VMULR, PM_FMT_F32, X4, X4, X0, X5, X2);
+        li(c, X5, G * hd);
+        pm_builder_bind(c->b, top);
+        EM(c, VCVT, PM_FMT_BF16, PM_FMT_F32, INC(X3), INC(X4), X5);
+        addi(c, X3, X3, (int64_t)((H - G) * hd * 2));
+    }
+    EM(c, LOOP, X7, pm_builder_ref(top));
+}
+
+/* One block of mb positions starting at i0, all KV heads (a loop). */
+static void emit_block(const emit_ctx *c, uint32_t i0, uint32_t mb)
+{
+    const pm_attn_desc *d = c->d;
+    const attn_plan *p = c->p;
+    uint64_t hd = d->head_dim, G = p->G, H = d->n_heads, R = (uint64_t)mb * G;
+    uint64_t esz = d->out_fmt == PM_FMT_F32 ? 4 : 2;
+    emit_rows_to_bf16(c, c->base + p->q, i0, mb, 0, G * hd, d->n_kv_heads);
+    li(c, R_QA, c->base + p->q);
+    li(c, R_OUT, d->out_sram + (uint64_t)i0 * H * hd * esz);
+    li(c, R_KBASE, d->kcache_dram);
+    li(c, R_VBASE, d->vcache_dram);
+    li(c, R_HEADS, d->n_kv_heads);
+    uint32_t head = pm_builder_label(c->b), skip_a = pm_builder_label(c->b), top_a = pm_builder_label(c->b);
+    pm_builder_bind(c->b, head);
+    /* O = 0, l = 0, m = -inf */
+    li(c, X0, c->base + p->o);
+    li(c, X1, R * hd);
+    EM(c, VBCAST, PM_FMT_F32, X0, 0, X1);
+    li(c, X0, c->base + p->l);
+    li(c, X1, R);
+    EM(c, VBCAST, PM_FMT_F32, X0, 0, X1);
+    li(c, X0, c->base + p->m);
+    EM(c, VBCAST, PM_FMT_F32, X0, R_NINF, X1);
+
+    /* dynamic phase: keys [0, pos0 + a_extra) in tiles of T, the last ragged */
+    EM(c, ADD, R_KPTR, R_KBASE, 0);
+    EM(c, ADD, R_VPTR, R_VBASE, 0);
+    EM(c, ADDI, R_REM, R_POS, (int64_t)p->a_extra);
+    EM(c, BEQ, R_REM, 0, pm_builder_ref(skip_a));
+    pm_builder_bind(c->b, top_a);
+    li(c, X0, p->T);
+    EM(c, MIN, R_N, R_REM, X0);
+    emit_tile(c, (uint32_t)R, NULL);
+    EM(c, SUB, R_REM, R_REM, R_N);
+    EM(c, BNE, R_REM, 0, pm_builder_ref(top_a));
+    pm_builder_bind(c->b, skip_a);
+
+    /* static phase (prefill): the chunk's own keys, causal on the diagonal */
+    if (d->M > 1)
+        for (uint32_t jb = 0; jb < d->M && jb <= i0 + mb - 1; jb += p->T) {
+            uint32_t nb = d->M - jb < p->T ? d->M - jb : p->T;
+            tile_mask mk = {0, 0, 0, nb};
+            /* positions i < jb see nothing; jb <= i < jb + nb - 1 see i - jb + 1 */
+            uint32_t full_end = jb < i0 ? i0 : (jb < i0 + mb ? jb : i0 + mb);
+            uint32_t part_end = jb + nb - 1 < i0 + mb ? jb + nb - 1 : i0 + mb;
+            if (part_end < full_end) part_end = full_end;
+            mk.full = full_end - i0;
+            mk.part = part_end - full_end;
+            mk.nz_first = mk.part ? visible(full_end, jb, nb) : 0;
+            li(c, R_N, nb);
+            emit_tile(c, (uint32_t)R, mk.full || mk.part ? &mk : NULL);
+        }
+
+    emit_final(c, mb);
+    addi(c, R_KBASE, R_KBASE, (int64_t)((uint64_t)d->max_ctx * hd * 2));
+    addi(c, R_VBASE, R_VBASE, (int64_t)(hd * d->max_ctx * 2));
+    addi(c, R_QA, R_QA, (int64_t)(R * hd * 2));
+    addi(c, R_OUT, R_OUT, (int64_t)(G * hd * esz));
+    EM(c, LOOP, R_HEADS, pm_builder_ref(head));
+}
+
+pm_status pm_emit_attention(pm_builder *b, const pm_config *cfg, const pm_attn_desc *d, pm_error *err)
+{
+    pm_status st = attn_check(d, err);
+    if (st) return st;
+    attn_plan p;
+    attn_plan_make(d, &p);
+    if ((st = attn_cfg_check(cfg, d, &p, err))) return st;
+    if ((st = attn_check_ranges(cfg, d, &p, err))) return st;
+    emit_ctx c = {b, cfg, d, &p, d->scratch_sram};
+
+    li(&c, X0, d->pos_sram);
+    EM(&c, LW, R_POS, X0, 0);
+    li(&c, R_NINF, 0xff800000u);
+    li(&c, R_SCALE, pm_f32_bits(d->scale));
+    li(&c, R_TWO, 2);
+    li(&c, X0, c.base + p.ones);
+    li(&c, X1, pm_f32_bits(1.0f));
+    li(&c, X2, p.T);
+    EM(&c, VBCAST, PM_FMT_BF16, X0, X1, X2);
+    emit_cache_store(&c);
+    uint64_t s0 = c.base + p.set[0], s1 = c.base + p.set[1];
+    li(&c, R_SETS, s0);
+    li(&c, R_SWS, s0 ^ s1);
+    li(&c, R_SETA, p.acc_set[0]);
+    li(&c, R_SWA, p.acc_set[0] ^ p.acc_set[1]);
+    for (uint32_t blk = 0; blk < p.blocks; blk++) {
+        uint32_t i0 = blk * p.Mb, mb = d->M - i0 < p.Mb ? d->M - i0 : p.Mb;
+        emit_block(&c, i0, mb);
+    }
+    return pm_builder_status(b, err);
+}
