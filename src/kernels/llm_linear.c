@@ -115,23 +115,27 @@ static void choose_tiles(const pm_config *cfg, lin_plan *p, uint32_t cap)
 
 /* Everything the emitter needs to know from the config: ranges, slots,
  * accumulator tiles, tiling. Errors name the descriptor field. */
-static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, lin_plan *p, pm_error *err)
+/* with_xy: the prefetch moves only weights, so it checks only W and the
+ * scratch (a runner may prefetch before it knows where Y goes). */
+static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, bool with_xy, lin_plan *p, pm_error *err)
 {
     memset(p, 0, sizeof *p);
     if (!cfg) return pm_error_set(err, PM_ERR_INVALID, "linear: no config");
     pm_status st = check_desc(d, p, err);
     if (st) return st;
     if ((st = pm_llm_kernels_check(cfg, err))) return st;
-    if ((st = pm_llm_check_sram(cfg, "linear", "x_sram", d->x_sram, p->x_bytes, err)) ||
-        (st = pm_llm_check_sram(cfg, "linear", "y_sram", d->y_sram, p->y_bytes, err)) ||
-        (st = pm_llm_check_sram(cfg, "linear", "scratch_sram", d->scratch_sram, d->scratch_bytes, err)) ||
-        (st = pm_llm_check_dram(cfg, "linear", "w_dram", d->w_dram, p->w_bytes, err)) ||
-        (st = pm_llm_check_disjoint("linear", "x_sram", d->x_sram, p->x_bytes, "y_sram", d->y_sram, p->y_bytes,
-                                    err)) ||
-        (st = pm_llm_check_disjoint("linear", "x_sram", d->x_sram, p->x_bytes, "scratch_sram", d->scratch_sram,
-                                    d->scratch_bytes, err)) ||
-        (st = pm_llm_check_disjoint("linear", "y_sram", d->y_sram, p->y_bytes, "scratch_sram", d->scratch_sram,
-                                    d->scratch_bytes, err)))
+    if ((st = pm_llm_check_sram(cfg, "linear", "scratch_sram", d->scratch_sram, d->scratch_bytes, err)) ||
+        (st = pm_llm_check_dram(cfg, "linear", "w_dram", d->w_dram, p->w_bytes, err)))
+        return st;
+    if (with_xy &&
+        ((st = pm_llm_check_sram(cfg, "linear", "x_sram", d->x_sram, p->x_bytes, err)) ||
+         (st = pm_llm_check_sram(cfg, "linear", "y_sram", d->y_sram, p->y_bytes, err)) ||
+         (st = pm_llm_check_disjoint("linear", "x_sram", d->x_sram, p->x_bytes, "y_sram", d->y_sram, p->y_bytes,
+                                     err)) ||
+         (st = pm_llm_check_disjoint("linear", "x_sram", d->x_sram, p->x_bytes, "scratch_sram", d->scratch_sram,
+                                     d->scratch_bytes, err)) ||
+         (st = pm_llm_check_disjoint("linear", "y_sram", d->y_sram, p->y_bytes, "scratch_sram", d->scratch_sram,
+                                     d->scratch_bytes, err))))
         return st;
 
     /* M blocks: as many rows per tensor op as leave room for two accumulator
@@ -306,7 +310,7 @@ static void emit_linear(pm_builder *b, const lin_plan *p)
 pm_status pm_emit_linear(pm_builder *b, const pm_config *cfg, const pm_linear_desc *d, pm_error *err)
 {
     lin_plan p;
-    pm_status st = plan_linear(cfg, d, &p, err);
+    pm_status st = plan_linear(cfg, d, true, &p, err);
     if (st) return st;
     emit_linear(b, &p);
     return pm_builder_status(b, err);
@@ -315,7 +319,7 @@ pm_status pm_emit_linear(pm_builder *b, const pm_config *cfg, const pm_linear_de
 pm_status pm_emit_linear_prefetch(pm_builder *b, const pm_config *cfg, const pm_linear_desc *d, pm_error *err)
 {
     lin_plan p;
-    pm_status st = plan_linear(cfg, d, &p, err);
+    pm_status st = plan_linear(cfg, d, false, &p, err);
     if (st) return st;
     emit_first_loads(b, &p);
     return pm_builder_status(b, err);
