@@ -8,6 +8,10 @@ llama.cpp decode them) and then held, with every activation, in float64 by
 default, so the reference is the exact arithmetic of the dequantised model to
 within float64 rounding; the engine's bf16 matmul operands are its only
 intended difference. dtype=np.float32 gives a cheaper float32 pass.
+bf16_operands=True emulates the engine's precision instead (float32, every
+matmul operand -- weights, activations, attention's q, k, v and probabilities --
+rounded to bf16): the tests measure with it how far bf16 alone moves the logits,
+which is where their tolerances come from.
 
     python3 tests/oracle/llama_ref.py [model.gguf] [--prompt TEXT] [-n N]
 greedy-generates from a ChatML prompt with the test-only ASCII tokenizer below.
@@ -20,6 +24,7 @@ import sys
 import time
 
 import gguf
+import ml_dtypes
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,11 +51,50 @@ def _field(reader, key, default=None):
     return default if f is None else f.contents()
 
 
+def if4_roundtrip(w):
+    """w (float32 [rows][K]) encoded to IF4 and decoded, following the rules of
+    docs/numerics.md ("NVFP4", "IF4"), re-derived here in numpy: g from the
+    tensor's finite amax / 2688; per block of 16 an FP4 candidate (E4M3 scale
+    amax/6/g, E2M1 elements) and an INT4 one (scale amax/7/g, q in [-7, 7]),
+    the lower squared error (float64) wins, ties to FP4. Finite inputs only
+    (model weights)."""
+    f32 = np.float32
+    x = np.ascontiguousarray(w, dtype=f32).reshape(-1, 16)
+    g = f32(np.abs(x).max()) / f32(2688)
+    if g == 0:
+        g = f32(1)
+    amax = np.abs(x).max(axis=1, keepdims=True)
+
+    def e4m3_sat(v):
+        return np.minimum(v, f32(448)).astype(ml_dtypes.float8_e4m3fn).astype(f32)
+
+    def candidate(scale, elements):
+        den = scale * g
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(den > 0, x / den, f32(0))
+        return (elements(q) * scale) * g
+
+    fp4 = candidate(e4m3_sat(amax / f32(6) / g),
+                    lambda q: np.clip(q, -6, 6).astype(ml_dtypes.float4_e2m1fn).astype(f32))
+    int4 = candidate(e4m3_sat(amax / f32(7) / g), lambda q: np.clip(np.rint(q), -7, 7).astype(f32))
+    xd = x.astype(np.float64)
+    e_fp = ((xd - fp4) ** 2).sum(axis=1)
+    e_int = ((xd - int4) ** 2).sum(axis=1)
+    return np.where((e_int < e_fp)[:, None], int4, fp4).reshape(w.shape)
+
+
 class LlamaRef:
     """The model's weights (dequantised) and hyper-parameters from the GGUF metadata."""
 
-    def __init__(self, path, dtype=np.float64):
+    def __init__(self, path, dtype=np.float64, bf16_operands=False, weights=None, requant=None):
+        """weights: the dict another LlamaRef of the same file decoded (its
+        "raw" attribute), to build a second precision without re-reading.
+        requant: a function applied to every matrix after decoding (e.g.
+        if4_roundtrip), to model a device that re-encodes the weights."""
+        if bf16_operands:
+            dtype = np.float32
         self.dtype = dtype
+        self.bf16 = bf16_operands
         r = gguf.GGUFReader(path)
         self.reader = r
         arch = _field(r, "general.architecture")
@@ -66,16 +110,28 @@ class LlamaRef:
         self.eps = float(_field(r, p + "attention.layer_norm_rms_epsilon"))
         self.tokens = list(_field(r, "tokenizer.ggml.tokens"))
         self.eos = int(_field(r, "tokenizer.ggml.eos_token_id", -1))
+        # dequantize returns [rows][row elements]: for a matrix, [out][in], as float32.
+        self.raw = weights if weights is not None else {
+            t.name: gguf.quants.dequantize(t.data, t.tensor_type) for t in r.tensors}
+        if requant is not None:  # the device re-encodes every matrix (--wfmt)
+            self.raw = {k: (requant(v) if v.ndim == 2 else v) for k, v in self.raw.items()}
         self.w = {}
-        for t in r.tensors:
-            # dequantize returns [rows][row elements]: for a matrix, [out][in].
-            self.w[t.name] = gguf.quants.dequantize(t.data, t.tensor_type).astype(dtype)
+        for name, w in self.raw.items():
+            self.w[name] = self._op(w) if w.ndim == 2 else w.astype(dtype)
+        # The gather reads embedding rows as decoded, not rounded.
+        self.embd = self.raw["token_embd.weight"].astype(dtype)
         self.vocab = self.w["token_embd.weight"].shape[0]
         # Tied output: llama.cpp reuses token_embd when output.weight is absent.
         self.out_w = self.w.get("output.weight", self.w["token_embd.weight"])
         # rope mode NORM: adjacent pairs (2i, 2i+1) turn by pos * base^(-2i/dims).
         i = np.arange(self.rope_dims // 2, dtype=np.float64)
         self.inv_freq = self.rope_base ** (-2.0 * i / self.rope_dims)
+
+    def _op(self, x):
+        """A matmul operand: bf16-rounded when emulating the engine."""
+        if self.bf16:
+            return x.astype(ml_dtypes.bfloat16).astype(np.float32)
+        return x.astype(self.dtype)
 
     def new_cache(self):
         return {"k": [None] * self.n_layers, "v": [None] * self.n_layers, "pos": 0}
@@ -107,19 +163,20 @@ class LlamaRef:
         pos = np.arange(start, start + n)
         hd, nh, nkv = self.head_dim, self.n_heads, self.n_kv_heads
         group = nh // nkv
-        x = self.w["token_embd.weight"][tokens]
+        x = self.embd[tokens]
         total = start + n
         # Causal mask over the whole context: query at pos p sees keys 0..p.
         mask = np.arange(total)[None, :] > pos[:, None]
         scale = 1.0 / np.sqrt(hd)
         for li in range(self.n_layers):
             b = "blk.%d." % li
-            h = self._rms_norm(x, self.w[b + "attn_norm.weight"])
+            h = self._op(self._rms_norm(x, self.w[b + "attn_norm.weight"]))
             q = (h @ self.w[b + "attn_q.weight"].T).reshape(n, nh, hd)
             k = (h @ self.w[b + "attn_k.weight"].T).reshape(n, nkv, hd)
             v = (h @ self.w[b + "attn_v.weight"].T).reshape(n, nkv, hd)
-            q = self._rope(q, pos)
-            k = self._rope(k, pos)
+            q = self._op(self._rope(q, pos))
+            k = self._op(self._rope(k, pos))
+            v = self._op(v)
             if cache["k"][li] is not None:
                 k = np.concatenate([cache["k"][li], k], axis=0)
                 v = np.concatenate([cache["v"][li], v], axis=0)
@@ -131,16 +188,16 @@ class LlamaRef:
                 s = np.where(mask, -np.inf, s)
                 s = np.exp(s - s.max(axis=1, keepdims=True))
                 s /= s.sum(axis=1, keepdims=True)
-                att[:, hh, :] = s @ v[:, kh, :]
-            x = x + att.reshape(n, nh * hd) @ self.w[b + "attn_output.weight"].T
-            h = self._rms_norm(x, self.w[b + "ffn_norm.weight"])
+                att[:, hh, :] = self._op(s) @ v[:, kh, :]
+            x = x + self._op(att).reshape(n, nh * hd) @ self.w[b + "attn_output.weight"].T
+            h = self._op(self._rms_norm(x, self.w[b + "ffn_norm.weight"]))
             g = h @ self.w[b + "ffn_gate.weight"].T
             u = h @ self.w[b + "ffn_up.weight"].T
-            x = x + (g / (1.0 + np.exp(-g)) * u) @ self.w[b + "ffn_down.weight"].T
+            x = x + self._op(g / (1.0 + np.exp(-g)) * u) @ self.w[b + "ffn_down.weight"].T
         cache["pos"] = total
         if last_only:
             x = x[-1:]
-        x = self._rms_norm(x, self.w["output_norm.weight"])
+        x = self._op(self._rms_norm(x, self.w["output_norm.weight"]))
         return x @ self.out_w.T
 
     def greedy(self, tokens, n_new, stop=None):
