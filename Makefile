@@ -37,7 +37,7 @@ TOOL_SRCS := $(sort $(wildcard tools/*.c))
 TOOL_BINS := $(patsubst tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 PRESETS := $(sort $(wildcard configs/*.cfg))
 
-.PHONY: all test test-c test-py check-docs clean run fuzz lib tools
+.PHONY: all test test-c test-py check-docs clean run model fuzz lib tools
 all: $(BUILD)/polymorph $(BUILD)/libpolymorph.so $(TEST_BINS) $(TOOL_BINS)
 
 lib: $(BUILD)/libpolymorph.a $(BUILD)/libpolymorph.so
@@ -85,8 +85,16 @@ fuzz:
 	  clang -std=c11 -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o build-fuzz/fuzz/$$(basename $$f .c) $$f build-fuzz/libpolymorph.a -lm -lpthread || exit 1; \
 	done
 
-run: all
-	$(BUILD)/polymorph sim examples/softmax.pasm --preset edge
+# `make run`: build the CLI, fetch the default model once (tools/fetch_model.sh
+# prints its path) and ask it a question on the default preset; `make model`
+# only fetches. The answer streams, then the figures table (docs/models.md).
+RUN_PROMPT ?= What is the capital of France?
+run: $(BUILD)/polymorph
+	@model=$$(sh tools/fetch_model.sh) && \
+	$(BUILD)/polymorph run --model "$$model" --chat --prompt "$(RUN_PROMPT)"
+
+model:
+	@sh tools/fetch_model.sh
 
 clean:
 	rm -rf build build-san build-fuzz
