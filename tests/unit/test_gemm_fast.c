@@ -128,11 +128,37 @@ static size_t check_shape(pm_gemm_pool *const pools[POOLS], const shape *sh, uin
         bad = 1;
         goto out;
     }
-    for (int bf16 = 0; bf16 < 2; bf16++)
+    /* The panel entry: B repacked (its layout checked here against the
+     * definition in gemm_fast.h), then the same product. */
+    size_t pelems = pm_gemm_panel_elems(sh->N, sh->K);
+    uint16_t *B16a = malloc((bsz + 1) * sizeof *B16a), *panels = aligned_alloc(64, (pelems * 2 + 64) & ~(size_t)63);
+    if (!B16a || !panels) {
+        CHECK_MSG(0, "out of memory for %zux%zux%zu", sh->M, sh->N, sh->K);
+        free(B16a), free(panels);
+        bad = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < bsz; i++)
+        B16a[i] = (uint16_t)(to_bits(B[i]) >> 16);
+    memset(panels, 0xA5, pelems * 2);
+    pm_gemm_panel_pack(pools[1], sh->N, sh->K, B16a, sh->ldb, panels);
+    for (size_t n = 0; n < (sh->N + 63) / 64 * 64; n++)
+        for (size_t k = 0; k < sh->K; k++) {
+            uint16_t want_code = n < sh->N ? B16a[n * sh->ldb + k] : 0;
+            if (panels[(n / 64) * sh->K * 64 + k * 64 + n % 64] != want_code) {
+                if (bad < 3)
+                    fprintf(stderr, "  panel %zux%zu: (n %zu, k %zu) misplaced\n", sh->N, sh->K, n, k);
+                bad++;
+            }
+        }
+    for (int bf16 = 0; bf16 < 3; bf16++)
         for (int pi = -1; pi < POOLS; pi++) {
             pm_gemm_pool *pool = pi < 0 ? NULL : pools[pi];
             memcpy(got, C0, csz * sizeof *got);
-            if (bf16)
+            if (bf16 == 2)
+                pm_gemm_kordered_panel(pool, sh->M, sh->N, sh->K, A16 + 1, sh->lda, panels, got, sh->ldc,
+                                       sh->accumulate);
+            else if (bf16)
                 pm_gemm_kordered_bf16(pool, sh->M, sh->N, sh->K, A16 + 1, sh->lda, B16 + 1, sh->ldb, got, sh->ldc,
                                       sh->accumulate);
             else
@@ -143,12 +169,13 @@ static size_t check_shape(pm_gemm_pool *const pools[POOLS], const shape *sh, uin
                         fprintf(stderr,
                                 "  %s %zux%zux%zu lda %zu ldb %zu ldc %zu acc %d special %d threads %u: C[%zu][%zu] = "
                                 "%08x, want %08x\n",
-                                bf16 ? "bf16" : "fp32", sh->M, sh->N, sh->K, sh->lda, sh->ldb, sh->ldc,
+                                bf16 == 2 ? "panel" : bf16 ? "bf16" : "fp32", sh->M, sh->N, sh->K, sh->lda, sh->ldb, sh->ldc,
                                 sh->accumulate, sh->special, pi < 0 ? 1u : pm_gemm_pool_threads(pool), i / sh->ldc,
                                 i % sh->ldc, to_bits(got[i]), to_bits(want[i]));
                     bad++;
                 }
         }
+    free(B16a), free(panels);
 out:
     free(A), free(B), free(C0), free(want), free(got), free(A16), free(B16);
     return bad;
@@ -203,6 +230,30 @@ TEST(test_ragged_random)
         sh.special = t % 7 == 3;
         bad += check_shape(pools, &sh, &s);
     }
+    CHECK_MSG(bad == 0, "%zu mismatching outputs", bad);
+    free_pools(pools);
+}
+
+/* The panel path's shapes: M < 8 (one to seven rows share each panel read),
+ * N across the 64-output panels and the 8/16/32/64-column kernels that finish
+ * a task inside one, K short and long. */
+TEST(test_panel_small_m)
+{
+    pm_gemm_pool *pools[POOLS];
+    make_pools(pools);
+    uint64_t s = 0x5EED5EEDULL;
+    static const size_t widths[] = {1, 7, 8, 9, 16, 24, 40, 63, 64, 65, 120, 192, 200, 576, 1000};
+    size_t bad = 0;
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0] && bad == 0; w++)
+        for (size_t M = 1; M < 8 && bad == 0; M++) {
+            shape sh = {.M = M, .N = widths[w], .K = 1 + rng_next(&s) % 300};
+            sh.lda = sh.K + (M % 2 ? 0 : 3);
+            sh.ldb = sh.K + (w % 3 ? 0 : 5);
+            sh.ldc = sh.N + (w % 2 ? 0 : 7);
+            sh.accumulate = (M + w) % 2;
+            sh.special = w % 4 == 1;
+            bad += check_shape(pools, &sh, &s);
+        }
     CHECK_MSG(bad == 0, "%zu mismatching outputs", bad);
     free_pools(pools);
 }
@@ -366,6 +417,7 @@ int main(void)
 {
     RUN(test_pool_threads);
     RUN(test_ragged_random);
+    RUN(test_panel_small_m);
     RUN(test_large_shapes);
     RUN(test_packing_slices);
     RUN(test_signed_zero);
