@@ -71,11 +71,12 @@ typedef struct pm_cli_option {
 
 #define PM_CLI_MAX_VALUES 64
 #define PM_CLI_MAX_POSITIONAL 8
+#define PM_CLI_MAX_OPTIONS 32 /* options in one verb's table (pm_cli_parse refuses more) */
 
 typedef struct pm_cli_parsed {
     /* per option (same index as the table): how often given and the values */
-    int given[16];
-    const char *values[16][PM_CLI_MAX_VALUES];
+    int given[PM_CLI_MAX_OPTIONS];
+    const char *values[PM_CLI_MAX_OPTIONS][PM_CLI_MAX_VALUES];
     const char *positional[PM_CLI_MAX_POSITIONAL];
     int positional_count;
     bool help;

@@ -95,6 +95,10 @@ bool pm_cli_parse(const char *verb, int argc, char **argv, const pm_cli_option *
                   pm_cli_parsed *out)
 {
     memset(out, 0, sizeof *out);
+    if (opt_count > PM_CLI_MAX_OPTIONS) {
+        pm_cli_fail(verb, "internal: %zu options in the table, at most %d", opt_count, PM_CLI_MAX_OPTIONS);
+        return false;
+    }
     bool options_done = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
