@@ -432,11 +432,14 @@ pm_status pm_emit_rope(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_t
     }
 
     /* r7 pos0, then the address of the first cos row; an out-of-table
-     * position (pos0 + M > max_ctx, or pos0 >= 2^31) ORs all ones into it so
-     * the DMA faults on its bounds. */
+     * position (pos0 + M > max_ctx) ORs all ones into it so the DMA faults
+     * on its bounds instead of reading sin rows as cos. */
     enum { RPOS = 7, RBAD, RTAB, RROW, RA, RB, RCOS, RSIN, RNSIN, RT1, RT2, RH, RHEADS, RROWS, RTMP };
     li(b, RTMP, pos_sram);
     emit(b, PM_OP_LW, RPOS, RTMP, 0, 0, 0, 0);
+    /* lw sign-extends; pos0 is unsigned, so zero-extend before adding M */
+    emit(b, PM_OP_SHLI, RPOS, RPOS, 32, 0, 0, 0);
+    emit(b, PM_OP_SHRI, RPOS, RPOS, 32, 0, 0, 0);
     emit(b, PM_OP_ADDI, RBAD, RPOS, M, 0, 0, 0);
     li(b, RTMP, max_ctx);
     emit(b, PM_OP_SLTU, RBAD, RTMP, RBAD, 0, 0, 0);
