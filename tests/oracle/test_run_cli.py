@@ -1,0 +1,261 @@
+"""Tests of `polymorph run`'s behaviour as a command: help, option errors, the
+missing-model message, malformed model files (errors name the byte offset,
+the key or the tensor and its expected shape; small GGUFs are written here
+with the independent `gguf` package), and, with the real model, the --json
+object's fields and their consistency with their definitions (docs/models.md).
+Model quality is test_llm.py's business."""
+import json
+import os
+import pathlib
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+
+gguf = pytest.importorskip("gguf")
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = ROOT / os.environ.get("POLYMORPH_BUILD", "build")
+POLYMORPH = BUILD / "polymorph"
+MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def run(args, env=None, timeout=120):
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([str(POLYMORPH), "run", *args], capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def one_line_error(r):
+    """Exit 1 and one "polymorph run: ..." line on stderr; nothing on stdout."""
+    assert r.returncode == 1, (r.returncode, r.stdout[-500:], r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("polymorph run: "), r.stderr
+    return lines[0]
+
+
+def default_model():
+    for base in (os.environ.get("POLYMORPH_CACHE"),
+                 os.path.join(os.environ.get("XDG_CACHE_HOME", ""), "polymorph") if os.environ.get("XDG_CACHE_HOME") else None,
+                 os.path.expanduser("~/.cache/polymorph")):
+        if base and os.path.isfile(os.path.join(base, MODEL_NAME)):
+            return os.path.join(base, MODEL_NAME)
+    return os.environ.get("POLYMORPH_MODEL") if os.path.isfile(os.environ.get("POLYMORPH_MODEL", "")) else None
+
+
+# ---- help and options ----
+
+def test_help():
+    r = run(["--help"])
+    assert r.returncode == 0 and r.stderr == ""
+    for opt in ("--model", "--prompt", "--chat", "-n", "--preset", "--config", "--wfmt", "--seed", "--temperature",
+                "--top-k", "--top-p", "--threads", "--max-ctx", "--trace", "--json", "--teacher-force", "--logits"):
+        assert opt in r.stdout, opt
+    h = subprocess.run([str(POLYMORPH), "help", "run"], capture_output=True, text=True, timeout=30)
+    assert h.returncode == 0 and h.stdout == r.stdout
+    top = subprocess.run([str(POLYMORPH), "--help"], capture_output=True, text=True, timeout=30)
+    assert any(line.split()[:1] == ["run"] for line in top.stdout.splitlines())
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--bogus"], ["unknown option", "--bogus"]),
+    (["--top-k", "0"], ["--top-k", "1..64"]),
+    (["--top-k", "65"], ["--top-k", "1..64"]),
+    (["--top-p", "1.5"], ["--top-p"]),
+    (["--temperature", "warm"], ["--temperature", "warm"]),
+    (["-n", "-3"], ["--tokens", "-3"]),
+    (["--threads", "0"], ["--threads"]),
+    (["--max-ctx", "x"], ["--max-ctx"]),
+    (["--wfmt", "q9_9"], ["--wfmt", "q9_9"]),
+    (["--preset", "edge", "--config", "x.cfg"], ["--preset", "--config"]),
+    (["--preset", "nosuch"], ["nosuch"]),
+    (["stray"], ["stray"]),
+    (["--teacher-force", "--chat", "--prompt", "x"], ["--teacher-force", "--chat"]),
+    (["--teacher-force"], ["--teacher-force", "--prompt"]),
+    (["--json", "--json"], ["--json", "more than once"]),
+])
+def test_bad_options(args, words):
+    line = one_line_error(run(args + ["--model", "/nonexistent/never.gguf"]))
+    for w in words:
+        assert w in line, (w, line)
+
+
+def test_missing_default_model(tmp_path):
+    """No model in the cache: one line saying how to fetch it or point --model
+    at a file, naming the path looked at."""
+    r = run([], env={"POLYMORPH_CACHE": str(tmp_path / "empty")})
+    line = one_line_error(r)
+    assert str(tmp_path / "empty" / MODEL_NAME) in line
+    assert "make model" in line and "--model" in line
+    # XDG_CACHE_HOME is the next place looked at.
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "POLYMORPH_CACHE": ""}
+    line = one_line_error(run([], env=env))
+    assert str(tmp_path / "xdg" / "polymorph" / MODEL_NAME) in line
+
+
+def test_missing_model_file(tmp_path):
+    line = one_line_error(run(["--model", str(tmp_path / "no.gguf")]))
+    assert "no.gguf" in line
+
+
+# ---- malformed files ----
+
+def test_bad_magic(tmp_path):
+    p = tmp_path / "bad.gguf"
+    p.write_bytes(b"GGML" + bytes(60))
+    line = one_line_error(run(["--model", str(p)]))
+    assert "bad.gguf" in line and "byte 0" in line
+
+
+def test_absurd_counts(tmp_path):
+    """A header promising more tensors than the file could hold: the error names the byte offset."""
+    p = tmp_path / "counts.gguf"
+    p.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1 << 60, 0) + bytes(64))
+    line = one_line_error(run(["--model", str(p)]))
+    assert "byte " in line
+
+
+def test_truncated_model(tmp_path):
+    model = default_model()
+    if model is None:
+        pytest.skip("the default model is not fetched (make model)")
+    p = tmp_path / "cut.gguf"
+    with open(model, "rb") as f:
+        p.write_bytes(f.read(4 << 20))
+    line = one_line_error(run(["--model", str(p)]))
+    assert "byte " in line and "tensor" in line, line
+
+
+def tiny_llama(path, arch="llama", d=64, heads=2, kv=1, layers=1, ff=96, vocab=32, skip_key=None, shapes=None,
+               extra=None):
+    """A small Llama GGUF written by the gguf package (f32 weights, no tokenizer)."""
+    w = gguf.GGUFWriter(str(path), arch)
+    keys = {"block_count": layers, "embedding_length": d, "feed_forward_length": ff, "attention.head_count": heads,
+            "attention.head_count_kv": kv, "context_length": 128}
+    for k, v in keys.items():
+        if k != skip_key:
+            w.add_uint32(f"{arch}.{k}", v)
+    if skip_key != "attention.layer_norm_rms_epsilon":
+        w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)
+    for k, v in (extra or {}).items():
+        w.add_uint32(f"{arch}.{k}", v)
+    hd = d // heads
+    rng = np.random.default_rng(1)
+    want = {"token_embd.weight": (vocab, d), "output_norm.weight": (d,)}
+    for l in range(layers):
+        want.update({f"blk.{l}.attn_norm.weight": (d,), f"blk.{l}.attn_q.weight": (heads * hd, d),
+                     f"blk.{l}.attn_k.weight": (kv * hd, d), f"blk.{l}.attn_v.weight": (kv * hd, d),
+                     f"blk.{l}.attn_output.weight": (d, heads * hd), f"blk.{l}.ffn_norm.weight": (d,),
+                     f"blk.{l}.ffn_gate.weight": (ff, d), f"blk.{l}.ffn_up.weight": (ff, d),
+                     f"blk.{l}.ffn_down.weight": (d, ff)})
+    want.update(shapes or {})
+    for name, shape in want.items():
+        w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_unsupported_architecture(tmp_path):
+    line = one_line_error(run(["--model", str(tiny_llama(tmp_path / "g.gguf", arch="gpt2"))]))
+    assert "general.architecture" in line and "gpt2" in line and "llama" in line
+
+
+def test_missing_key(tmp_path):
+    line = one_line_error(run(["--model", str(tiny_llama(tmp_path / "k.gguf", skip_key="block_count"))]))
+    assert "llama.block_count" in line
+
+
+def test_partial_rope_refused(tmp_path):
+    p = tiny_llama(tmp_path / "r.gguf", extra={"rope.dimension_count": 16})
+    line = one_line_error(run(["--model", str(p)]))
+    assert "llama.rope.dimension_count" in line
+
+
+def test_wrong_tensor_shape(tmp_path):
+    """blk.0.attn_k must be [d_model, n_kv * head_dim] = [64, 32] (ggml order)."""
+    p = tiny_llama(tmp_path / "s.gguf", shapes={"blk.0.attn_k.weight": (48, 64)})
+    line = one_line_error(run(["--model", str(p)]))
+    assert "blk.0.attn_k.weight" in line and "[64, 48]" in line and "[64, 32]" in line, line
+
+
+def test_missing_tensor(tmp_path):
+    p = tiny_llama(tmp_path / "m.gguf", layers=2)
+    # Rewrite without blk.1.ffn_down: the gguf package cannot delete, so write anew.
+    w = gguf.GGUFWriter(str(tmp_path / "m2.gguf"), "llama")
+    r = gguf.GGUFReader(str(p))
+    for f in r.fields.values():
+        if f.name.startswith("llama.") and f.types == [gguf.GGUFValueType.UINT32]:
+            w.add_uint32(f.name, int(f.parts[-1][0]))
+        elif f.name.startswith("llama.") and f.types == [gguf.GGUFValueType.FLOAT32]:
+            w.add_float32(f.name, float(f.parts[-1][0]))
+    for t in r.tensors:
+        if t.name != "blk.1.ffn_down.weight":
+            w.add_tensor(t.name, np.array(t.data).reshape(list(reversed([int(x) for x in t.shape]))))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    line = one_line_error(run(["--model", str(tmp_path / "m2.gguf")]))
+    assert "blk.1.ffn_down.weight" in line and "missing" in line
+
+
+# ---- the real model: --json ----
+
+JSON_FIELDS = {
+    "text": str, "prompt_tokens": int, "generated_tokens": int, "prompt_ids": list, "generated_ids": list,
+    "stop": str, "ttft_s": float, "decode_tok_s": float, "roofline_tok_s": float, "roofline_fraction": float,
+    "wall_tok_s": float, "prefill_wall_tok_s": float, "energy_j_per_token": float,
+    "dram_bytes_per_token": (int, float), "utilization": dict, "model": dict, "preset": str, "wfmt": str,
+    "decode_s": float, "decode_tokens": int, "prefill_s": float,
+}
+
+
+@pytest.fixture(scope="module")
+def json_run():
+    model = default_model()
+    if model is None:
+        pytest.skip("the default model is not fetched (make model)")
+    r = run(["--model", model, "--json", "-n", "4", "--prompt", "The capital of France is", "--threads", "2"],
+            timeout=900)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_json_fields(json_run):
+    j = json_run
+    for k, t in JSON_FIELDS.items():
+        assert k in j, k
+        assert isinstance(j[k], t), (k, j[k])
+    assert j["prompt_tokens"] == len(j["prompt_ids"]) and j["generated_tokens"] == len(j["generated_ids"])
+    assert 1 <= j["generated_tokens"] <= 4
+    assert j["preset"] == "edge" and j["wfmt"] == "native"
+    assert set(j["utilization"]) == {"ctrl", "dma.ld", "dma.st", "vec", "lfu", "tensor"}
+    assert all(0 <= v <= 1 for v in j["utilization"].values())
+    m = j["model"]
+    assert (m["arch"], m["n_layers"], m["d_model"], m["d_ff"], m["n_heads"], m["n_kv_heads"], m["head_dim"],
+            m["vocab"]) == ("llama", 30, 576, 1536, 9, 3, 64, 49152)
+    assert m["tied_output"] is True
+
+
+def test_json_figures_consistent(json_run):
+    """Each figure from its definition: decode tokens are the generated ones
+    after the first (that one comes from the prefill); rates are counts over
+    times; the roofline fraction is roofline time over decode time."""
+    j = json_run
+    n_dec = j["decode_tokens"]
+    assert n_dec == j["generated_tokens"] - (1 if j["stop"] == "length" else 0)
+    if n_dec:
+        assert j["decode_tok_s"] == pytest.approx(n_dec / j["decode_s"], rel=1e-9)
+        assert j["roofline_fraction"] == pytest.approx(j["decode_tok_s"] / j["roofline_tok_s"], rel=1e-9)
+        assert 0 < j["roofline_fraction"] <= 1.0
+        # Q4_1 weights (20 bytes per 32) plus the Q8_0 head: at least the weights move every token.
+        assert j["dram_bytes_per_token"] >= j["model"]["weight_bytes"] * 0.95
+        # edge: 1 GHz; decode cycles / clock = decode seconds.
+        assert j["decode_cycles"] / 1e9 == pytest.approx(j["decode_s"], rel=1e-9)
+    assert j["ttft_s"] == pytest.approx(j["prefill_s"], rel=1e-12)
+    assert j["prefill_cycles"] / 1e9 == pytest.approx(j["prefill_s"], rel=1e-9)
