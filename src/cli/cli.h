@@ -37,6 +37,8 @@ int pm_cli_kan(int argc, char **argv);
 /* `polymorph kan run`: KAN inference on the simulated engine (cmd_kan_run.c);
  * argv[0] is "run". */
 int pm_cli_kan_run(int argc, char **argv);
+/* `polymorph run`: a GGUF language model on the simulated engine (cmd_run.c). */
+int pm_cli_run(int argc, char **argv);
 
 extern const char pm_cli_asm_help[];
 extern const char pm_cli_dis_help[];
@@ -45,6 +47,7 @@ extern const char pm_cli_presets_help[];
 extern const char pm_cli_bench_help[];
 extern const char pm_cli_fit_help[];
 extern const char pm_cli_kan_help[];
+extern const char pm_cli_run_help[];
 
 /* Prints "polymorph <verb>: <message>" on stderr and returns PM_EXIT_FAIL. */
 int pm_cli_fail(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -31,6 +31,7 @@ static const pm_cli_verb verbs[] = {
     {"presets", "list the built-in chip presets, or print one as config text", pm_cli_presets_help, pm_cli_presets},
     {"bench", "benchmark a kernel on a simulated chip beside its roofline and the host", pm_cli_bench_help, pm_cli_bench},
     {"fit", "fit a univariate function into an LFU table and report its error", pm_cli_fit_help, pm_cli_fit},
+    {"run", "generate text with a GGUF language model on a simulated chip, with its figures", pm_cli_run_help, pm_cli_run},
     {"kan", "train, evaluate, export and run Kolmogorov-Arnold networks on LFUs", pm_cli_kan_help, pm_cli_kan},
 };
 

@@ -268,6 +268,18 @@ static pm_status layer_tensors(const pm_gguf *g, const pm_llm_info *in, uint32_t
     return PM_OK;
 }
 
+static pm_status check_tensors(const pm_gguf *g, const pm_llm_info *in, pm_error *err)
+{
+    const pm_gguf_tensor *t;
+    pm_status st = need_tensor(g, "output_norm.weight", in->d_model, 0, &t, err);
+    if (!st && !in->tied_output) st = need_tensor(g, "output.weight", in->d_model, in->vocab, &t, err);
+    if (!st && pm_gguf_tensor_find(g, "rope_freqs.weight"))
+        st = need_tensor(g, "rope_freqs.weight", in->head_dim / 2, 0, &t, err);
+    layer_src s;
+    for (uint32_t l = 0; l < in->n_layers && !st; l++) st = layer_tensors(g, in, l, &s, err);
+    return st;
+}
+
 static pm_format device_format(const pm_llm *m, const pm_gguf_tensor *t)
 {
     return m->opts.wfmt_native ? t->format : m->opts.wfmt;
@@ -864,6 +876,10 @@ pm_status pm_llm_open(const pm_config *cfg, const char *gguf_path, const pm_llm_
         st = pm_error_set(err, PM_ERR_INVALID, "model: context length 0");
         goto fail;
     }
+    /* Every tensor's presence and shape first: a malformed graph is named
+     * before anything else is built. */
+    st = check_tensors(m->gguf, in, err);
+    if (st) goto fail;
     st = pm_tokenizer_from_gguf(m->gguf, &m->tok, err);
     if (st) goto fail;
     if (pm_tokenizer_vocab_size(m->tok) > in->vocab) {
