@@ -171,13 +171,16 @@ static uint64_t key_hash(const pm_wcache_key *k)
     h = mix(h, k->bytes);
     h = mix(h, k->n);
     h = mix(h, k->k);
+    h = mix(h, k->header_dram);
+    h = mix(h, k->header_bytes);
     return mix(h, k->format);
 }
 
 static bool key_equal(const pm_wcache_key *a, const pm_wcache_key *b)
 {
     return a->dram == b->dram && a->row_bytes == b->row_bytes && a->row_stride == b->row_stride &&
-           a->phase == b->phase && a->bytes == b->bytes && a->n == b->n && a->k == b->k && a->format == b->format;
+           a->phase == b->phase && a->bytes == b->bytes && a->n == b->n && a->k == b->k && a->format == b->format &&
+           a->header_dram == b->header_dram && a->header_bytes == b->header_bytes;
 }
 
 static entry *find(const pm_wcache *wc, const pm_wcache_key *key, uint64_t h)
@@ -212,26 +215,21 @@ static void reindex(pm_wcache *wc)
     }
 }
 
-const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint32_t format, uint64_t n,
-                                 uint64_t k, pm_wcache_key *key, bool *cacheable)
+/* The DRAM origin of SRAM [lo, lo + bytes) when one live record covers it:
+ * fills the key's dram, row_bytes, row_stride, phase and footprint. */
+static bool origin(const pm_wcache *wc, uint64_t lo, uint64_t bytes, pm_wcache_key *key)
 {
-    *cacheable = false;
-    if (!wc->enabled || !bytes) return NULL;
     const record *r = NULL;
     for (unsigned i = wc->rec_count; i-- > 0;)
-        if (wc->rec[i].sram_lo <= b_off && b_off + bytes <= wc->rec[i].sram_hi) {
+        if (wc->rec[i].sram_lo <= lo && lo + bytes <= wc->rec[i].sram_hi) {
             r = &wc->rec[i];
             break;
         }
-    if (!r) return NULL;
-    uint64_t o = b_off - r->sram_lo, rb = (uint64_t)r->row_bytes, row = o / rb;
-    memset(key, 0, sizeof *key);
+    if (!r) return false;
+    uint64_t o = lo - r->sram_lo, rb = (uint64_t)r->row_bytes, row = o / rb;
     key->phase = o % rb;
     key->dram = r->dram + row * (uint64_t)r->row_stride + key->phase;
-    key->bytes = bytes;
-    key->n = n;
-    key->k = k;
-    key->format = format;
+    key->row_bytes = key->row_stride = 0;
     if (r->row_stride == r->row_bytes || key->phase + bytes <= rb) {
         key->phase = 0; /* contiguous in DRAM: the rows' shape no longer matters */
         key->dram_lo = key->dram;
@@ -242,6 +240,34 @@ const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, 
         int64_t rows = (int64_t)((key->phase + bytes + rb - 1) / rb);
         row_span(key->dram - key->phase, r->row_bytes, rows, r->row_stride, &key->dram_lo, &key->dram_hi);
     }
+    return true;
+}
+
+const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint32_t format, uint64_t n,
+                                 uint64_t k, pm_wcache_key *key, bool *cacheable)
+{
+    *cacheable = false;
+    if (!wc->enabled || !bytes) return NULL;
+    memset(key, 0, sizeof *key);
+    if (!origin(wc, b_off, bytes, key)) {
+        /* A tensor-scale header loaded on its own in front of the rows (as
+         * the kernels do, once per buffer): two origins, one key. */
+        const pm_format_info *fi = pm_format_get((pm_format)format);
+        uint64_t h = fi ? fi->header_bytes : 0;
+        pm_wcache_key head;
+        memset(&head, 0, sizeof head);
+        if (!h || h >= bytes || !origin(wc, b_off, h, &head) || head.row_bytes ||
+            !origin(wc, b_off + h, bytes - h, key))
+            return NULL;
+        key->header_dram = head.dram;
+        key->header_bytes = h;
+        if (head.dram_lo < key->dram_lo) key->dram_lo = head.dram_lo;
+        if (head.dram_hi > key->dram_hi) key->dram_hi = head.dram_hi;
+    }
+    key->bytes = bytes;
+    key->n = n;
+    key->k = k;
+    key->format = format;
     entry *e = find(wc, key, key_hash(key));
     if (e) {
         wc->stats.hits++;

@@ -21,6 +21,8 @@ typedef struct pm_wcache_key {
     uint64_t bytes;       /* operand size */
     uint64_t n, k;
     uint32_t format;
+    uint64_t header_dram;     /* NVFP4/IF4: where the tensor-scale header came from, when */
+    uint64_t header_bytes;    /* a load of its own put it in front of the rows (else 0) */
     uint64_t dram_lo, dram_hi; /* every DRAM byte the operand may come from */
 } pm_wcache_key;
 

@@ -1,0 +1,470 @@
+/* The tensor unit's decoded-weight cache must be invisible: every scenario
+ * runs on two simulators, one with the cache and one without, and their
+ * SRAM, DRAM and counters must agree bit for bit after every run. The
+ * scenarios are the ways a cached decode could go stale: SRAM tiles
+ * overwritten in part by vector ops, `sw` or the host, DRAM weights
+ * rewritten by dma.st, by the host or by another engine, 2-D DMA tiles and
+ * operands inside a larger load. The stats show the cache was used. */
+#include "test.h"
+
+#include "harness_sim.h"
+#include "polymorph/isa.h"
+#include "polymorph/kernels.h"
+#include "polymorph/numerics.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct pair {
+    pm_config cfg;
+    pm_sim *on, *off;
+} pair;
+
+static pair make_pair(const pm_config *cfg)
+{
+    pair p = {*cfg, make_sim(cfg), make_sim(cfg)};
+    pm_sim_set_wcache_mb(p.on, 64);
+    pm_sim_set_wcache_mb(p.off, 0);
+    pm_sim_set_threads(p.on, 2);
+    pm_sim_set_threads(p.off, 2);
+    return p;
+}
+
+static void free_pair(pair *p)
+{
+    pm_sim_destroy(p->on);
+    pm_sim_destroy(p->off);
+}
+
+static void dram_write(pair *p, uint64_t addr, const void *src, size_t n)
+{
+    pm_error err;
+    CHECK(pm_sim_dram_write(p->on, addr, src, n, &err) == PM_OK);
+    CHECK(pm_sim_dram_write(p->off, addr, src, n, &err) == PM_OK);
+}
+
+static void sram_write(pair *p, uint32_t engine, uint64_t addr, const void *src, size_t n)
+{
+    pm_error err;
+    CHECK(pm_sim_sram_write(p->on, engine, addr, src, n, &err) == PM_OK);
+    CHECK(pm_sim_sram_write(p->off, engine, addr, src, n, &err) == PM_OK);
+}
+
+static void load_and_run(pair *p, const pm_program *prog)
+{
+    pm_error err;
+    pm_sim *sims[2] = {p->on, p->off};
+    for (int i = 0; i < 2; i++) {
+        CHECK_MSG(pm_sim_load_program(sims[i], prog, 0, &err) == PM_OK, "%s", err.message);
+        CHECK_MSG(pm_sim_run(sims[i], NULL, &err) == PM_OK, "%s", err.message);
+    }
+}
+
+static bool same_counters(const pm_counters *a, const pm_counters *b)
+{
+    bool same = a->cycles == b->cycles && a->instructions == b->instructions && a->engines == b->engines &&
+                a->dram_read_bytes == b->dram_read_bytes && a->dram_write_bytes == b->dram_write_bytes &&
+                a->sram_read_bytes == b->sram_read_bytes && a->sram_write_bytes == b->sram_write_bytes &&
+                a->vector_elems == b->vector_elems && a->lfu_evals == b->lfu_evals &&
+                a->tensor_macs == b->tensor_macs && a->stall_cycles == b->stall_cycles &&
+                memcmp(&a->energy_j, &b->energy_j, sizeof a->energy_j) == 0;
+    for (int u = 0; u < PM_UNIT_COUNT; u++)
+        same = same && a->unit[u].instructions == b->unit[u].instructions &&
+               a->unit[u].busy_cycles == b->unit[u].busy_cycles && a->unit[u].dram_bytes == b->unit[u].dram_bytes &&
+               a->unit[u].sram_bytes == b->unit[u].sram_bytes;
+    return same;
+}
+
+/* Every engine's whole SRAM, DRAM [0, dram_span) and the counters. */
+static void check_same(pair *p, uint64_t dram_span, const char *what)
+{
+    pm_error err;
+    size_t sram = (size_t)p->cfg.sram_bytes;
+    uint8_t *a = malloc(sram > dram_span ? sram : dram_span), *b = malloc(sram > dram_span ? sram : dram_span);
+    if (!a || !b) {
+        CHECK_MSG(0, "out of memory");
+        free(a), free(b);
+        return;
+    }
+    for (uint32_t e = 0; e < p->cfg.engines; e++) {
+        CHECK(pm_sim_sram_read(p->on, e, 0, a, sram, &err) == PM_OK);
+        CHECK(pm_sim_sram_read(p->off, e, 0, b, sram, &err) == PM_OK);
+        if (memcmp(a, b, sram)) {
+            size_t i = 0;
+            while (a[i] == b[i]) i++;
+            CHECK_MSG(0, "%s: engine %u SRAM differs first at 0x%zx (cache on 0x%02x, off 0x%02x)", what, e, i, a[i],
+                      b[i]);
+        }
+    }
+    CHECK(pm_sim_dram_read(p->on, 0, a, (size_t)dram_span, &err) == PM_OK);
+    CHECK(pm_sim_dram_read(p->off, 0, b, (size_t)dram_span, &err) == PM_OK);
+    CHECK_MSG(memcmp(a, b, (size_t)dram_span) == 0, "%s: DRAM differs", what);
+    pm_counters ca, cb;
+    pm_sim_counters(p->on, &ca);
+    pm_sim_counters(p->off, &cb);
+    CHECK_MSG(same_counters(&ca, &cb), "%s: counters differ (cycles %llu vs %llu)", what,
+              (unsigned long long)ca.cycles, (unsigned long long)cb.cycles);
+    free(a), free(b);
+}
+
+static pm_wcache_stats stats(const pm_sim *sim)
+{
+    pm_wcache_stats s;
+    pm_sim_wcache_stats(sim, &s);
+    return s;
+}
+
+/* Encoded random weights (values in [-r, r)), a different draw per seed. */
+static void *random_weights(pm_format f, size_t n, uint64_t seed, size_t *bytes)
+{
+    float *v = malloc(n * sizeof *v);
+    pm_error err;
+    void *out = NULL;
+    if (v && pm_format_bytes(f, n, bytes) && (out = malloc(*bytes))) {
+        uint64_t s = seed | 1;
+        for (size_t i = 0; i < n; i++) v[i] = (float)((int)(pm_test_xorshift(&s) % 2001) - 1000) / 500.0f;
+        if (pm_format_encode(f, v, n, out, &err)) {
+            free(out);
+            out = NULL;
+        }
+    }
+    free(v);
+    CHECK_MSG(out != NULL, "cannot encode %zu weights as %s", n, pm_format_get(f)->name);
+    return out;
+}
+
+/* ---- the kernel library's matmul, every weight format ---- */
+
+typedef struct mm_case {
+    uint32_t M, N, K;
+    pm_format w;
+} mm_case;
+
+static void run_matmul_case(const mm_case *mc)
+{
+    pm_config cfg = edge();
+    pair p = make_pair(&cfg);
+    pm_matmul_desc d;
+    pm_matmul_desc_init(&d, mc->M, mc->N, mc->K, mc->w, PM_FMT_F32);
+    size_t wbytes, xbytes = (size_t)mc->M * mc->K * 2, ybytes = (size_t)mc->M * mc->N * 4;
+    void *w1 = random_weights(mc->w, (size_t)mc->N * mc->K, 11 + mc->w, &wbytes);
+    void *w2 = random_weights(mc->w, (size_t)mc->N * mc->K, 97 + mc->w, &wbytes);
+    uint16_t *x = malloc(xbytes);
+    float *y = malloc(ybytes), *want = malloc(ybytes);
+    pm_program prog;
+    pm_program_init(&prog);
+    pm_error err;
+    if (!w1 || !w2 || !x || !y || !want) goto out;
+    uint64_t s = 5;
+    for (size_t i = 0; i < xbytes / 2; i++)
+        x[i] = pm_f32_to_bf16((float)((int)(pm_test_xorshift(&s) % 200) - 100) / 64.0f);
+    d.x_addr = 0;
+    d.w_addr = (xbytes + 4095) & ~(uint64_t)4095;
+    d.y_addr = (d.w_addr + wbytes + 4095) & ~(uint64_t)4095;
+    uint64_t span = d.y_addr + ybytes;
+    if (pm_kernel_matmul(&cfg, &d, &prog, &err)) {
+        CHECK_MSG(0, "%s", err.message);
+        goto out;
+    }
+    dram_write(&p, d.x_addr, x, xbytes);
+    const void *weights[4] = {w1, w1, w2, w1}; /* the same bytes again, then new ones, then back */
+    for (int run = 0; run < 4; run++) {
+        dram_write(&p, d.w_addr, weights[run], wbytes);
+        load_and_run(&p, &prog);
+        char what[96];
+        snprintf(what, sizeof what, "%ux%ux%u %s run %d", mc->M, mc->N, mc->K, pm_format_get(mc->w)->name, run);
+        check_same(&p, span, what);
+        /* and the bits are the tensor unit's, by the library's reference */
+        CHECK(pm_sim_dram_read(p.on, d.y_addr, y, ybytes, &err) == PM_OK);
+        CHECK(pm_ref_matmul(&d, x, weights[run], NULL, want, &err) == PM_OK);
+        CHECK_MSG(memcmp(y, want, ybytes) == 0, "%s: differs from pm_ref_matmul", what);
+    }
+    pm_wcache_stats on = stats(p.on), off = stats(p.off);
+    CHECK_MSG(on.fills > 0 && on.hits > 0, "%s %ux%ux%u: the cache was not used (fills %llu, hits %llu)",
+              pm_format_get(mc->w)->name, mc->M, mc->N, mc->K, (unsigned long long)on.fills,
+              (unsigned long long)on.hits);
+    CHECK_MSG(on.dropped > 0, "new weights in DRAM dropped nothing");
+    CHECK(off.hits == 0 && off.fills == 0 && off.entries == 0);
+out:
+    pm_program_free(&prog);
+    free(w1), free(w2), free(x), free(y), free(want);
+    free_pair(&p);
+}
+
+TEST(test_matmul_formats)
+{
+    static const pm_format formats[] = {PM_FMT_Q4_1, PM_FMT_Q8_0, PM_FMT_BF16, PM_FMT_Q4_0, PM_FMT_IF4,
+                                        PM_FMT_NVFP4, PM_FMT_MXFP4, PM_FMT_INT4B, PM_FMT_INT4, PM_FMT_E4M3};
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        mm_case c = {1, 200, 128, formats[i]};
+        run_matmul_case(&c);
+    }
+}
+
+/* GEMV with K long enough for K-chunked (2-D DMA) tiles, a few rows (the
+ * panel kernel's M > 1), and prefill-sized M (the packed path). */
+TEST(test_matmul_shapes)
+{
+    static const mm_case cases[] = {
+        {1, 96, 4096, PM_FMT_Q4_1}, {1, 576, 1536, PM_FMT_Q8_0}, {3, 130, 96, PM_FMT_Q4_1},
+        {7, 64, 256, PM_FMT_BF16},  {16, 70, 64, PM_FMT_Q4_1},   {40, 192, 576, PM_FMT_Q8_0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_matmul_case(&cases[i]);
+}
+
+/* ---- hand-written programs: partial overwrites and moving sources ---- */
+
+enum {
+    K = 64,
+    N = 64,
+    ROW = 68,          /* Q8_0: two blocks of 34 bytes per row of 64 */
+    WB = N * ROW,      /* one matrix */
+    W_DRAM = 0x10000,  /* W, then W' right after it */
+    WNEW_DRAM = 0x20000,
+    SPAN = 0x30000,
+    SX = 0x0,
+    SW = 0x1000,
+    SW2 = 0x4000,
+    SJ = 0x8000,
+    SY = 0x10000,      /* result i at SY + i * 0x400 */
+};
+
+static bool assemble(const char *text, pm_program *prog)
+{
+    pm_error err;
+    pm_program_init(prog);
+    if (pm_assemble("test_wcache", text, prog, &err)) {
+        CHECK_MSG(0, "%s", err.message);
+        return false;
+    }
+    return true;
+}
+
+/* Shared set-up: x, W and W' (adjacent), and a third matrix elsewhere. */
+static void put_operands(pair *p, uint64_t seed)
+{
+    size_t bytes;
+    uint16_t x[K];
+    uint64_t s = seed;
+    for (int i = 0; i < K; i++) x[i] = pm_f32_to_bf16((float)((int)(pm_test_xorshift(&s) % 100) - 50) / 32.0f);
+    dram_write(p, 0, x, sizeof x);
+    for (int i = 0; i < 3; i++) {
+        void *w = random_weights(PM_FMT_Q8_0, (size_t)N * K, seed + 1 + (uint64_t)i, &bytes);
+        if (!w) return;
+        CHECK(bytes == WB);
+        dram_write(p, i == 2 ? WNEW_DRAM : W_DRAM + (uint64_t)i * WB, w, bytes);
+        free(w);
+    }
+}
+
+/* tmm (rows N, K as the last tshape set) of x by the weights at SRAM `reg`,
+ * then the result to SY + slot * 0x400. */
+#define TMM_OUT(reg, slot)                                                     \
+    "  tmm.q8_0 r6, r20, " reg "\n  fence tensor\n  li r22, " #slot " * 0x400 + 0x10000\n" \
+    "  tout.f32 r22, r6\n  fence tensor\n"
+
+static const char *invalidation_program =
+    "  li r2, 1\n  li r0, 0\n"
+    "  li r1, 128\n  dma.shape r1, r2, r2\n  li r10, 0\n  li r20, 0x0\n  dma.ld r20, r10\n  fence dma.ld\n"
+    /* W and W' in one load */
+    "  li r1, 8704\n  dma.shape r1, r2, r2\n  li r11, 0x10000\n  li r21, 0x1000\n  dma.ld r21, r11\n  fence dma.ld\n"
+    "  li r3, 1\n  li r4, 64\n  li r5, 64\n  tshape r3, r4, r5, 2\n  li r6, 0\n"
+    TMM_OUT("r21", 0)
+    /* W' sits inside the same load */
+    "  li r23, 0x1000 + 4352\n" TMM_OUT("r23", 1)
+    /* ten bf16 of x over part of W's SRAM copy (the vector unit writes it) */
+    "  li r24, 0x1000 + 100\n  li r7, 10\n  vmov.bf16 r24, r20, r7\n  fence vec\n"
+    TMM_OUT("r21", 2) TMM_OUT("r23", 3)
+    /* W alone, elsewhere in SRAM: the same DRAM bytes */
+    "  li r1, 4352\n  dma.shape r1, r2, r2\n  li r25, 0x4000\n  dma.ld r25, r11\n  fence dma.ld\n"
+    TMM_OUT("r25", 4)
+    /* new bytes stored over W in DRAM; SRAM 0x4000 keeps the old ones */
+    "  li r26, 0x8000\n  li r12, 0x20000\n  dma.ld r26, r12\n  fence dma.ld\n  dma.st r11, r26\n  fence dma.st\n"
+    TMM_OUT("r25", 5)
+    "  dma.ld r21, r11\n  fence dma.ld\n" TMM_OUT("r21", 6)
+    /* 2-D: the first block of every row, then the second, K = 32 each */
+    "  li r1, 34\n  li r8, 64\n  dma.shape r1, r8, r2\n  li r9, 68\n  li r13, 0\n  li r14, 34\n"
+    "  dma.stride r9, r13, r14, r13\n  dma.ld r21, r11\n  fence dma.ld\n"
+    "  li r5, 32\n  tshape r3, r4, r5, 2\n  tmm.q8_0 r6, r20, r21\n  fence tensor\n"
+    "  li r15, 0x10000 + 34\n  dma.ld r25, r15\n  fence dma.ld\n  li r27, 64\n  tmma.q8_0 r6, r27, r25\n"
+    "  fence tensor\n  li r22, 7 * 0x400 + 0x10000\n  tout.f32 r22, r6\n  fence tensor\n"
+    /* rows 32..63 of the first 2-D tile: a strided DRAM origin */
+    "  li r4, 32\n  tshape r3, r4, r5, 2\n  li r28, 0x1000 + 32 * 34\n" TMM_OUT("r28", 8)
+    /* the first 2176 bytes of W contiguous, read as 64 rows of one block:
+     * the same DRAM start, size and shape as the 2-D tile, other bytes */
+    "  li r1, 2176\n  dma.shape r1, r2, r2\n  dma.ld r25, r11\n  fence dma.ld\n  li r4, 64\n"
+    "  tshape r3, r4, r5, 2\n" TMM_OUT("r21", 9) TMM_OUT("r25", 10)
+    "  halt\n";
+
+TEST(test_invalidation_program)
+{
+    pm_config cfg = edge();
+    pair p = make_pair(&cfg);
+    pm_program prog;
+    if (!assemble(invalidation_program, &prog)) {
+        free_pair(&p);
+        return;
+    }
+    put_operands(&p, 100);
+    load_and_run(&p, &prog);
+    check_same(&p, SPAN, "first run");
+    pm_wcache_stats s1 = stats(p.on);
+    CHECK_MSG(s1.hits >= 1 && s1.fills >= 3, "hits %llu fills %llu", (unsigned long long)s1.hits,
+              (unsigned long long)s1.fills);
+    /* The program stored W'' over W: run it again as it is (cached from the
+     * first run), then with the original W put back by the host. */
+    load_and_run(&p, &prog);
+    check_same(&p, SPAN, "second run");
+    put_operands(&p, 100);
+    load_and_run(&p, &prog);
+    check_same(&p, SPAN, "third run, W restored");
+    pm_wcache_stats s3 = stats(p.on);
+    CHECK(s3.hits > s1.hits);
+    CHECK(s3.dropped > 0);
+    pm_program_free(&prog);
+    free_pair(&p);
+}
+
+/* The host rewrites a weight tile in SRAM between runs; the next program
+ * multiplies by what SRAM holds without loading it again. */
+TEST(test_host_sram_write_between_runs)
+{
+    pm_config cfg = edge();
+    pair p = make_pair(&cfg);
+    pm_program load_prog, reuse_prog;
+    const char *load_text = "  li r2, 1\n  li r1, 128\n  dma.shape r1, r2, r2\n  li r10, 0\n  li r20, 0x0\n"
+                            "  dma.ld r20, r10\n  li r1, 4352\n  dma.shape r1, r2, r2\n  li r11, 0x10000\n"
+                            "  li r21, 0x1000\n  dma.ld r21, r11\n  fence dma.ld\n"
+                            "  li r3, 1\n  li r4, 64\n  li r5, 64\n  tshape r3, r4, r5, 2\n  li r6, 0\n" TMM_OUT("r21", 0)
+                            "  halt\n";
+    const char *reuse_text = "  li r20, 0x0\n  li r21, 0x1000\n  li r3, 1\n  li r4, 64\n  li r5, 64\n"
+                             "  tshape r3, r4, r5, 2\n  li r6, 0\n" TMM_OUT("r21", 1) "  halt\n";
+    if (assemble(load_text, &load_prog) && assemble(reuse_text, &reuse_prog)) {
+        put_operands(&p, 200);
+        load_and_run(&p, &load_prog);
+        check_same(&p, SPAN, "load");
+        load_and_run(&p, &reuse_prog);
+        check_same(&p, SPAN, "reuse, SRAM untouched");
+        size_t bytes;
+        void *other = random_weights(PM_FMT_Q8_0, (size_t)N * K, 999, &bytes);
+        if (other) {
+            sram_write(&p, 0, SW + 64, (const uint8_t *)other + 64, 256); /* part of the tile */
+            load_and_run(&p, &reuse_prog);
+            check_same(&p, SPAN, "reuse after a host SRAM write");
+            free(other);
+        }
+        load_and_run(&p, &load_prog);
+        check_same(&p, SPAN, "load again");
+        CHECK(stats(p.on).hits > 0);
+    }
+    pm_program_free(&load_prog);
+    pm_program_free(&reuse_prog);
+    free_pair(&p);
+}
+
+/* `sw` writes SRAM without passing the cache: such programs run uncached. */
+TEST(test_sw_program)
+{
+    pm_config cfg = edge();
+    pair p = make_pair(&cfg);
+    pm_program prog;
+    const char *text = "  li r2, 1\n  li r1, 128\n  dma.shape r1, r2, r2\n  li r10, 0\n  li r20, 0x0\n"
+                       "  dma.ld r20, r10\n  li r1, 4352\n  dma.shape r1, r2, r2\n  li r11, 0x10000\n"
+                       "  li r21, 0x1000\n  dma.ld r21, r11\n  fence dma.ld\n"
+                       "  li r3, 1\n  li r4, 64\n  li r5, 64\n  tshape r3, r4, r5, 2\n  li r6, 0\n" TMM_OUT("r21", 0)
+                       "  li r9, 0x7f7f7f7f\n  sw r9, r21, 8\n" TMM_OUT("r21", 1) "  halt\n";
+    if (assemble(text, &prog)) {
+        put_operands(&p, 300);
+        for (int run = 0; run < 2; run++) {
+            load_and_run(&p, &prog);
+            check_same(&p, SPAN, "sw program");
+        }
+        CHECK(stats(p.on).fills == 0);
+    }
+    pm_program_free(&prog);
+    free_pair(&p);
+}
+
+/* Engine 1 stores new weights over the DRAM engine 0 multiplies by, between
+ * engine 0's two loads of them (flags order the engines). */
+TEST(test_two_engines)
+{
+    pm_config cfg = edge();
+    cfg.engines = 2;
+    pair p = make_pair(&cfg);
+    pm_program prog;
+    const char *text =
+        "  li r2, 1\n  li r0, 0\n  csrr r4, engine_id\n  beq r4, r0, first\n"
+        /* engine 1: wait, then W <- the third matrix */
+        "  flag.wait 0, 1\n  li r1, 4352\n  dma.shape r1, r2, r2\n  li r12, 0x20000\n  li r26, 0x8000\n"
+        "  dma.ld r26, r12\n  fence dma.ld\n  li r11, 0x10000\n  dma.st r11, r26\n  fence dma.st\n"
+        "  flag.set 1, 1\n  halt\n"
+        "first:\n"
+        "  li r1, 128\n  dma.shape r1, r2, r2\n  li r10, 0\n  li r20, 0x0\n  dma.ld r20, r10\n"
+        "  li r1, 4352\n  dma.shape r1, r2, r2\n  li r11, 0x10000\n  li r21, 0x1000\n  dma.ld r21, r11\n"
+        "  fence dma.ld\n  li r3, 1\n  li r4, 64\n  li r5, 64\n  tshape r3, r4, r5, 2\n  li r6, 0\n"
+        TMM_OUT("r21", 0)
+        "  flag.set 0, 1\n  flag.wait 1, 1\n  dma.ld r21, r11\n  fence dma.ld\n" TMM_OUT("r21", 1) "  halt\n";
+    if (assemble(text, &prog)) {
+        for (int run = 0; run < 3; run++) {
+            put_operands(&p, 400 + (uint64_t)(run == 2));
+            load_and_run(&p, &prog);
+            check_same(&p, SPAN, "two engines");
+        }
+        CHECK(stats(p.on).hits > 0);
+    }
+    pm_program_free(&prog);
+    free_pair(&p);
+}
+
+/* A budget smaller than the weights: what fits is kept, the rest decoded
+ * every time, bits unchanged; 0 turns the cache off and empties it. */
+TEST(test_budget)
+{
+    pm_config cfg = edge();
+    pair p = make_pair(&cfg);
+    pm_sim_set_wcache_mb(p.on, 1);
+    pm_matmul_desc d;
+    pm_matmul_desc_init(&d, 1, 2048, 576, PM_FMT_Q4_1, PM_FMT_F32);
+    size_t wbytes;
+    void *w = random_weights(PM_FMT_Q4_1, (size_t)2048 * 576, 7, &wbytes);
+    uint16_t x[576];
+    for (int i = 0; i < 576; i++) x[i] = pm_f32_to_bf16((float)(i % 13) / 8.0f - 0.75f);
+    pm_program prog;
+    pm_program_init(&prog);
+    pm_error err;
+    d.x_addr = 0;
+    d.w_addr = 4096;
+    d.y_addr = (4096 + wbytes + 4095) & ~(uint64_t)4095;
+    if (w && pm_kernel_matmul(&cfg, &d, &prog, &err) == PM_OK) {
+        dram_write(&p, 0, x, sizeof x);
+        dram_write(&p, d.w_addr, w, wbytes);
+        for (int run = 0; run < 2; run++) {
+            load_and_run(&p, &prog);
+            check_same(&p, d.y_addr + 2048 * 4, "1 MiB budget");
+        }
+        pm_wcache_stats s = stats(p.on);
+        CHECK(s.bytes <= ((uint64_t)1 << 20) && s.bytes > 0);
+        CHECK(s.misses > s.fills); /* some tiles did not fit */
+        pm_sim_set_wcache_mb(p.on, 0);
+        CHECK(stats(p.on).entries == 0 && stats(p.on).bytes == 0);
+        load_and_run(&p, &prog);
+        check_same(&p, d.y_addr + 2048 * 4, "cache off");
+    }
+    pm_program_free(&prog);
+    free(w);
+    free_pair(&p);
+}
+
+int main(void)
+{
+    RUN(test_matmul_formats);
+    RUN(test_matmul_shapes);
+    RUN(test_invalidation_program);
+    RUN(test_host_sram_write_between_runs);
+    RUN(test_sw_program);
+    RUN(test_two_engines);
+    RUN(test_budget);
+    return TEST_SUMMARY();
+}
