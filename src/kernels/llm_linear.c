@@ -38,6 +38,7 @@ typedef struct lin_plan {
     uint32_t tn, tiles;  /* rows per tile (the last may be fewer), tile count (even when possible) */
     uint32_t mb;         /* rows of X per tensor op (M blocks fit the accumulator) */
     uint64_t slot[2], acc[2];
+    uint64_t staging;    /* M > 1: one op's outputs before they go to Y row by row */
 } lin_plan;
 
 static uint32_t tile_rows(const lin_plan *p, uint32_t t)
@@ -97,20 +98,29 @@ static void choose_tiles(const pm_config *cfg, lin_plan *p, uint32_t cap)
     if (target < TILE_TARGET_BYTES / p->w_row) target = TILE_TARGET_BYTES / p->w_row;
     target = pm_llm_round_up(target, g);
     uint32_t tn0 = cap < target ? cap : (uint32_t)target;
-    uint32_t gran = N >= 2 * g ? g : 1;
-    uint64_t T = pm_llm_ceil_div(N, tn0);
-    if (T == 1 && N > 1) T = 2;
-    if (T % 2) T++;
-    for (;; T += 2) {
-        uint64_t tn = pm_llm_round_up(pm_llm_ceil_div(N, T), gran);
-        if (tn > cap) tn = cap;
-        uint64_t tiles = pm_llm_ceil_div(N, tn);
-        if (tiles % 2 == 0 || tiles == 1 || T >= N) {
-            p->tn = (uint32_t)tn;
-            p->tiles = (uint32_t)tiles;
-            return;
+    if (N <= tn0) {
+        /* Two tiles (one per slot) when N allows it. */
+        p->tn = N > 1 ? (uint32_t)pm_llm_ceil_div(N, 2) : 1;
+        p->tiles = (uint32_t)pm_llm_ceil_div(N, p->tn);
+        return;
+    }
+    /* The array-width multiple nearest tn0 (larger first) that gives an
+     * even tile count; tn0 itself when none does. */
+    p->tn = tn0;
+    p->tiles = (uint32_t)pm_llm_ceil_div(N, tn0);
+    if (tn0 % g) return;
+    for (uint32_t step = 0; step <= tn0 / g; step++) {
+        uint64_t up = (uint64_t)tn0 + (uint64_t)step * g, down = (uint64_t)tn0 - (uint64_t)step * g;
+        if (up <= cap && pm_llm_ceil_div(N, up) % 2 == 0) {
+            p->tn = (uint32_t)up;
+            break;
+        }
+        if (down >= g && pm_llm_ceil_div(N, down) % 2 == 0) {
+            p->tn = (uint32_t)down;
+            break;
         }
     }
+    p->tiles = (uint32_t)pm_llm_ceil_div(N, p->tn);
 }
 
 /* Everything the emitter needs to know from the config: ranges, slots,
@@ -146,24 +156,49 @@ static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, bool
     p->mb = d->M < mb ? d->M : (uint32_t)mb;
     uint64_t acc_cap = half_acc / (4ull * p->mb);
 
-    /* Two slots, each the tensor-scale header (if any) then whole rows. */
-    uint64_t slot_bytes = d->scratch_bytes / 2;
-    if (slot_bytes >= PM_LLM_ALIGN) slot_bytes = slot_bytes / PM_LLM_ALIGN * PM_LLM_ALIGN;
-    uint64_t min_rows = d->N < g ? d->N : g;
-    uint64_t rows_fit = slot_bytes > p->w_hdr ? (slot_bytes - p->w_hdr) / p->w_row : 0;
-    if (rows_fit < min_rows) {
-        uint64_t need = 2 * pm_llm_round_up(p->w_hdr + min_rows * p->w_row, PM_LLM_ALIGN);
-        return pm_error_set(err, PM_ERR_INVALID,
-                            "linear: scratch_bytes = %llu is too small: two weight tiles of %llu rows of K = %u %s "
-                            "need %llu bytes",
-                            (unsigned long long)d->scratch_bytes, (unsigned long long)min_rows, d->K,
-                            pm_format_get(d->w_fmt)->name, (unsigned long long)need);
+    /* The scratch: two slots, each the tensor-scale header (if any) then
+     * whole rows, and for M > 1 a staging tile (one tensor op's M x n
+     * outputs, copied row by row into Y by the vector unit). The staging
+     * size follows from the tile, the tile from the slots: a second pass
+     * shrinks the slots when the first pass's tile leaves no room. */
+    uint64_t min_rows = d->N < g ? d->N : g, slot_bytes = 0, staging = 0;
+    uint64_t min_staging = d->M > 1 ? pm_llm_round_up(p->mb * min_rows * p->y_elem, PM_LLM_ALIGN) : 0;
+    for (int pass = 0;; pass++) {
+        uint64_t avail = d->scratch_bytes > staging ? d->scratch_bytes - staging : 0;
+        slot_bytes = avail / 2;
+        if (slot_bytes >= PM_LLM_ALIGN) slot_bytes = slot_bytes / PM_LLM_ALIGN * PM_LLM_ALIGN;
+        uint64_t rows_fit = slot_bytes > p->w_hdr ? (slot_bytes - p->w_hdr) / p->w_row : 0;
+        if (rows_fit < min_rows && staging > min_staging) {
+            /* The first pass's tile leaves too little: the smallest tile. */
+            staging = min_staging;
+            continue;
+        }
+        if (rows_fit < min_rows) {
+            uint64_t need = 2 * pm_llm_round_up(p->w_hdr + min_rows * p->w_row, PM_LLM_ALIGN) + min_staging;
+            return pm_error_set(err, PM_ERR_INVALID,
+                                "linear: scratch_bytes = %llu is too small: two weight tiles of %llu rows of K = %u "
+                                "%s%s need %llu bytes",
+                                (unsigned long long)d->scratch_bytes, (unsigned long long)min_rows, d->K,
+                                pm_format_get(d->w_fmt)->name, d->M > 1 ? " and their output staging" : "",
+                                (unsigned long long)need);
+        }
+        uint64_t cap = rows_fit;
+        if (cap > acc_cap) cap = acc_cap;
+        if (cap > d->N) cap = d->N;
+        if (staging && cap > staging / (p->mb * p->y_elem)) cap = staging / (p->mb * p->y_elem);
+        if (cap >= g) cap = cap / g * g;
+        choose_tiles(cfg, p, (uint32_t)cap);
+        if (d->M == 1) break;
+        uint64_t need = pm_llm_round_up((uint64_t)p->mb * p->tn * p->y_elem, PM_LLM_ALIGN);
+        if (2 * slot_bytes + need <= d->scratch_bytes) {
+            staging = need;
+            break;
+        }
+        if (pass >= 3) return pm_error_set(err, PM_ERR_INVALID, "linear: no tiling fits scratch_bytes = %llu",
+                                           (unsigned long long)d->scratch_bytes);
+        staging = need;
     }
-    uint64_t cap = rows_fit;
-    if (cap > acc_cap) cap = acc_cap;
-    if (cap > d->N) cap = d->N;
-    if (cap >= g) cap = cap / g * g;
-    choose_tiles(cfg, p, (uint32_t)cap);
+    p->staging = d->scratch_sram + 2 * slot_bytes;
     p->slot[0] = d->scratch_sram;
     p->slot[1] = d->scratch_sram + slot_bytes;
     p->acc[0] = 0;
@@ -206,9 +241,15 @@ static void emit_first_loads(pm_builder *b, const lin_plan *p)
 typedef struct lin_emit {
     pm_builder *b;
     const lin_plan *p;
-    int64_t tm, tn;   /* tshape M, N in effect (-1 unknown) */
-    int64_t dma_row;  /* dma.shape row bytes in effect (-1 unknown) */
+    int64_t tm, tn;     /* tshape M, N in effect (-1 unknown) */
+    int64_t dma_row;    /* dma.shape row bytes in effect (-1 unknown) */
     uint32_t op_parity; /* accumulator tile of the next tensor op */
+    /* The op whose rows of Y are still to be written (its touts go out
+     * after the next op's tmm, see emit_step). */
+    bool pending;
+    uint32_t pend_m0, pend_mi, pend_n;
+    int pend_acc;
+    bool pend_tile_end; /* the tile's last M block: advance R_Y after it */
 } lin_emit;
 
 static void set_tshape(lin_emit *e, uint32_t m, uint32_t n)
@@ -220,10 +261,61 @@ static void set_tshape(lin_emit *e, uint32_t m, uint32_t n)
     e->tm = m, e->tn = n;
 }
 
-/* Tile t: multiply each M block, write its rows of Y, advance R_Y, then
- * load tile t + 2 into the slot this tile just used (the interlock holds
- * the load until the multiply has read the slot). Depends only on the
- * slot parity and the tile widths, so pairs of full tiles repeat as a loop. */
+/* The pending op's rows of Y. R_Y holds its tile's first column. */
+static void emit_pending_touts(lin_emit *e)
+{
+    if (!e->pending) return;
+    pm_builder *b = e->b;
+    const lin_plan *p = e->p;
+    const pm_linear_desc *d = p->d;
+    uint32_t n = e->pend_n;
+    e->pending = false;
+    if (d->M == 1) {
+        /* One row: the tile's outputs are contiguous in Y. */
+        set_tshape(e, 1, n);
+        emit(b, PM_OP_TOUT, d->y_fmt, R_Y | PM_AREG_INC, e->pend_acc, 0);
+        return;
+    }
+    /* The op's mi x n outputs with one tout into the staging tile, then
+     * row by row into Y (rows N apart) on the vector unit: a tout per row
+     * would fill the tensor unit's queue and hold the next tmm's issue
+     * until this one's array drains. */
+    set_tshape(e, e->pend_mi, n);
+    pm_llm_li(b, R_A, p->staging);
+    emit(b, PM_OP_TOUT, d->y_fmt, R_A, e->pend_acc, 0);
+    pm_llm_li(b, R_D, (uint64_t)e->pend_m0 * d->N * p->y_elem);
+    emit(b, PM_OP_ADD, R_D, R_D, R_Y, 0);
+    pm_llm_li(b, R_ROWCNT, e->pend_mi);
+    uint32_t head = pm_builder_label(b);
+    pm_builder_bind(b, head);
+    emit(b, PM_OP_VMOV, d->y_fmt, R_D, R_A | PM_AREG_INC, R_TN);
+    emit(b, PM_OP_ADD, R_D, R_D, R_YSTRIDE, 0);
+    emit(b, PM_OP_LOOP, R_ROWCNT, pm_builder_ref(head), 0, 0);
+    if (e->pend_tile_end) emit(b, PM_OP_ADDI, R_Y, R_Y, (int64_t)n * (int64_t)p->y_elem, 0);
+}
+
+/* The load of tile t + 2 into tile t's slot, after tile t's last tmm (the
+ * interlock holds it until the multiplies have read the slot). */
+static void emit_next_load(lin_emit *e, uint32_t t)
+{
+    const lin_plan *p = e->p;
+    if (t + 2 >= p->tiles) return;
+    uint64_t bytes = tile_bytes(p, t + 2);
+    if ((int64_t)bytes != e->dma_row) {
+        pm_llm_li(e->b, R_TBYTES, bytes);
+        emit(e->b, PM_OP_DSHAPE, R_TBYTES, R_ONE, R_ONE, 0);
+        e->dma_row = (int64_t)bytes;
+    }
+    emit(e->b, PM_OP_DLD, t % 2 ? R_ROWS1 : R_ROWS0, R_W | PM_AREG_INC, 0, 0);
+}
+
+/* Tile t: one tmm per M block, then the load of tile t + 2 into the slot
+ * this tile just used (the interlock holds it until the multiplies have
+ * read the slot). Each op's touts go out after the next op's tmm: the two
+ * use different accumulator tiles, and the control core, which stalls when
+ * the tensor unit's queue is full of touts waiting for their tmm, has by
+ * then already issued the next multiply. Depends only on the slot parity and
+ * the tile widths, so pairs of full tiles repeat as a loop. */
 static void emit_step(lin_emit *e, uint32_t t)
 {
     pm_builder *b = e->b;
@@ -234,36 +326,15 @@ static void emit_step(lin_emit *e, uint32_t t)
         uint32_t mi = d->M - m0 < p->mb ? d->M - m0 : p->mb;
         int acc = e->op_parity++ % 2 ? R_ACC1 : R_ACC0;
         set_tshape(e, mi, n);
-        if (m0) pm_llm_li(b, R_X, d->x_sram + (uint64_t)m0 * d->K * 2);
+        if (d->M > p->mb) pm_llm_li(b, R_X, d->x_sram + (uint64_t)m0 * d->K * 2);
         emit(b, PM_OP_TMM, d->w_fmt, acc, R_X, s ? R_SLOT1 : R_SLOT0);
-        if (mi == 1 && d->M == 1) {
-            /* One row: the tile's outputs are contiguous in Y. */
-            emit(b, PM_OP_TOUT, d->y_fmt, R_Y | PM_AREG_INC, acc, 0);
-            continue;
-        }
-        /* Rows of the block one by one: Y rows are N apart, the
-         * accumulator's n apart. */
-        set_tshape(e, 1, n);
-        pm_llm_li(b, R_D, (uint64_t)m0 * d->N * p->y_elem);
-        emit(b, PM_OP_ADD, R_D, R_D, R_Y, 0);
-        emit(b, PM_OP_ADD, R_A, acc, 0, 0);
-        pm_llm_li(b, R_ROWCNT, mi);
-        uint32_t head = pm_builder_label(b);
-        pm_builder_bind(b, head);
-        emit(b, PM_OP_TOUT, d->y_fmt, R_D, R_A | PM_AREG_INC, 0);
-        emit(b, PM_OP_ADD, R_D, R_D, R_YSTRIDE, 0);
-        emit(b, PM_OP_LOOP, R_ROWCNT, pm_builder_ref(head), 0, 0);
-    }
-    if (d->M > 1) emit(b, PM_OP_ADDI, R_Y, R_Y, (int64_t)n * (int64_t)p->y_elem, 0);
-    if (d->M > p->mb) pm_llm_li(b, R_X, d->x_sram);
-    if (t + 2 < p->tiles) {
-        uint64_t bytes = tile_bytes(p, t + 2);
-        if ((int64_t)bytes != e->dma_row) {
-            pm_llm_li(b, R_TBYTES, bytes);
-            emit(b, PM_OP_DSHAPE, R_TBYTES, R_ONE, R_ONE, 0);
-            e->dma_row = (int64_t)bytes;
-        }
-        emit(b, PM_OP_DLD, s ? R_ROWS1 : R_ROWS0, R_W | PM_AREG_INC, 0, 0);
+        /* The load goes out before the touts: a row-by-row tout sequence
+         * longer than the tensor queue stalls issue until this tmm ends. */
+        if (m0 + mi == d->M) emit_next_load(e, t);
+        emit_pending_touts(e);
+        e->pending = true;
+        e->pend_m0 = m0, e->pend_mi = mi, e->pend_n = n, e->pend_acc = acc;
+        e->pend_tile_end = m0 + mi == d->M;
     }
 }
 
@@ -292,12 +363,15 @@ static void emit_linear(pm_builder *b, const lin_plan *p)
     while (full < T && full + 2 < T && tile_rows(p, full + 2) == p->tn) full++;
     uint32_t pairs = full / 2, t = 0;
     if (pairs >= 3) {
-        /* The first pair straight (it fixes the cached shape state), the
-         * rest as a loop whose body starts and ends in that state. */
+        /* The first pair straight, the rest as a loop. Its body sets the
+         * tensor and DMA shapes itself (nothing cached is known at its head),
+         * and the pending touts it starts and ends with are those of a full
+         * tile. */
         emit_step(&e, 0), emit_step(&e, 1);
         pm_llm_li(b, R_PAIRCNT, pairs - 1);
         uint32_t head = pm_builder_label(b);
         pm_builder_bind(b, head);
+        e.tm = e.tn = e.dma_row = -1;
         /* Two tiles make an even number of tensor ops: the body starts on
          * accumulator tile 0 in every iteration. */
         emit_step(&e, 2), emit_step(&e, 3);
@@ -305,6 +379,7 @@ static void emit_linear(pm_builder *b, const lin_plan *p)
         t = 2 * pairs;
     }
     for (; t < T; t++) emit_step(&e, t);
+    emit_pending_touts(&e);
 }
 
 pm_status pm_emit_linear(pm_builder *b, const pm_config *cfg, const pm_linear_desc *d, pm_error *err)
