@@ -70,7 +70,7 @@ pm_status pm_llm_logits(pm_llm *m, float *out, pm_error *err);
 enum { PM_LLM_TOPK_MAX = 64 };
 pm_status pm_llm_topk(pm_llm *m, uint32_t k, int32_t *ids, float *vals, pm_error *err);
 /* Set how many candidates the device top-k produces (1 = argmax only;
- * recompiles the head program). */
+ * rebuilds the small top-k program). */
 pm_status pm_llm_set_topk(pm_llm *m, uint32_t k, pm_error *err);
 
 /* Figures of what ran: per phase (prefill, decode). */

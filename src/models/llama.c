@@ -71,6 +71,7 @@ struct pm_llm {
     llm_sram_plan sp;
     llm_pass decode, prefill;
     pm_program *heads; /* one per row of a chunk: the last valid row's hidden state */
+    pm_program topk_prog;
     uint32_t topk;
 
     uint32_t pos;
@@ -798,7 +799,7 @@ static void free_pass(llm_pass *pass)
     memset(pass, 0, sizeof *pass);
 }
 
-/* Final norm of row `row`, the output projection to f32 logits, device top-k. */
+/* Final norm of row `row` and the output projection to f32 logits. */
 static pm_status build_head(pm_llm *m, uint32_t row, pm_program *out, pm_error *err)
 {
     const llm_sram_plan *sp = &m->sp;
@@ -816,10 +817,26 @@ static pm_status build_head(pm_llm *m, uint32_t row, pm_program *out, pm_error *
         d.prefetched = true;
         st = pm_emit_linear(b, &m->cfg, &d, err);
     }
-    if (!st) st = pm_emit_topk(b, &m->cfg, m->info.vocab, sp->logits, m->topk, sp->topk, sp->vec_scratch,
-                               sp->vec_bytes, err);
     if (st) {
         pm_error_prefix(err, "model: head: ");
+        pm_builder_destroy(b);
+        return st;
+    }
+    return finish_program(b, out, err);
+}
+
+/* Device top-k over the logits, a program of its own: it stores its records
+ * with `sw`, and the simulator's decoded-weight cache sits out any program
+ * that does, which would re-decode the whole output matrix every token. */
+static pm_status build_topk(pm_llm *m, pm_program *out, pm_error *err)
+{
+    pm_builder *b = NULL;
+    pm_status st = pm_builder_create(&b, err);
+    if (st) return st;
+    st = pm_emit_topk(b, &m->cfg, m->info.vocab, m->sp.logits, m->topk, m->sp.topk, m->sp.vec_scratch,
+                      m->sp.vec_bytes, err);
+    if (st) {
+        pm_error_prefix(err, "model: top-k: ");
         pm_builder_destroy(b);
         return st;
     }
@@ -924,6 +941,7 @@ pm_status pm_llm_open(const pm_config *cfg, const char *gguf_path, const pm_llm_
     if (!st && m->sp.chunk > 1) st = build_pass(m, m->sp.chunk, &m->prefill, err);
     const pm_program *h;
     if (!st) st = head_program(m, 0, &h, err);
+    if (!st) st = build_topk(m, &m->topk_prog, err);
     if (st) goto fail;
     *out = m;
     return PM_OK;
@@ -939,6 +957,7 @@ void pm_llm_close(pm_llm *m)
     free_pass(&m->prefill);
     free_heads(m);
     free(m->heads);
+    pm_program_free(&m->topk_prog);
     free(m->layers);
     free(m->trace_path);
     pm_device_close(m->dev);
@@ -1060,6 +1079,10 @@ static pm_status run_pass(pm_llm *m, const llm_pass *pass, const int32_t *ids, u
             if (name) sprintf(name, "%s.%u", trace, pass->count);
             st = run_program(m, h, name, err);
         }
+        if (!st) {
+            if (name) sprintf(name, "%s.%u", trace, pass->count + 1);
+            st = run_program(m, &m->topk_prog, name, err);
+        }
     }
     free(name);
     if (st) pm_error_prefix(err, "model: position %u: ", m->pos);
@@ -1147,15 +1170,15 @@ pm_status pm_llm_set_topk(pm_llm *m, uint32_t k, pm_error *err)
                             m->info.vocab < PM_LLM_TOPK_MAX ? m->info.vocab : PM_LLM_TOPK_MAX);
     if (k == m->topk) return PM_OK;
     uint32_t old = m->topk;
-    free_heads(m);
-    memset(m->heads, 0, sizeof *m->heads * m->sp.chunk);
     m->topk = k;
-    const pm_program *h;
-    pm_status st = head_program(m, 0, &h, err);
+    pm_program p;
+    pm_status st = build_topk(m, &p, err);
     if (st) {
         m->topk = old;
         return st;
     }
+    pm_program_free(&m->topk_prog);
+    m->topk_prog = p;
     m->have_logits = false; /* the records in SRAM are for the old k */
     return PM_OK;
 }
