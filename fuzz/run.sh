@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 secs=${1:-45}
 make -s fuzz
 mkdir -p fuzz/artifacts
-for target in asm program config kan; do
+for target in asm program config kan gguf; do
   corpus=$(mktemp -d)
   case $target in
     asm) cp examples/*.pasm "$corpus"/ 2>/dev/null || true ;;
     config) cp configs/*.cfg "$corpus"/ ;;
+    gguf) cp fuzz/corpus_gguf/*.gguf "$corpus"/ ;;
     program)
       for f in examples/*.pasm; do
         [ -f "$f" ] && build/polymorph asm "$f" -o "$corpus/$(basename "$f" .pasm).pmp" >/dev/null 2>&1 || true
