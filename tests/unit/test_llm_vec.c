@@ -675,6 +675,37 @@ TEST(test_decode_shapes_report)
     printf("  %-28s %4llu words, %5llu instructions, %6llu cycles\n", "topk k=64 (n 49152)",
            (unsigned long long)(r64.code - base.code), (unsigned long long)(r64.instructions - base.instructions),
            (unsigned long long)(r64.cycles - base.cycles));
+    /* the prefill chunk of 64 rows with the model runner's 64 KiB vector scratch */
+    static const char *pnames[4] = {"embed M=64", "rmsnorm M=64", "rope M=64", "swiglu M=64"};
+    int32_t pid[64];
+    for (int i = 0; i < 64; i++) pid[i] = i * 31;
+    for (int i = 0; i < 4; i++) {
+        sram_put(sim, A_IN, big, (size_t)V * 4);
+        b = fenced_builder();
+        pm_status st;
+        switch (i) {
+        case 0:
+            sram_put(sim, A_POS, pid, sizeof pid);
+            st = pm_emit_embed(b, &cfg, 64, D, PM_FMT_Q8_0, D_W, 2000, A_POS, A_IN, A_SCR, 65536, &err);
+            break;
+        case 1: st = pm_emit_rmsnorm(b, &cfg, 64, D, A_IN, D_W, 1e-5f, A_OUT, PM_FMT_BF16, A_SCR, 65536, &err); break;
+        case 2:
+            sram_put(sim, A_POS, &pos, 4);
+            st = pm_emit_rope(b, &cfg, 64, 12, 64, A_IN, 960, A_POS, D_TABLE, 2048, A_SCR, 65536, &err);
+            break;
+        default: st = pm_emit_swiglu(b, &cfg, 64, F, A_IN, 0xC2000, PM_FMT_BF16, A_SCR, 65536, &err); break;
+        }
+        CHECK_MSG(st == PM_OK, "%s", err.message);
+        if (st) {
+            pm_builder_destroy(b);
+            continue;
+        }
+        run_stats r;
+        CHECK_MSG(finish_run(sim, b, NULL, &r, &err) == PM_OK, "%s: %s", pnames[i], err.message);
+        printf("  %-28s %4llu words, %5llu instructions, %6llu cycles\n", pnames[i],
+               (unsigned long long)(r.code - base.code), (unsigned long long)(r.instructions - base.instructions),
+               (unsigned long long)(r.cycles - base.cycles));
+    }
     free(big);
     pm_sim_destroy(sim);
 }
