@@ -72,6 +72,13 @@ pm_status pm_emit_linear(pm_builder *b, const pm_config *cfg, const pm_linear_de
 /* Issue the DMA of the first weight tiles now, so they overlap the vector work
  * emitted between this call and pm_emit_linear (same desc, prefetched = true). */
 pm_status pm_emit_linear_prefetch(pm_builder *b, const pm_config *cfg, const pm_linear_desc *d, pm_error *err);
+/* Scratch bytes for d on cfg (only the shape, formats and config matter):
+ * *min_bytes the least pm_emit_linear accepts; *full_bytes enough for tiles
+ * wide enough that the array keeps up with DRAM (M == 1: five array column
+ * blocks on edge; smaller tiles make a long-K GEMV wait on the array).
+ * Either pointer may be NULL. See docs/llm-kernels.md. */
+pm_status pm_linear_scratch_bytes(const pm_config *cfg, const pm_linear_desc *d, uint64_t *min_bytes,
+                                  uint64_t *full_bytes, pm_error *err);
 /* Host reference: x M*K bf16 codes, w encoded, y M*N in y_fmt. */
 pm_status pm_ref_linear(const pm_linear_desc *d, const uint16_t *x, const void *w, void *y, pm_error *err);
 

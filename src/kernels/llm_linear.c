@@ -27,7 +27,11 @@ enum {
     R_TM, R_TN, R_TK, R_ONE, R_TBYTES,
 };
 
-#define TILE_DATAFLOW_WS 2 /* tshape imm: weight-stationary (M <= 64 rows keep the array full from M = 8) */
+#define TILE_DATAFLOW_WS 2
+/* Slots and the staging tile start on 64-byte boundaries (contiguous SRAM
+ * ranges spread over the banks whatever their alignment; this only keeps
+ * the sizes round). */
+#define SLOT_ALIGN 64u /* tshape imm: weight-stationary (M <= 64 rows keep the array full from M = 8) */
 
 typedef struct lin_plan {
     const pm_linear_desc *d;
@@ -84,19 +88,25 @@ static pm_status check_desc(const pm_linear_desc *d, lin_plan *p, pm_error *err)
  * in slot 0 and ends in slot 1: the next linear on the same scratch loads
  * its first tile into the slot whose last reader finished a tile earlier,
  * and the weight stream runs on across the boundary. */
-static void choose_tiles(const pm_config *cfg, lin_plan *p, uint32_t cap)
+/* Rows of a full-speed tile. Weight-stationary, a K tile's sums re-enter
+ * the array R + 1 cycles after the previous K tile's (docs/tensor.md, "the
+ * K-tile wait"); the column blocks of one tile, G = max(M, preload) cycles
+ * each, hide it only when there are enough of them. Fewer rows leave a GEMV
+ * waiting on the array instead of on DRAM. */
+static uint64_t target_rows(const pm_config *cfg, const lin_plan *p)
 {
-    uint32_t N = p->d->N, g = cfg->tensor_cols, R = cfg->tensor_rows;
-    /* Weight-stationary, a K tile's sums re-enter the array R + 1 cycles
-     * after the previous K tile's (docs/tensor.md, "the K-tile wait"); the
-     * column blocks of one tile, G = max(M, preload) cycles each, hide it
-     * only when there are enough of them. Fewer rows would leave a GEMV
-     * waiting on the array instead of on DRAM. */
+    uint32_t g = cfg->tensor_cols, R = cfg->tensor_rows;
     uint64_t preload = pm_llm_ceil_div(R, cfg->tensor_weight_load_rows);
     uint64_t G = p->mb > preload ? p->mb : preload;
     uint64_t target = pm_llm_ceil_div(R + 1, G) * g;
     if (target < TILE_TARGET_BYTES / p->w_row) target = TILE_TARGET_BYTES / p->w_row;
-    target = pm_llm_round_up(target, g);
+    return pm_llm_round_up(target, g);
+}
+
+static void choose_tiles(const pm_config *cfg, lin_plan *p, uint32_t cap)
+{
+    uint32_t N = p->d->N, g = cfg->tensor_cols;
+    uint64_t target = target_rows(cfg, p);
     uint32_t tn0 = cap < target ? cap : (uint32_t)target;
     if (N <= tn0) {
         /* Two tiles (one per slot) when N allows it. */
@@ -125,6 +135,24 @@ static void choose_tiles(const pm_config *cfg, lin_plan *p, uint32_t cap)
 
 /* Everything the emitter needs to know from the config: ranges, slots,
  * accumulator tiles, tiling. Errors name the descriptor field. */
+/* Rows of the smallest tile the emitter accepts: an array width, or half
+ * of a narrower N (two tiles, one per slot). */
+static uint64_t smallest_tile(const pm_config *cfg, const pm_linear_desc *d)
+{
+    return d->N > cfg->tensor_cols ? cfg->tensor_cols : (d->N + 1) / 2;
+}
+
+/* M blocks: as many rows per tensor op as leave room for two accumulator
+ * tiles of at least one array width each. Returns the bytes of one
+ * accumulator tile's half of the memory. */
+static uint64_t plan_m_blocks(const pm_config *cfg, lin_plan *p)
+{
+    uint64_t half_acc = cfg->accum_bytes / 2 / 4 * 4;
+    uint64_t mb = half_acc / (4ull * cfg->tensor_cols);
+    p->mb = p->d->M < mb ? p->d->M : (uint32_t)mb;
+    return half_acc;
+}
+
 /* with_xy: the prefetch moves only weights, so it checks only W and the
  * scratch (a runner may prefetch before it knows where Y goes). */
 static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, bool with_xy, lin_plan *p, pm_error *err)
@@ -148,12 +176,8 @@ static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, bool
                                      d->scratch_bytes, err))))
         return st;
 
-    /* M blocks: as many rows per tensor op as leave room for two accumulator
-     * tiles of at least one array width each. */
     uint32_t g = cfg->tensor_cols;
-    uint64_t half_acc = cfg->accum_bytes / 2 / 4 * 4;
-    uint64_t mb = half_acc / (4ull * g);
-    p->mb = d->M < mb ? d->M : (uint32_t)mb;
+    uint64_t half_acc = plan_m_blocks(cfg, p);
     uint64_t acc_cap = half_acc / (4ull * p->mb);
 
     /* The scratch: two slots, each the tensor-scale header (if any) then
@@ -161,12 +185,12 @@ static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, bool
      * outputs, copied row by row into Y by the vector unit). The staging
      * size follows from the tile, the tile from the slots: a second pass
      * shrinks the slots when the first pass's tile leaves no room. */
-    uint64_t min_rows = d->N < g ? d->N : g, slot_bytes = 0, staging = 0;
-    uint64_t min_staging = d->M > 1 ? pm_llm_round_up(p->mb * min_rows * p->y_elem, PM_LLM_ALIGN) : 0;
+    uint64_t min_rows = smallest_tile(cfg, d), slot_bytes = 0, staging = 0;
+    uint64_t min_staging = d->M > 1 ? pm_llm_round_up(p->mb * min_rows * p->y_elem, SLOT_ALIGN) : 0;
     for (int pass = 0;; pass++) {
         uint64_t avail = d->scratch_bytes > staging ? d->scratch_bytes - staging : 0;
         slot_bytes = avail / 2;
-        if (slot_bytes >= PM_LLM_ALIGN) slot_bytes = slot_bytes / PM_LLM_ALIGN * PM_LLM_ALIGN;
+        slot_bytes = slot_bytes / SLOT_ALIGN * SLOT_ALIGN;
         uint64_t rows_fit = slot_bytes > p->w_hdr ? (slot_bytes - p->w_hdr) / p->w_row : 0;
         if (rows_fit < min_rows && staging > min_staging) {
             /* The first pass's tile leaves too little: the smallest tile. */
@@ -174,7 +198,7 @@ static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, bool
             continue;
         }
         if (rows_fit < min_rows) {
-            uint64_t need = 2 * pm_llm_round_up(p->w_hdr + min_rows * p->w_row, PM_LLM_ALIGN) + min_staging;
+            uint64_t need = 2 * pm_llm_round_up(p->w_hdr + min_rows * p->w_row, SLOT_ALIGN) + min_staging;
             return pm_error_set(err, PM_ERR_INVALID,
                                 "linear: scratch_bytes = %llu is too small: two weight tiles of %llu rows of K = %u "
                                 "%s%s need %llu bytes",
@@ -189,7 +213,7 @@ static pm_status plan_linear(const pm_config *cfg, const pm_linear_desc *d, bool
         if (cap >= g) cap = cap / g * g;
         choose_tiles(cfg, p, (uint32_t)cap);
         if (d->M == 1) break;
-        uint64_t need = pm_llm_round_up((uint64_t)p->mb * p->tn * p->y_elem, PM_LLM_ALIGN);
+        uint64_t need = pm_llm_round_up((uint64_t)p->mb * p->tn * p->y_elem, SLOT_ALIGN);
         if (2 * slot_bytes + need <= d->scratch_bytes) {
             staging = need;
             break;
@@ -398,6 +422,31 @@ pm_status pm_emit_linear_prefetch(pm_builder *b, const pm_config *cfg, const pm_
     if (st) return st;
     emit_first_loads(b, &p);
     return pm_builder_status(b, err);
+}
+
+pm_status pm_linear_scratch_bytes(const pm_config *cfg, const pm_linear_desc *d, uint64_t *min_bytes,
+                                  uint64_t *full_bytes, pm_error *err)
+{
+    lin_plan p;
+    memset(&p, 0, sizeof p);
+    if (!cfg) return pm_error_set(err, PM_ERR_INVALID, "linear: no config");
+    pm_status st = check_desc(d, &p, err);
+    if (st) return st;
+    if ((st = pm_llm_kernels_check(cfg, err))) return st;
+    uint64_t half_acc = plan_m_blocks(cfg, &p), g = cfg->tensor_cols;
+    uint64_t min_rows = smallest_tile(cfg, d), full_rows = target_rows(cfg, &p);
+    uint64_t acc_rows = half_acc / (4ull * p.mb) / g * g;
+    if (full_rows > acc_rows) full_rows = acc_rows;
+    if (full_rows > d->N) full_rows = d->N;
+    if (full_rows < min_rows) full_rows = min_rows;
+    uint64_t rows[2] = {min_rows, full_rows}, bytes[2];
+    for (int i = 0; i < 2; i++) {
+        bytes[i] = 2 * pm_llm_round_up(p.w_hdr + rows[i] * p.w_row, SLOT_ALIGN);
+        if (d->M > 1) bytes[i] += pm_llm_round_up(p.mb * rows[i] * p.y_elem, SLOT_ALIGN);
+    }
+    if (min_bytes) *min_bytes = bytes[0];
+    if (full_bytes) *full_bytes = bytes[1];
+    return PM_OK;
 }
 
 pm_status pm_ref_linear(const pm_linear_desc *d, const uint16_t *x, const void *w, void *y, pm_error *err)

@@ -171,8 +171,9 @@ static void place(const pm_config *cfg, pm_linear_desc *d, uint64_t *s)
     size_t row = 0;
     pm_format_bytes(d->w_fmt, d->K, &row);
     uint64_t min_rows = d->N < 32 ? d->N : 32;
-    uint64_t min_scr = 2 * ((row * min_rows + 4 + 255) / 256 * 256);
-    if (d->M > 1) min_scr += (d->M * min_rows * (d->y_fmt == PM_FMT_F32 ? 4 : 2) + 255) / 256 * 256; /* staging */
+    uint64_t min_scr = 0;
+    pm_error err;
+    if (pm_linear_scratch_bytes(cfg, d, &min_scr, NULL, &err)) min_scr = 2 * (row * min_rows + 64);
     uint64_t scr = rng_range(s, 0, 1) ? min_scr : min_scr + rng_range(s, 0, 200000);
     uint64_t base = 4 * rng_range(s, 0, 64);
     d->x_sram = base;
@@ -416,6 +417,64 @@ TEST(test_linear_errors)
     CHECK(pm_ref_linear(&d, x, w, y, &err) == PM_ERR_INVALID && strstr(err.message, "y_fmt = mxfp4"));
 }
 
+/* pm_linear_scratch_bytes: the emitter accepts exactly min_bytes and refuses
+ * one byte less (naming that figure); with full_bytes a long-K GEMV (SmolLM2's
+ * down projection) keeps up with DRAM, with min_bytes it waits on the array. */
+TEST(test_linear_scratch_bytes)
+{
+    pm_config cfg = edge();
+    pm_error err;
+    uint64_t s = 0x5c7a7c4ULL;
+    for (int i = 0; i < 40; i++) {
+        static const uint32_t Ms[] = {1, 2, 7, 33, 64, 1100};
+        pm_linear_desc d = {.M = Ms[i % 6], .N = rng_range(&s, 1, 700), .w_fmt = (pm_format)(i % PM_FMT_COUNT),
+                            .y_fmt = i % 3 ? PM_FMT_F32 : PM_FMT_BF16, .x_sram = 0};
+        d.K = k_granule(d.w_fmt) * rng_range(&s, 1, 8);
+        uint64_t mn = 0, full = 0;
+        CHECK_MSG(pm_linear_scratch_bytes(&cfg, &d, &mn, &full, &err) == PM_OK, "%s", err.message);
+        CHECK(mn > 0 && full >= mn);
+        d.y_sram = (uint64_t)d.M * d.K * 2 + 256;
+        d.scratch_sram = (d.y_sram + (uint64_t)d.M * d.N * 4 + 255) / 256 * 256;
+        if (d.scratch_sram + full > cfg.sram_bytes) continue;
+        pm_builder *b = NULL;
+        CHECK(pm_builder_create(&b, &err) == PM_OK);
+        d.scratch_bytes = mn;
+        CHECK_MSG(pm_emit_linear(b, &cfg, &d, &err) == PM_OK, "M=%u N=%u K=%u %s min %llu: %s", d.M, d.N, d.K,
+                  pm_format_get(d.w_fmt)->name, (unsigned long long)mn, err.message);
+        d.scratch_bytes = full;
+        CHECK_MSG(pm_emit_linear(b, &cfg, &d, &err) == PM_OK, "full %llu: %s", (unsigned long long)full, err.message);
+        d.scratch_bytes = mn - 1;
+        char want[64];
+        snprintf(want, sizeof want, "need %llu bytes", (unsigned long long)mn);
+        CHECK_MSG(pm_emit_linear(b, &cfg, &d, &err) != PM_OK && strstr(err.message, want), "M=%u N=%u K=%u %s: %s",
+                  d.M, d.N, d.K, pm_format_get(d.w_fmt)->name, err.message);
+        pm_builder_destroy(b);
+    }
+
+    pm_linear_desc d = {.M = 1, .N = 576, .K = 1536, .w_fmt = PM_FMT_Q4_1, .w_dram = 0x1000, .x_sram = 0,
+                        .y_sram = 0x1000, .y_fmt = PM_FMT_F32, .scratch_sram = 0x10000};
+    uint64_t mn = 0, full = 0, cycles[2] = {0, 0};
+    CHECK(pm_linear_scratch_bytes(&cfg, &d, &mn, &full, &err) == PM_OK);
+    for (int i = 0; i < 2; i++) {
+        pm_device *dev = NULL;
+        pm_builder *b = NULL;
+        CHECK(pm_device_open(&cfg, &dev, &err) == PM_OK && pm_builder_create(&b, &err) == PM_OK);
+        d.scratch_bytes = i ? full : mn;
+        CHECK(pm_emit_linear(b, &cfg, &d, &err) == PM_OK);
+        cycles[i] = run_builder(dev, b, "down projection");
+        pm_builder_destroy(b);
+        pm_device_close(dev);
+    }
+    size_t wb = 0;
+    pm_format_bytes(d.w_fmt, (size_t)d.N * d.K, &wb);
+    double dram = (double)wb / pm_config_dram_bytes_per_cycle(&cfg);
+    /* One linear alone also pays its last tile's multiply after the stream. */
+    CHECK_MSG(cycles[1] > 0 && dram / (double)cycles[1] > 0.85 && cycles[1] < cycles[0],
+              "down projection: %llu cycles with full_bytes = %llu, %llu with min_bytes = %llu, DRAM %.0f",
+              (unsigned long long)cycles[1], (unsigned long long)full, (unsigned long long)cycles[0],
+              (unsigned long long)mn, dram);
+}
+
 /* ---- the program basics ---- */
 
 TEST(test_llm_kernels_check)
@@ -517,6 +576,7 @@ TEST(test_linear_decode_roofline)
 int main(void)
 {
     RUN(test_linear_errors);
+    RUN(test_linear_scratch_bytes);
     RUN(test_llm_kernels_check);
     RUN(test_llm_prologue);
     RUN(test_linear_random_formats);
