@@ -13,8 +13,10 @@
  * they never depend on the config: pm_ref_attention has none. */
 
 enum {
-    ATTN_TILE_KEYS = 128, /* keys per KV tile (fewer when max_ctx is smaller) */
-    ATTN_BLOCK_ROWS = 64  /* query rows (positions x group heads) per block */
+    ATTN_TILE_KEYS_MAX = 128,   /* keys per KV tile at most ... */
+    ATTN_TILE_KEYS_MIN = 16,    /* ... and at least (fewer only when max_ctx is) */
+    ATTN_SET_K_BYTES = 32768,   /* one tile of K for every KV head stays within this */
+    ATTN_BLOCK_ROWS = 192       /* query rows (positions x all heads) per block */
 };
 
 typedef struct attn_plan {
@@ -22,16 +24,15 @@ typedef struct attn_plan {
     uint32_t T;       /* keys per tile */
     uint32_t Mb;      /* query positions per block (the last block may be smaller) */
     uint32_t blocks;
-    uint32_t Rb;      /* rows of the largest block: Mb * G */
+    uint32_t Rh;      /* rows per KV head of the largest block: Mb * G */
+    uint32_t RT;      /* rows of the largest block, every head: Mb * n_heads */
     uint32_t a_extra; /* chunk keys in the dynamic phase: 1 for decode, 0 for prefill */
     /* SRAM scratch, offsets from scratch_sram */
-    uint64_t q, kv, ones, set[2], o, l, m, mnew, mt, alpha, rl, total;
-    /* within a set */
-    uint64_t s_k, s_v, s_s, s_p, s_pv, s_lt, set_bytes;
-    /* accumulator memory, byte addresses */
-    uint64_t acc_set[2], a_s, a_o, a_l, acc_total;
+    uint64_t q, kv, ones, set[2], s, p, pv, lt, o, l, m, mnew, mt, alpha, rl, total;
+    uint64_t set_v; /* V^T tiles within a set, after the K tiles */
+    /* accumulator memory: per KV head, S, PV and l tiles */
+    uint64_t acc_head, a_s, a_o, a_l, acc_total;
 } attn_plan;
-
 static uint64_t take(uint64_t *cursor, uint64_t bytes)
 {
     uint64_t at = *cursor;
@@ -68,30 +69,30 @@ static pm_status attn_check(const pm_attn_desc *d, pm_error *err)
 static void attn_plan_make(const pm_attn_desc *d, attn_plan *p)
 {
     memset(p, 0, sizeof *p);
-    uint32_t hd = d->head_dim, H = d->n_heads, KV = d->n_kv_heads;
-    p->G = H / KV;
-    p->T = d->max_ctx < ATTN_TILE_KEYS ? d->max_ctx : ATTN_TILE_KEYS;
-    uint32_t mb = ATTN_BLOCK_ROWS / p->G;
+    uint64_t hd = d->head_dim, H = d->n_heads, KV = d->n_kv_heads;
+    p->G = (uint32_t)(H / KV);
+    uint32_t T = ATTN_TILE_KEYS_MAX;
+    while (T > ATTN_TILE_KEYS_MIN && KV * T * hd * 2 > ATTN_SET_K_BYTES) T /= 2;
+    p->T = d->max_ctx < T ? d->max_ctx : T;
+    uint64_t mb = ATTN_BLOCK_ROWS / H;
     if (mb == 0) mb = 1;
     p->blocks = (uint32_t)pm_llm_ceil_div(d->M, mb);
     p->Mb = (uint32_t)pm_llm_ceil_div(d->M, p->blocks); /* balanced blocks */
-    p->Rb = p->Mb * p->G;
+    p->Rh = p->Mb * p->G;
+    p->RT = (uint32_t)(p->Mb * H);
     p->a_extra = d->M == 1 ? 1 : 0;
 
-    uint64_t T = p->T, R = p->Rb, c = 0;
+    uint64_t Tk = p->T, R = p->RT, c = 0;
     p->q = take(&c, (uint64_t)p->Mb * H * hd * 2);
     p->kv = take(&c, (uint64_t)d->M * 2 * KV * hd * 2);
-    p->ones = take(&c, T * 2);
-    uint64_t s = 0;
-    p->s_k = take(&s, T * hd * 2);
-    p->s_v = take(&s, hd * T * 2);
-    p->s_s = take(&s, R * T * 4);
-    p->s_p = take(&s, R * T * 2);
-    p->s_pv = take(&s, R * hd * 4);
-    p->s_lt = take(&s, R * 4);
-    p->set_bytes = s;
-    p->set[0] = take(&c, s);
-    p->set[1] = take(&c, s);
+    p->ones = take(&c, Tk * 2);
+    p->set_v = pm_llm_round_up(KV * Tk * hd * 2, PM_LLM_ALIGN);
+    p->set[0] = take(&c, p->set_v + KV * hd * Tk * 2);
+    p->set[1] = take(&c, p->set_v + KV * hd * Tk * 2);
+    p->s = take(&c, R * Tk * 4);
+    p->p = take(&c, R * Tk * 2);
+    p->pv = take(&c, R * hd * 4);
+    p->lt = take(&c, R * 4);
     p->o = take(&c, R * hd * 4);
     p->l = take(&c, R * 4);
     p->m = take(&c, R * 4);
@@ -101,13 +102,12 @@ static void attn_plan_make(const pm_attn_desc *d, attn_plan *p)
     p->rl = take(&c, R * 4);
     p->total = c;
 
-    uint64_t a = 0;
-    p->a_s = a, a += R * T * 4;
-    p->a_o = a, a += R * hd * 4;
-    p->a_l = a, a += pm_llm_round_up(R * 4, 64);
-    p->acc_set[0] = 0;
-    p->acc_set[1] = a;
-    p->acc_total = 2 * a;
+    uint64_t Rh = p->Rh, a = 0;
+    p->a_s = a, a += Rh * Tk * 4;
+    p->a_o = a, a += Rh * hd * 4;
+    p->a_l = a, a += pm_llm_round_up(Rh * 4, 64);
+    p->acc_head = a;
+    p->acc_total = KV * a;
 }
 
 static pm_status attn_cfg_check(const pm_config *cfg, const pm_attn_desc *d, const attn_plan *p, pm_error *err)
@@ -116,9 +116,10 @@ static pm_status attn_cfg_check(const pm_config *cfg, const pm_attn_desc *d, con
     if (st) return st;
     if (p->acc_total > cfg->accum_bytes)
         return pm_error_set(err, PM_ERR_INVALID,
-                            "attention: head_dim = %u does not fit: two sets of score (%u x %u) and output (%u x %u) "
-                            "tiles need %llu accumulator bytes, sram.accumulator_bytes = %llu",
-                            d->head_dim, p->Rb, p->T, p->Rb, d->head_dim, (unsigned long long)p->acc_total,
+                            "attention: head_dim = %u does not fit: score (%u x %u) and output (%u x %u) tiles of %u "
+                            "KV heads need %llu accumulator bytes, sram.accumulator_bytes = %llu",
+                            d->head_dim, p->Rh, p->T, p->Rh, d->head_dim, d->n_kv_heads,
+                            (unsigned long long)p->acc_total,
                             (unsigned long long)cfg->accum_bytes);
     return PM_OK;
 }
@@ -145,7 +146,8 @@ pm_status pm_attention_scratch_bytes(const pm_config *cfg, const pm_attn_desc *d
  *     s = fl(fmaf-chain_d(q, k) * scale); mt = max s (maxNum); mn = max(m, mt);
  *     alpha = exp(m - mn); p = exp(s - mn); pb = bf16(p);
  *     pv = fmaf-chain_j(pb, v); lt = fmaf-chain_j(pb, 1);
- *     O = O * alpha; O = O + pv; l = fmaf(l, alpha, lt); m = mn.
+ *     O = O * alpha; O = O + pv; l = fmaf(l, alpha, lt); m = mn; on a
+ *     block's first tile simply O = pv, l = lt.
  *     (fmaf chains start from +0 and run in ascending index: the tensor unit.)
  *  4. out = O * recip(l), rounded to out_fmt. exp and recip are the LFU
  *     built-ins. */
@@ -176,7 +178,7 @@ typedef struct ref_ctx {
 
 /* One tile of n keys starting at cache position k0 for R rows; nz (or NULL)
  * gives each row's count of visible keys in the tile. */
-static void ref_tile(const ref_ctx *c, uint32_t R, uint32_t k0, uint32_t n, const uint32_t *nz)
+static void ref_tile(const ref_ctx *c, uint32_t R, uint32_t k0, uint32_t n, const uint32_t *nz, bool first)
 {
     const pm_attn_desc *d = c->d;
     uint32_t hd = d->head_dim;
@@ -202,10 +204,14 @@ static void ref_tile(const ref_ctx *c, uint32_t R, uint32_t k0, uint32_t n, cons
             const uint16_t *v = c->vc + (size_t)e * d->max_ctx + k0;
             float pv = 0.0f;
             for (uint32_t j = 0; j < n; j++) pv = fmaf(pb[j], pm_bf16_to_f32(v[j]), pv);
-            o[e] = o[e] * alpha;
-            o[e] = o[e] + pv;
+            if (first) {
+                o[e] = pv;
+            } else {
+                o[e] = o[e] * alpha;
+                o[e] = o[e] + pv;
+            }
         }
-        c->l[r] = fmaf(c->l[r], alpha, lt);
+        c->l[r] = first ? lt : fmaf(c->l[r], alpha, lt);
         c->m[r] = mn;
     }
 }
@@ -248,7 +254,7 @@ pm_status pm_ref_attention(const pm_attn_desc *d, const float *qkv, uint16_t *kc
         pm_lfu_table_free(&exp_t);
         return st;
     }
-    size_t R = p.Rb;
+    size_t R = p.Rh;
     float *buf = malloc(sizeof(float) * (R * hd * 2 + R * T * 2 + R * 2));
     uint32_t *nz = malloc(sizeof(uint32_t) * R);
     if (!buf || !nz) {
@@ -279,12 +285,15 @@ pm_status pm_ref_attention(const pm_attn_desc *d, const float *qkv, uint16_t *kc
                 c.m[r] = -INFINITY;
             }
             uint32_t la = pos0 + p.a_extra;
-            for (uint32_t t0 = 0; t0 < la; t0 += T) ref_tile(&c, rows, t0, la - t0 < T ? la - t0 : T, NULL);
+            bool first = true;
+            for (uint32_t t0 = 0; t0 < la; t0 += T, first = false)
+                ref_tile(&c, rows, t0, la - t0 < T ? la - t0 : T, NULL, first);
             if (d->M > 1)
                 for (uint32_t jb = 0; jb < d->M && jb <= i0 + mb - 1; jb += T) {
                     uint32_t nb = d->M - jb < T ? d->M - jb : T;
                     for (uint32_t r = 0; r < rows; r++) nz[r] = visible(i0 + r / G, jb, nb);
-                    ref_tile(&c, rows, pos0 + jb, nb, nz);
+                    ref_tile(&c, rows, pos0 + jb, nb, nz, first);
+                    first = false;
                 }
             for (uint32_t r = 0; r < rows; r++) {
                 float rl = pm_lfu_eval(&recip_t, c.l[r]);
@@ -309,18 +318,14 @@ pm_status pm_ref_attention(const pm_attn_desc *d, const float *qkv, uint16_t *kc
  * keeps its state in r7..r23 and uses r24..r31 as temporaries. */
 enum {
     R_POS = PM_LLM_RFIRST_FREE, /* pos0 */
-    R_KBASE,                    /* this KV head's K cache plane (DRAM) */
-    R_VBASE,                    /* this KV head's V^T cache plane (DRAM) */
-    R_QA,                       /* A of S = Q K^T: this head's block of queries (SRAM) */
-    R_OUT,                      /* this head's first output row (SRAM) */
-    R_SETS, R_SETA,             /* current tile set: SRAM base, accumulator base */
-    R_SWS, R_SWA,               /* set0 ^ set1 of each, to alternate with one xor */
+    R_SETS,                     /* current K|V^T tile set (SRAM) */
+    R_SWS,                      /* set0 ^ set1, to alternate with one xor */
     R_REM,                      /* keys left in the dynamic phase */
-    R_KPTR, R_VPTR,             /* DRAM address of the next K tile / V^T tile */
+    R_KPTR, R_VPTR,             /* DRAM address of the next tile's keys (head 0) */
     R_N,                        /* keys in this tile */
-    R_HEADS,                    /* KV heads left (loop counter) */
     R_NINF, R_SCALE, R_TWO,     /* -inf bits, scale bits, epilogue mode "scale" */
-    X0, X1, X2, X3, X4, X5, X6, X7
+    R_FIRST,                    /* 1 on a block's first tile: O and l start as PV and lt */
+    X0 = 24, X1, X2, X3, X4, X5, X6, X7
 };
 
 typedef struct emit_ctx {
@@ -365,18 +370,22 @@ static int pick_dataflow(const pm_config *cfg, uint64_t M, uint64_t N, uint64_t 
     return ws < os ? 2 : 1;
 }
 
-/* The causal mask of a static tile: rows of the first `full` positions see
- * none of its keys, the next `part` positions see nz_first, nz_first + 1, ...
- * keys; later rows see them all. Writes -inf over the hidden keys of S (X5),
- * row after row, so the destination pointer just runs forward. */
+/* The causal mask of a static tile, the same for every KV head: per head,
+ * rows of the first `full` positions see none of its keys, the next `part`
+ * positions see nz_first, nz_first + 1, ... keys, the `rest` see them all.
+ * Writes -inf over the hidden scores in S (X5), row after row, so the
+ * destination pointer just runs forward. */
 typedef struct tile_mask {
-    uint32_t full, part, nz_first, nb;
+    uint32_t full, part, rest, nz_first, nb;
 } tile_mask;
 
 static void emit_mask(const emit_ctx *c, const tile_mask *mk)
 {
     uint32_t G = c->p->G;
     EM(c, ADD, X0, X5, 0);
+    li(c, X7, c->d->n_kv_heads);
+    uint32_t head = pm_builder_label(c->b);
+    pm_builder_bind(c->b, head);
     if (mk->full) {
         li(c, X3, mk->nb);
         li(c, X4, mk->full);
@@ -399,47 +408,62 @@ static void emit_mask(const emit_ctx *c, const tile_mask *mk)
         EM(c, ADDI, X3, X3, -1);
         EM(c, LOOP, X4, pm_builder_ref(top));
     }
+    if (mk->rest) addi(c, X0, X0, (int64_t)((uint64_t)mk->rest * G * mk->nb * 4));
+    EM(c, LOOP, X7, pm_builder_ref(head));
 }
 
-/* One KV tile of R_N keys for R query rows: load K and V^T, S = Q K^T *
- * scale, the mask, online softmax, O and l updated; then switch sets. */
-static void emit_tile(const emit_ctx *c, uint32_t R, const tile_mask *mk)
+/* One tile of R_N keys for every head of the block (mb positions): load K
+ * and V^T of all KV heads (one DMA each), S = Q K^T * scale per KV head,
+ * the mask, the online softmax over all rows at once, PV and l per KV head,
+ * O and l updated; then switch the K|V^T set. */
+static void emit_tile(const emit_ctx *c, uint32_t mb, const tile_mask *mk)
 {
     const attn_plan *p = c->p;
     const pm_attn_desc *d = c->d;
-    uint64_t hd = d->head_dim, base = c->base;
-    int df_s = pick_dataflow(c->cfg, R, p->T, hd), df_pv = pick_dataflow(c->cfg, R, hd, p->T);
-    int df_l = pick_dataflow(c->cfg, R, 1, p->T);
+    uint64_t hd = d->head_dim, KV = d->n_kv_heads, base = c->base, Rh = (uint64_t)mb * p->G, RT = Rh * KV;
+    int df_s = pick_dataflow(c->cfg, Rh, p->T, hd), df_pv = pick_dataflow(c->cfg, Rh, hd, p->T);
+    int df_l = pick_dataflow(c->cfg, Rh, 1, p->T);
 
-    /* K tile: N rows of hd, contiguous in the cache; KPTR moves past them. */
+    /* K: every head's N keys (contiguous in its plane) into T-key slots. */
     EM(c, MULI, X0, R_N, (int64_t)(hd * 2));
     li(c, X1, 1);
-    EM(c, DSHAPE, X0, X1, X1);
-    addi(c, X2, R_SETS, (int64_t)p->s_k);
-    EM(c, DLD, X2, INC(R_KPTR));
-    /* V^T tile: hd rows of N positions, max_ctx apart in the cache. */
+    li(c, X2, KV);
+    EM(c, DSHAPE, X0, X1, X2);
+    li(c, X3, (uint64_t)d->max_ctx * hd * 2);
+    li(c, X4, (uint64_t)p->T * hd * 2);
+    EM(c, DSTRIDE, X0, X3, X0, X4);
+    EM(c, DLD, R_SETS, R_KPTR);
+    EM(c, ADD, R_KPTR, R_KPTR, X0);
+    /* V^T: the kv*hd cache rows are max_ctx apart across heads too, so one
+     * 2-D DMA packs them as [kv][hd][N]. */
     EM(c, ADD, X0, R_N, R_N);
-    li(c, X3, hd);
-    EM(c, DSHAPE, X0, X3, X1);
-    li(c, X4, (uint64_t)d->max_ctx * 2);
-    EM(c, DSTRIDE, X4, 0, X0, 0);
-    addi(c, X2, R_SETS, (int64_t)p->s_v);
+    li(c, X2, KV * hd);
+    EM(c, DSHAPE, X0, X2, X1);
+    li(c, X3, (uint64_t)d->max_ctx * 2);
+    EM(c, DSTRIDE, X3, 0, X0, 0);
+    addi(c, X2, R_SETS, (int64_t)p->set_v);
     EM(c, DLD, X2, R_VPTR);
     EM(c, ADD, R_VPTR, R_VPTR, X0);
 
-    /* S = (Q K^T) * scale, f32 R x N */
-    li(c, X1, R);
+    /* S_h = (Q_h K_h^T) * scale, f32 [kv][Rh][N] */
+    li(c, X1, Rh);
     li(c, X3, hd);
     EM(c, TSHAPE, X1, R_N, X3, df_s);
-    addi(c, X2, R_SETA, (int64_t)p->a_s);
-    addi(c, X4, R_SETS, (int64_t)p->s_k);
-    EM(c, TMM, PM_FMT_BF16, X2, R_QA, X4);
     EM(c, TEPI, 0, R_SCALE, R_TWO);
-    addi(c, X5, R_SETS, (int64_t)p->s_s);
-    EM(c, TOUT, PM_FMT_F32, X5, X2);
+    EM(c, MULI, X6, R_N, (int64_t)(Rh * 4));
+    li(c, X5, base + p->s);
+    EM(c, ADD, X7, X5, 0);
+    for (uint64_t h = 0; h < KV; h++) {
+        li(c, X0, h * p->acc_head + p->a_s);
+        li(c, X2, base + p->q + h * Rh * hd * 2);
+        addi(c, X4, R_SETS, (int64_t)(h * p->T * hd * 2));
+        EM(c, TMM, PM_FMT_BF16, X0, X2, X4);
+        EM(c, TOUT, PM_FMT_F32, INC(X7), X0);
+    }
     if (mk) emit_mask(c, mk);
 
     /* mn = max(m, rowmax S); alpha = exp(m - mn); P = bf16(exp(S - mn)) */
+    li(c, X1, RT);
     li(c, X6, base + p->mt);
     EM(c, VREDMAX, PM_FMT_F32, X6, X5, R_N, X1);
     li(c, X7, base + p->mnew);
@@ -451,40 +475,68 @@ static void emit_tile(const emit_ctx *c, uint32_t R, const tile_mask *mk)
     EM(c, VSUBR, PM_FMT_F32, X5, X5, X7, R_N, X1);
     EM(c, MUL, X3, R_N, X1);
     EM(c, LFU, PM_FMT_F32, PM_LLM_SLOT_EXP, X5, X5, X3);
-    addi(c, X4, R_SETS, (int64_t)p->s_p);
+    li(c, X4, base + p->p);
     EM(c, VCVT, PM_FMT_BF16, PM_FMT_F32, X4, X5, X3);
 
-    /* PV = P V (R x hd) and lt = P 1 (R): the row sums in k order on the
-     * array, so they do not depend on the vector unit's lane count. */
+    /* PV_h = P_h V_h (Rh x hd) and lt_h = P_h 1 (Rh): the row sums in k
+     * order on the array, so they do not depend on the vector lane count. */
+    li(c, X1, Rh);
     li(c, X6, hd);
     EM(c, TSHAPE, X1, X6, R_N, df_pv);
     EM(c, TEPI, 0, R_SCALE, 0);
-    addi(c, X0, R_SETA, (int64_t)p->a_o);
-    addi(c, X7, R_SETS, (int64_t)p->s_v);
-    EM(c, TMM, PM_FMT_BF16, X0, X4, X7);
-    addi(c, X7, R_SETS, (int64_t)p->s_pv);
-    EM(c, TOUT, PM_FMT_F32, X7, X0);
+    EM(c, MULI, X5, R_N, (int64_t)(Rh * 2)); /* P_h stride */
+    EM(c, MULI, X6, R_N, (int64_t)(hd * 2)); /* V_h stride */
+    EM(c, ADD, X3, X4, 0);
+    addi(c, X7, R_SETS, (int64_t)p->set_v);
+    /* on the first tile PV and lt land in O and l directly */
+    uint32_t later = pm_builder_label(c->b), dst_set = pm_builder_label(c->b);
+    li(c, X2, base + p->pv);
+    EM(c, BEQ, R_FIRST, 0, pm_builder_ref(later));
+    li(c, X2, base + p->o);
+    pm_builder_bind(c->b, later);
+    for (uint64_t h = 0; h < KV; h++) {
+        li(c, X0, h * p->acc_head + p->a_o);
+        EM(c, TMM, PM_FMT_BF16, X0, X3, X7);
+        EM(c, TOUT, PM_FMT_F32, INC(X2), X0);
+        EM(c, ADD, X3, X3, X5);
+        EM(c, ADD, X7, X7, X6);
+    }
     li(c, X6, 1);
     EM(c, TSHAPE, X1, X6, R_N, df_l);
-    addi(c, X0, R_SETA, (int64_t)p->a_l);
     li(c, X6, base + p->ones);
-    EM(c, TMM, PM_FMT_BF16, X0, X4, X6);
-    addi(c, X6, R_SETS, (int64_t)p->s_lt);
-    EM(c, TOUT, PM_FMT_F32, X6, X0);
+    EM(c, ADD, X3, X4, 0);
+    li(c, X2, base + p->lt);
+    EM(c, BEQ, R_FIRST, 0, pm_builder_ref(dst_set));
+    li(c, X2, base + p->l);
+    pm_builder_bind(c->b, dst_set);
+    for (uint64_t h = 0; h < KV; h++) {
+        li(c, X0, h * p->acc_head + p->a_l);
+        EM(c, TMM, PM_FMT_BF16, X0, X3, X6);
+        EM(c, TOUT, PM_FMT_F32, INC(X2), X0);
+        EM(c, ADD, X3, X3, X5);
+    }
 
-    /* O = O * alpha + PV; l = fmaf(l, alpha, lt); m = mn */
+    /* O = O * alpha + PV; l = fmaf(l, alpha, lt) (after the first tile);
+     * m = mn (all rows) */
+    uint32_t first = pm_builder_label(c->b);
+    li(c, X1, RT);
+    EM(c, BNE, R_FIRST, 0, pm_builder_ref(first));
+    li(c, X2, base + p->alpha);
     li(c, X0, base + p->o);
     li(c, X3, hd);
     EM(c, VMULR, PM_FMT_F32, X0, X0, X2, X3, X1);
-    li(c, X3, (uint64_t)R * hd);
+    li(c, X3, RT * hd);
+    li(c, X7, base + p->pv);
     EM(c, VADD, PM_FMT_F32, X0, X0, X7, X3);
     li(c, X0, base + p->l);
+    li(c, X6, base + p->lt);
     EM(c, VFMA, PM_FMT_F32, X0, X0, X2, X6, X1);
+    pm_builder_bind(c->b, first);
+    EM(c, ADD, R_FIRST, 0, 0);
     li(c, X0, base + p->m);
     li(c, X7, base + p->mnew);
     EM(c, VMOV, PM_FMT_F32, X0, X7, X1);
     EM(c, XOR, R_SETS, R_SETS, R_SWS);
-    EM(c, XOR, R_SETA, R_SETA, R_SWA);
 }
 
 /* Every address the program touches lies where the desc says, and what it
@@ -581,98 +633,82 @@ static void emit_cache_store(const emit_ctx *c)
     EM(c, DST, X7, X6);
 }
 
-/* out rows of this head = O * recip(l), in out_fmt. */
-static void emit_final(const emit_ctx *c, uint32_t mb)
+/* out = O * recip(l) in out_fmt. O rows are [kv][position][g]; a
+ * position's G heads of one KV head are contiguous in its output row. */
+static void emit_final(const emit_ctx *c, uint32_t i0, uint32_t mb)
 {
     const pm_attn_desc *d = c->d;
     const attn_plan *p = c->p;
-    uint64_t hd = d->head_dim, G = p->G, H = d->n_heads, R = (uint64_t)mb * G;
+    uint64_t hd = d->head_dim, G = p->G, H = d->n_heads, RT = (uint64_t)mb * H;
+    uint64_t esz = d->out_fmt == PM_FMT_F32 ? 4 : 2;
     li(c, X0, c->base + p->rl);
     li(c, X1, c->base + p->l);
-    li(c, X2, R);
+    li(c, X2, RT);
     EM(c, LFU, PM_FMT_F32, PM_LLM_SLOT_RECIP, X0, X1, X2);
     li(c, X4, c->base + p->o);
-    EM(c, ADD, X3, R_OUT, 0);
-    li(c, X7, mb);
-    uint32_t top = pm_builder_label(c->b);
-    if (d->out_fmt == PM_FMT_F32) {
-        /* each position's G heads are contiguous in its output row */
-        li(c, X5, hd);
-        li(c, X6, G);
-        pm_builder_bind(c->b, top);
-        EM(c, VMULR, PM_FMT_F32, INC(X3), INC(X4), INC(X0), X5, X6);
-        addi(c, X3, X3, (int64_t)((H - G) * hd * 4));
-    } else {
-        li(c, X5, hd);
+    li(c, X3, d->out_sram + (uint64_t)i0 * H * hd * esz);
+    li(c, X6, d->n_kv_heads);
+    li(c, X5, hd);
+    if (d->out_fmt == PM_FMT_BF16) {
         EM(c, VMULR, PM_FMT_F32, X4, X4, X0, X5, X2);
         li(c, X5, G * hd);
-        pm_builder_bind(c->b, top);
-        EM(c, VCVT, PM_FMT_BF16, PM_FMT_F32, INC(X3), INC(X4), X5);
-        addi(c, X3, X3, (int64_t)((H - G) * hd * 2));
+    } else {
+        li(c, X2, G);
     }
+    uint32_t head = pm_builder_label(c->b), top = pm_builder_label(c->b);
+    pm_builder_bind(c->b, head);
+    li(c, X7, mb);
+    pm_builder_bind(c->b, top);
+    if (d->out_fmt == PM_FMT_F32) EM(c, VMULR, PM_FMT_F32, INC(X3), INC(X4), INC(X0), X5, X2);
+    else EM(c, VCVT, PM_FMT_BF16, PM_FMT_F32, INC(X3), INC(X4), X5);
+    addi(c, X3, X3, (int64_t)((H - G) * hd * esz));
     EM(c, LOOP, X7, pm_builder_ref(top));
+    addi(c, X3, X3, (int64_t)(G * hd * esz) - (int64_t)((uint64_t)mb * H * hd * esz));
+    EM(c, LOOP, X6, pm_builder_ref(head));
 }
 
-/* One block of mb positions starting at i0, all KV heads (a loop). */
+/* One block of mb positions starting at i0, every head at once. */
 static void emit_block(const emit_ctx *c, uint32_t i0, uint32_t mb)
 {
     const pm_attn_desc *d = c->d;
     const attn_plan *p = c->p;
-    uint64_t hd = d->head_dim, G = p->G, H = d->n_heads, R = (uint64_t)mb * G;
-    uint64_t esz = d->out_fmt == PM_FMT_F32 ? 4 : 2;
-    emit_rows_to_bf16(c, c->base + p->q, i0, mb, 0, G * hd, d->n_kv_heads);
-    li(c, R_QA, c->base + p->q);
-    li(c, R_OUT, d->out_sram + (uint64_t)i0 * H * hd * esz);
-    li(c, R_KBASE, d->kcache_dram);
-    li(c, R_VBASE, d->vcache_dram);
-    li(c, R_HEADS, d->n_kv_heads);
-    uint32_t head = pm_builder_label(c->b), skip_a = pm_builder_label(c->b), top_a = pm_builder_label(c->b);
-    pm_builder_bind(c->b, head);
-    /* O = 0, l = 0, m = -inf */
-    li(c, X0, c->base + p->o);
-    li(c, X1, R * hd);
-    EM(c, VBCAST, PM_FMT_F32, X0, 0, X1);
-    li(c, X0, c->base + p->l);
-    li(c, X1, R);
-    EM(c, VBCAST, PM_FMT_F32, X0, 0, X1);
+    uint64_t hd = d->head_dim, RT = (uint64_t)mb * d->n_heads;
+    emit_rows_to_bf16(c, c->base + p->q, i0, mb, 0, p->G * hd, d->n_kv_heads);
+    /* m = -inf; O and l start on the first tile */
+    li(c, R_FIRST, 1);
+    li(c, X1, RT);
     li(c, X0, c->base + p->m);
     EM(c, VBCAST, PM_FMT_F32, X0, R_NINF, X1);
 
     /* dynamic phase: keys [0, pos0 + a_extra) in tiles of T, the last ragged */
-    EM(c, ADD, R_KPTR, R_KBASE, 0);
-    EM(c, ADD, R_VPTR, R_VBASE, 0);
+    uint32_t skip_a = pm_builder_label(c->b), top_a = pm_builder_label(c->b);
+    li(c, R_KPTR, d->kcache_dram);
+    li(c, R_VPTR, d->vcache_dram);
     EM(c, ADDI, R_REM, R_POS, (int64_t)p->a_extra);
     EM(c, BEQ, R_REM, 0, pm_builder_ref(skip_a));
     pm_builder_bind(c->b, top_a);
     li(c, X0, p->T);
     EM(c, MIN, R_N, R_REM, X0);
-    emit_tile(c, (uint32_t)R, NULL);
+    emit_tile(c, mb, NULL);
     EM(c, SUB, R_REM, R_REM, R_N);
     EM(c, BNE, R_REM, 0, pm_builder_ref(top_a));
     pm_builder_bind(c->b, skip_a);
 
-    /* static phase (prefill): the chunk's own keys, causal on the diagonal */
+    /* static phase (prefill): the chunk's own keys, causal on the diagonal;
+     * KPTR and VPTR now point at position pos0 */
     if (d->M > 1)
         for (uint32_t jb = 0; jb < d->M && jb <= i0 + mb - 1; jb += p->T) {
             uint32_t nb = d->M - jb < p->T ? d->M - jb : p->T;
-            tile_mask mk = {0, 0, 0, nb};
             /* positions i < jb see nothing; jb <= i < jb + nb - 1 see i - jb + 1 */
             uint32_t full_end = jb < i0 ? i0 : (jb < i0 + mb ? jb : i0 + mb);
             uint32_t part_end = jb + nb - 1 < i0 + mb ? jb + nb - 1 : i0 + mb;
             if (part_end < full_end) part_end = full_end;
-            mk.full = full_end - i0;
-            mk.part = part_end - full_end;
+            tile_mask mk = {full_end - i0, part_end - full_end, i0 + mb - part_end, 0, nb};
             mk.nz_first = mk.part ? visible(full_end, jb, nb) : 0;
             li(c, R_N, nb);
-            emit_tile(c, (uint32_t)R, mk.full || mk.part ? &mk : NULL);
+            emit_tile(c, mb, mk.full || mk.part ? &mk : NULL);
         }
-
-    emit_final(c, mb);
-    addi(c, R_KBASE, R_KBASE, (int64_t)((uint64_t)d->max_ctx * hd * 2));
-    addi(c, R_VBASE, R_VBASE, (int64_t)(hd * d->max_ctx * 2));
-    addi(c, R_QA, R_QA, (int64_t)(R * hd * 2));
-    addi(c, R_OUT, R_OUT, (int64_t)(G * hd * esz));
-    EM(c, LOOP, R_HEADS, pm_builder_ref(head));
+    emit_final(c, i0, mb);
 }
 
 pm_status pm_emit_attention(pm_builder *b, const pm_config *cfg, const pm_attn_desc *d, pm_error *err)
@@ -698,8 +734,6 @@ pm_status pm_emit_attention(pm_builder *b, const pm_config *cfg, const pm_attn_d
     uint64_t s0 = c.base + p.set[0], s1 = c.base + p.set[1];
     li(&c, R_SETS, s0);
     li(&c, R_SWS, s0 ^ s1);
-    li(&c, R_SETA, p.acc_set[0]);
-    li(&c, R_SWA, p.acc_set[0] ^ p.acc_set[1]);
     for (uint32_t blk = 0; blk < p.blocks; blk++) {
         uint32_t i0 = blk * p.Mb, mb = d->M - i0 < p.Mb ? d->M - i0 : p.Mb;
         emit_block(&c, i0, mb);

@@ -10,7 +10,15 @@
 
 #include <math.h>
 
-enum { TILE = 128 }; /* the emitter's keys per tile (docs/llm-kernels.md) */
+/* The emitter's keys per tile (docs/llm-kernels.md): the largest power of
+ * two <= 128 whose K tile for every KV head fits 32 KiB, at least 16, at
+ * most max_ctx. */
+static uint32_t tile_keys(uint32_t KV, uint32_t hd, uint32_t max_ctx)
+{
+    uint32_t T = 128;
+    while (T > 16 && (uint64_t)KV * T * hd * 2 > 32768) T /= 2;
+    return T < max_ctx ? T : max_ctx;
+}
 
 typedef struct attn_case {
     uint32_t H, KV, hd, M, max_ctx, pos0;
@@ -188,8 +196,8 @@ TEST(test_device_matches_reference)
     int n = 0;
     for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++)
         for (size_t m = 0; m < sizeof Ms / sizeof Ms[0]; m++) {
-            uint32_t M = Ms[m];
-            uint32_t pos[] = {0, 1, TILE - 1, TILE, TILE + 1, pm_test_xorshift(&seed) % (max_ctx - M + 1)};
+            uint32_t M = Ms[m], T = tile_keys(heads[h][1], heads[h][2], max_ctx);
+            uint32_t pos[] = {0, 1, T - 1, T, T + 1, pm_test_xorshift(&seed) % (max_ctx - M + 1)};
             for (size_t p = 0; p < sizeof pos / sizeof pos[0]; p++) {
                 attn_case k = {heads[h][0], heads[h][1], heads[h][2], M, max_ctx, pos[p],
                                (n & 1) ? PM_FMT_F32 : PM_FMT_BF16, (n % 3 == 2) ? 5u : 0u};
@@ -235,7 +243,8 @@ TEST(test_one_program_for_every_position)
         pm_error err;
         ok = !pm_sim_dram_write(rd.sim, rd.d.kcache_dram, rd.kc, rd.cache_elems * 2, &err) &&
              !pm_sim_dram_write(rd.sim, rd.d.vcache_dram, rd.vc, rd.cache_elems * 2, &err);
-        for (uint32_t pos = 40; ok && pos < 2 * TILE + 3; pos++) ok = rig_step(&rd, pos, &seed, NULL);
+        uint32_t T = tile_keys(dec.KV, dec.hd, dec.max_ctx); /* 64: the steps cross two tile edges */
+        for (uint32_t pos = 40; ok && pos < 2 * T + 3; pos++) ok = rig_step(&rd, pos, &seed, NULL);
         CHECK(ok);
         rig_free(&rd);
     }
