@@ -162,6 +162,13 @@ pm_status pm_emit_embed(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_
     if (!fi || !pm_format_bytes(emb_fmt, D, &row_bytes))
         return pm_error_set(err, PM_ERR_INVALID, "%s: D = %u is not a whole number of %s storage units", who, D,
                             fi ? fi->name : "(unknown format)");
+    /* A per-tensor header (NVFP4, IF4) is stored once for the whole matrix:
+     * a row alone cannot be decoded. */
+    if (fi->header_bytes)
+        return pm_error_set(err, PM_ERR_UNSUPPORTED,
+                            "%s: emb_fmt %s keeps one tensor scale for the whole matrix; rows cannot be gathered "
+                            "one by one (store the embedding in a format without a tensor header)",
+                            who, fi->name);
     if (ids_sram % 4)
         return pm_error_set(err, PM_ERR_INVALID, "%s: ids_sram = 0x%llx is not 4-byte aligned", who,
                             (unsigned long long)ids_sram);
@@ -228,7 +235,8 @@ pm_status pm_ref_embed(uint32_t M, uint32_t D, pm_format emb_fmt, const void *em
                        pm_error *err)
 {
     size_t row_bytes;
-    if (M == 0 || D == 0 || !pm_format_get(emb_fmt) || !pm_format_bytes(emb_fmt, D, &row_bytes))
+    const pm_format_info *fi = pm_format_get(emb_fmt);
+    if (M == 0 || D == 0 || !fi || fi->header_bytes || !pm_format_bytes(emb_fmt, D, &row_bytes))
         return pm_error_set(err, PM_ERR_INVALID, "embed: M = %u, D = %u do not fit the embedding format", M, D);
     for (uint32_t i = 0; i < M; i++) {
         if (ids[i] < 0) return pm_error_set(err, PM_ERR_INVALID, "embed: ids[%u] = %d is negative", i, ids[i]);

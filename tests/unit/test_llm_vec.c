@@ -594,6 +594,8 @@ TEST(test_errors)
                "embed: scratch_bytes = 600");
     EXPECT_ERR(pm_emit_embed(b, &cfg, 1, 576, PM_FMT_F32, 0xffff0000ull, 49152, A_POS, A_IN, A_SCR, 65536, &err),
                "emb_dram");
+    EXPECT_ERR(pm_emit_embed(b, &cfg, 1, 576, PM_FMT_NVFP4, D_W, 10, A_POS, A_IN, A_SCR, 65536, &err),
+               "embed: emb_fmt nvfp4 keeps one tensor scale");
     EXPECT_ERR(pm_emit_add(b, &cfg, 0, A_IN, A_OUT, A_IN, &err), "add: n = 0");
     EXPECT_ERR(pm_emit_add(b, &cfg, 1 << 20, A_IN, A_OUT, A_IN, &err), "outside SRAM");
     EXPECT_ERR(pm_emit_topk(b, &cfg, 10, A_IN, 11, A_REC, A_SCR, 4096, &err), "k = 11");
