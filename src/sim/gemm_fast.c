@@ -902,6 +902,15 @@ static void gemm_run(pm_gemm_pool *p, gemm_job *j)
     bool done = false;
 #if PM_GEMM_X86
     if (simd && !j->A16 && j->P && M < PM_GEMM_DIRECT_MAX_M) {
+        /* Whole panels per task when there are enough for every thread (a
+         * task then streams full cache lines, 64 outputs wide), else 16-column
+         * pieces of them. */
+        size_t panels = (N + PM_GEMM_PANEL - 1) / PM_GEMM_PANEL;
+        if (panels >= threads) {
+            size_t per_panels = (panels + 3 * threads - 1) / (3 * threads);
+            j->task_cols = per_panels * PM_GEMM_PANEL;
+            col_tasks = (N + j->task_cols - 1) / j->task_cols;
+        }
         pool_run(pool, parallel, col_tasks, panel_task, j);
         done = true;
     } else if (simd && !j->A16 && M < PM_GEMM_DIRECT_MAX_M) {
