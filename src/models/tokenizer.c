@@ -583,11 +583,18 @@ pm_status pm_tokenizer_encode(const pm_tokenizer *t, const char *text, size_t le
 
 /* ---- Decode ---- */
 
+/* Tokens a reader does not see: control tokens and the unknown token (the
+ * ones Hugging Face's skip_special_tokens drops). */
+static bool is_special(const pm_tok_entry *e)
+{
+    return e->type == PM_TOK_TYPE_CONTROL || e->type == PM_TOK_TYPE_UNKNOWN;
+}
+
 long pm_tokenizer_piece(const pm_tokenizer *t, int32_t id, bool render_special, char *buf, size_t cap)
 {
     if (!t || id < 0 || (uint32_t)id >= t->n_vocab) return -1;
     const pm_tok_entry *e = &t->tok[id];
-    if (e->type == PM_TOK_TYPE_CONTROL && !render_special) return 0;
+    if (is_special(e) && !render_special) return 0;
     if (e->bytes_len <= cap && buf) memcpy(buf, t->arena + e->bytes_off, e->bytes_len);
     return (long)e->bytes_len;
 }
@@ -666,7 +673,7 @@ pm_status pm_tokenizer_decode(const pm_tokenizer *t, const int32_t *ids, size_t 
     pm_text raw = {0}, out = {0};
     for (size_t i = 0; i < n; i++) {
         const pm_tok_entry *e = &t->tok[ids[i]];
-        if (skip_special && e->type == PM_TOK_TYPE_CONTROL) continue;
+        if (skip_special && is_special(e)) continue;
         if (t->model == PM_TOK_MODEL_GPT2) {
             pm_text_append(&raw, t->arena + e->bytes_off, e->bytes_len);
             continue;
@@ -676,8 +683,13 @@ pm_status pm_tokenizer_decode(const pm_tokenizer *t, const int32_t *ids, size_t 
         if (e->type == PM_TOK_TYPE_BYTE) {
             size_t start = raw.len;
             size_t j = i;
-            for (; j < n && t->tok[ids[j]].type == PM_TOK_TYPE_BYTE; j++)
-                pm_text_append(&raw, t->arena + t->tok[ids[j]].bytes_off, t->tok[ids[j]].bytes_len);
+            /* skipped tokens are gone before this step, so a run goes on past them */
+            for (; j < n; j++) {
+                const pm_tok_entry *ej = &t->tok[ids[j]];
+                if (skip_special && is_special(ej)) continue;
+                if (ej->type != PM_TOK_TYPE_BYTE) break;
+                pm_text_append(&raw, t->arena + ej->bytes_off, ej->bytes_len);
+            }
             if (!raw.failed && !is_valid_utf8((const uint8_t *)raw.data + start, raw.len - start)) {
                 size_t bytes = raw.len - start;
                 raw.len = start;
