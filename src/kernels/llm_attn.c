@@ -28,7 +28,9 @@ typedef struct attn_plan {
     uint32_t RT;      /* rows of the largest block, every head: Mb * n_heads */
     uint32_t a_extra; /* chunk keys in the dynamic phase: 1 for decode, 0 for prefill */
     /* SRAM scratch, offsets from scratch_sram */
-    uint64_t q, kv, ones, set[2], s, p, pv, lt, o, l, m, mnew, mt, alpha, rl, total;
+    uint64_t q, kv, ones, set[2], s, p, pv, lt, m, mnew, mt, alpha, total;
+    uint64_t o[2], l[2], rl[2]; /* even and odd blocks, so one block's output
+                                   pass can wait until the next has started */
     uint64_t set_v; /* V^T tiles within a set, after the K tiles */
     /* accumulator memory: per KV head, S, PV and l tiles */
     uint64_t acc_head, a_s, a_o, a_l, acc_total;
@@ -83,7 +85,7 @@ static void attn_plan_make(const pm_attn_desc *d, attn_plan *p)
     p->a_extra = d->M == 1 ? 1 : 0;
 
     uint64_t Tk = p->T, R = p->RT, c = 0;
-    p->q = take(&c, (uint64_t)p->Mb * H * hd * 2);
+    p->q = take(&c, (uint64_t)d->M * H * hd * 2); /* block b at b * Mb * H * hd * 2 */
     p->kv = take(&c, (uint64_t)d->M * 2 * KV * hd * 2);
     p->ones = take(&c, Tk * 2);
     p->set_v = pm_llm_round_up(KV * Tk * hd * 2, PM_LLM_ALIGN);
@@ -93,13 +95,16 @@ static void attn_plan_make(const pm_attn_desc *d, attn_plan *p)
     p->p = take(&c, R * Tk * 2);
     p->pv = take(&c, R * hd * 4);
     p->lt = take(&c, R * 4);
-    p->o = take(&c, R * hd * 4);
-    p->l = take(&c, R * 4);
+    for (int k = 0; k < (p->blocks > 1 ? 2 : 1); k++) {
+        p->o[k] = take(&c, R * hd * 4);
+        p->l[k] = take(&c, R * 4);
+        p->rl[k] = take(&c, R * 4);
+    }
+    if (p->blocks == 1) p->o[1] = p->o[0], p->l[1] = p->l[0], p->rl[1] = p->rl[0];
     p->m = take(&c, R * 4);
     p->mnew = take(&c, R * 4);
     p->mt = take(&c, R * 4);
     p->alpha = take(&c, R * 4);
-    p->rl = take(&c, R * 4);
     p->total = c;
 
     uint64_t Rh = p->Rh, a = 0;
@@ -333,7 +338,8 @@ typedef struct emit_ctx {
     const pm_config *cfg;
     const pm_attn_desc *d;
     const attn_plan *p;
-    uint64_t base; /* scratch_sram */
+    uint64_t base;     /* scratch_sram */
+    uint64_t q, o, l, rl; /* this block's query rows and state (SRAM) */
 } emit_ctx;
 
 static void emit6(const emit_ctx *c, pm_opcode op, const int64_t *o)
@@ -455,7 +461,7 @@ static void emit_tile(const emit_ctx *c, uint32_t mb, const tile_mask *mk)
     EM(c, ADD, X7, X5, 0);
     for (uint64_t h = 0; h < KV; h++) {
         li(c, X0, h * p->acc_head + p->a_s);
-        li(c, X2, base + p->q + h * Rh * hd * 2);
+        li(c, X2, c->q + h * Rh * hd * 2);
         addi(c, X4, R_SETS, (int64_t)(h * p->T * hd * 2));
         EM(c, TMM, PM_FMT_BF16, X0, X2, X4);
         EM(c, TOUT, PM_FMT_F32, INC(X7), X0);
@@ -492,7 +498,7 @@ static void emit_tile(const emit_ctx *c, uint32_t mb, const tile_mask *mk)
     uint32_t later = pm_builder_label(c->b), dst_set = pm_builder_label(c->b);
     li(c, X2, base + p->pv);
     EM(c, BEQ, R_FIRST, 0, pm_builder_ref(later));
-    li(c, X2, base + p->o);
+    li(c, X2, c->o);
     pm_builder_bind(c->b, later);
     for (uint64_t h = 0; h < KV; h++) {
         li(c, X0, h * p->acc_head + p->a_o);
@@ -507,7 +513,7 @@ static void emit_tile(const emit_ctx *c, uint32_t mb, const tile_mask *mk)
     EM(c, ADD, X3, X4, 0);
     li(c, X2, base + p->lt);
     EM(c, BEQ, R_FIRST, 0, pm_builder_ref(dst_set));
-    li(c, X2, base + p->l);
+    li(c, X2, c->l);
     pm_builder_bind(c->b, dst_set);
     for (uint64_t h = 0; h < KV; h++) {
         li(c, X0, h * p->acc_head + p->a_l);
@@ -522,13 +528,13 @@ static void emit_tile(const emit_ctx *c, uint32_t mb, const tile_mask *mk)
     li(c, X1, RT);
     EM(c, BNE, R_FIRST, 0, pm_builder_ref(first));
     li(c, X2, base + p->alpha);
-    li(c, X0, base + p->o);
+    li(c, X0, c->o);
     li(c, X3, hd);
     EM(c, VMULR, PM_FMT_F32, X0, X0, X2, X3, X1);
     li(c, X3, RT * hd);
     li(c, X7, base + p->pv);
     EM(c, VADD, PM_FMT_F32, X0, X0, X7, X3);
-    li(c, X0, base + p->l);
+    li(c, X0, c->l);
     li(c, X6, base + p->lt);
     EM(c, VFMA, PM_FMT_F32, X0, X0, X2, X6, X1);
     pm_builder_bind(c->b, first);
@@ -641,11 +647,11 @@ static void emit_final(const emit_ctx *c, uint32_t i0, uint32_t mb)
     const attn_plan *p = c->p;
     uint64_t hd = d->head_dim, G = p->G, H = d->n_heads, RT = (uint64_t)mb * H;
     uint64_t esz = d->out_fmt == PM_FMT_F32 ? 4 : 2;
-    li(c, X0, c->base + p->rl);
-    li(c, X1, c->base + p->l);
+    li(c, X0, c->rl);
+    li(c, X1, c->l);
     li(c, X2, RT);
     EM(c, LFU, PM_FMT_F32, PM_LLM_SLOT_RECIP, X0, X1, X2);
-    li(c, X4, c->base + p->o);
+    li(c, X4, c->o);
     li(c, X3, d->out_sram + (uint64_t)i0 * H * hd * esz);
     li(c, X6, d->n_kv_heads);
     li(c, X5, hd);
@@ -668,12 +674,11 @@ static void emit_final(const emit_ctx *c, uint32_t i0, uint32_t mb)
 }
 
 /* One block of mb positions starting at i0, every head at once. */
-static void emit_block(const emit_ctx *c, uint32_t i0, uint32_t mb)
+static void emit_block_tiles(const emit_ctx *c, uint32_t i0, uint32_t mb)
 {
     const pm_attn_desc *d = c->d;
     const attn_plan *p = c->p;
-    uint64_t hd = d->head_dim, RT = (uint64_t)mb * d->n_heads;
-    emit_rows_to_bf16(c, c->base + p->q, i0, mb, 0, p->G * hd, d->n_kv_heads);
+    uint64_t RT = (uint64_t)mb * d->n_heads;
     /* m = -inf; O and l start on the first tile */
     li(c, R_FIRST, 1);
     li(c, X1, RT);
@@ -708,7 +713,6 @@ static void emit_block(const emit_ctx *c, uint32_t i0, uint32_t mb)
             li(c, R_N, nb);
             emit_tile(c, mb, mk.full || mk.part ? &mk : NULL);
         }
-    emit_final(c, i0, mb);
 }
 
 pm_status pm_emit_attention(pm_builder *b, const pm_config *cfg, const pm_attn_desc *d, pm_error *err)
@@ -719,7 +723,7 @@ pm_status pm_emit_attention(pm_builder *b, const pm_config *cfg, const pm_attn_d
     attn_plan_make(d, &p);
     if ((st = attn_cfg_check(cfg, d, &p, err))) return st;
     if ((st = attn_check_ranges(cfg, d, &p, err))) return st;
-    emit_ctx c = {b, cfg, d, &p, d->scratch_sram};
+    emit_ctx c = {b, cfg, d, &p, d->scratch_sram, 0, 0, 0, 0};
 
     li(&c, X0, d->pos_sram);
     EM(&c, LW, R_POS, X0, 0);
@@ -734,9 +738,31 @@ pm_status pm_emit_attention(pm_builder *b, const pm_config *cfg, const pm_attn_d
     uint64_t s0 = c.base + p.set[0], s1 = c.base + p.set[1];
     li(&c, R_SETS, s0);
     li(&c, R_SWS, s0 ^ s1);
+    /* Every block's queries first, while the DMA stores run; then each
+     * block's tiles, its output pass emitted after the next block's tiles,
+     * so the long run of small output ops never holds back the next loads
+     * in the vector queue. */
+    emit_ctx cb[2];
     for (uint32_t blk = 0; blk < p.blocks; blk++) {
         uint32_t i0 = blk * p.Mb, mb = d->M - i0 < p.Mb ? d->M - i0 : p.Mb;
-        emit_block(&c, i0, mb);
+        emit_rows_to_bf16(&c, c.base + p.q + (uint64_t)i0 * d->n_heads * d->head_dim * 2, i0, mb, 0,
+                          (uint64_t)p.G * d->head_dim, d->n_kv_heads);
+    }
+    for (uint32_t blk = 0; blk <= p.blocks; blk++) {
+        if (blk < p.blocks) {
+            uint32_t i0 = blk * p.Mb, mb = d->M - i0 < p.Mb ? d->M - i0 : p.Mb;
+            emit_ctx *e = &cb[blk % 2];
+            *e = c;
+            e->q = c.base + p.q + (uint64_t)i0 * d->n_heads * d->head_dim * 2;
+            e->o = c.base + p.o[blk % 2];
+            e->l = c.base + p.l[blk % 2];
+            e->rl = c.base + p.rl[blk % 2];
+            emit_block_tiles(e, i0, mb);
+        }
+        if (blk >= 1) {
+            uint32_t i0 = (blk - 1) * p.Mb, mb = d->M - i0 < p.Mb ? d->M - i0 : p.Mb;
+            emit_final(&cb[(blk - 1) % 2], i0, mb);
+        }
     }
     return pm_builder_status(b, err);
 }
