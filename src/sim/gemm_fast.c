@@ -682,6 +682,10 @@ PM_AVX2 static void direct_task(void *ctx, size_t task)
  * every instantiation, so the M*V accumulators are registers. The sums pass
  * through `tile` (exact: a float store and reload), so a chunk that ends
  * inside the panel stores only its valid columns. */
+/* The loops over rows and vectors have constant trip counts in every
+ * instantiation; fully unrolled, the accumulator array becomes registers. */
+#define PM_UNROLL _Pragma("GCC unroll 8")
+
 PM_AVX2 static inline __attribute__((always_inline)) void panel_kernel(const gemm_job *j, int M, int V,
                                                                        const uint16_t *panel, size_t o, size_t n,
                                                                        size_t cols)
@@ -689,12 +693,15 @@ PM_AVX2 static inline __attribute__((always_inline)) void panel_kernel(const gem
     const size_t K = j->K;
     float tile[PM_GEMM_DIRECT_MAX_M][64];
     __m256 acc[PM_GEMM_DIRECT_MAX_M][8];
+    PM_UNROLL
     for (int m = 0; m < M; m++) {
         if (j->accumulate) {
             memcpy(tile[m], j->C + (size_t)m * j->ldc + n, cols * sizeof(float));
+            PM_UNROLL
             for (int v = 0; v < V; v++)
                 acc[m][v] = _mm256_loadu_ps(tile[m] + 8 * v);
         } else {
+            PM_UNROLL
             for (int v = 0; v < V; v++)
                 acc[m][v] = _mm256_setzero_ps();
         }
@@ -703,17 +710,22 @@ PM_AVX2 static inline __attribute__((always_inline)) void panel_kernel(const gem
     const float *a = j->A;
     for (size_t k = 0; k < K; k++, bp += PM_GEMM_PANEL) {
         __m256 b[8];
+        PM_UNROLL
         for (int v = 0; v < V; v++) {
             __m128i h = _mm_load_si128((const __m128i *)(const void *)(bp + 8 * v));
             b[v] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
         }
+        PM_UNROLL
         for (int m = 0; m < M; m++) {
             __m256 ak = _mm256_broadcast_ss(a + (size_t)m * j->lda + k);
+            PM_UNROLL
             for (int v = 0; v < V; v++)
                 acc[m][v] = _mm256_fmadd_ps(ak, b[v], acc[m][v]);
         }
     }
+    PM_UNROLL
     for (int m = 0; m < M; m++) {
+        PM_UNROLL
         for (int v = 0; v < V; v++)
             _mm256_storeu_ps(tile[m] + 8 * v, acc[m][v]);
         memcpy(j->C + (size_t)m * j->ldc + n, tile[m], cols * sizeof(float));
