@@ -502,10 +502,15 @@ static pm_status upload_all(pm_llm *m, pm_error *err)
             for (uint32_t i = 0; i < 2 && !st; i++) st = upload_matrix(m, &gu[i], none, 1, &L->gu[i], err);
         }
         if (!st) st = upload_matrix(m, &s->down, none, 1, &L->down, err);
-        uint64_t cache = (uint64_t)in->n_kv_heads * m->kv_ctx * in->head_dim * 2;
-        if (!st) st = pm_device_alloc(m->dev, cache, 64, &L->kcache, err);
-        if (!st) st = pm_device_alloc(m->dev, cache, 64, &L->vcache, err);
         if (L->n_qkv > 1 || L->n_gu > 1) m->need_tmp = true;
+    }
+    /* The KV caches after every weight: the only DRAM written per token then
+     * lies outside the weights' address range, which keeps the simulator's
+     * decoded-weight cache from checking its entries on every K/V store. */
+    uint64_t cache = (uint64_t)in->n_kv_heads * m->kv_ctx * in->head_dim * 2;
+    for (uint32_t l = 0; l < in->n_layers && !st; l++) {
+        st = pm_device_alloc(m->dev, cache, 64, &m->layers[l].kcache, err);
+        if (!st) st = pm_device_alloc(m->dev, cache, 64, &m->layers[l].vcache, err);
     }
     /* The RoPE table: a per-model constant, computed once on the host. */
     float *table = NULL, *ff = NULL;
