@@ -77,7 +77,12 @@ static pm_status fail_at(reader *r, uint64_t at, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return pm_error_set(r->err, PM_ERR_FORMAT, "%s: byte %" PRIu64 ": %s: %s", r->name, at, r->field, what);
+    pm_status st = pm_error_set(r->err, PM_ERR_FORMAT, "%s: byte %" PRIu64 ": %s: %s", r->name, at, r->field, what);
+    if (r->err) /* keys and names are file bytes: keep the message on one line */
+        for (char *c = r->err->message; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    return st;
 }
 
 static void set_field(reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
