@@ -1,7 +1,9 @@
 /* The LLM linear layer Y = X x W^T: X and Y stay in SRAM, W streams from
  * DRAM through two scratch slots in tiles of whole weight rows (all of K,
  * so every tile is one contiguous DMA), each multiplied weight-stationary as
- * soon as it lands while the next one loads. See docs/llm-kernels.md. */
+ * soon as it lands while the next one loads; for M > 1 a staging tile in the
+ * scratch takes each op's outputs on their way into Y's rows. See
+ * docs/llm-kernels.md. */
 #include "kernels_internal.h"
 #include "llm_internal.h"
 
@@ -27,11 +29,13 @@ enum {
     R_TM, R_TN, R_TK, R_ONE, R_TBYTES,
 };
 
+/* tshape imm: weight-stationary for every M (a GEMV streams at the preload
+ * rate; from M = 8 every array row is busy, and a ragged M wastes nothing). */
 #define TILE_DATAFLOW_WS 2
 /* Slots and the staging tile start on 64-byte boundaries (contiguous SRAM
  * ranges spread over the banks whatever their alignment; this only keeps
  * the sizes round). */
-#define SLOT_ALIGN 64u /* tshape imm: weight-stationary (M <= 64 rows keep the array full from M = 8) */
+#define SLOT_ALIGN 64u
 
 typedef struct lin_plan {
     const pm_linear_desc *d;
