@@ -10,6 +10,8 @@
 
 /* Sums and maxima reduce in groups of this many elements (see sum32). */
 #define GROUP 32u
+/* Words the top-k descent compares per loop trip (divides GROUP). */
+#define SCAN_UNROLL 4
 /* The NaN written by top-k for a missing record and as the mask of found entries. */
 #define QNAN_BITS 0x7fc00000u
 
@@ -737,15 +739,25 @@ pm_status pm_emit_topk(pm_builder *b, const pm_config *cfg, uint32_t n, uint64_t
         emit(b, PM_OP_MULI, RP, parent, GROUP * 4, 0, 0, 0);
         li(b, RBASE, p.level[l]);
         emit(b, PM_OP_ADD, RP, RP, RBASE, 0, 0, 0);
-        li(b, RC, GROUP);
-        uint32_t scan = pm_builder_label(b), found = pm_builder_label(b);
+        /* Four words per trip (2.5 issue slots a word instead of 4); a hit
+         * at word w of the trip lands on the add chain that moves RP to it.
+         * Words are read only up to the hit, never past the group. */
+        li(b, RC, GROUP / SCAN_UNROLL);
+        uint32_t scan = pm_builder_label(b), at[SCAN_UNROLL];
         pm_builder_bind(b, scan);
-        emit(b, PM_OP_LW, RV, RP, 0, 0, 0, 0);
-        emit(b, PM_OP_BEQ, RV, RM, pm_builder_ref(found), 0, 0, 0);
-        emit(b, PM_OP_ADDI, RP, RP, 4, 0, 0, 0);
+        for (int w = 0; w < SCAN_UNROLL; w++) {
+            at[w] = pm_builder_label(b);
+            emit(b, PM_OP_LW, RV, RP, 4 * w, 0, 0, 0);
+            emit(b, PM_OP_BEQ, RV, RM, pm_builder_ref(at[w]), 0, 0, 0);
+        }
+        emit(b, PM_OP_ADDI, RP, RP, 4 * SCAN_UNROLL, 0, 0, 0);
         emit(b, PM_OP_LOOP, RC, pm_builder_ref(scan), 0, 0, 0, 0);
         emit(b, PM_OP_JMP, pm_builder_ref(no_winner), 0, 0, 0, 0, 0); /* unreachable: the max is in its group */
-        pm_builder_bind(b, found);
+        for (int w = SCAN_UNROLL - 1; w > 0; w--) {
+            pm_builder_bind(b, at[w]);
+            emit(b, PM_OP_ADDI, RP, RP, 4, 0, 0, 0);
+        }
+        pm_builder_bind(b, at[0]);
         emit(b, PM_OP_SUB, RJ0 + (int)l, RP, RBASE, 0, 0, 0);
         emit(b, PM_OP_SHRI, RJ0 + (int)l, RJ0 + (int)l, 2, 0, 0, 0);
     }
