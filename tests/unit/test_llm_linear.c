@@ -204,6 +204,48 @@ TEST(test_linear_random_formats)
     }
 }
 
+/* Small engines (R x C arrays from 2 x 16 to 8 x 8, preload rates, an
+ * accumulator of a few tiles, so M splits into blocks per tile, and a small
+ * SRAM) and the datacenter preset: the planner's figures all come from the
+ * config, and the bits must not change. */
+TEST(test_linear_other_engines)
+{
+    static const uint32_t shapes[][2] = {{4, 8}, {8, 4}, {8, 8}, {2, 16}};
+    static const pm_format fmts[] = {PM_FMT_BF16, PM_FMT_Q4_1, PM_FMT_Q8_0, PM_FMT_INT4, PM_FMT_NVFP4, PM_FMT_E4M3};
+    uint64_t s = 0x0e11a5ULL;
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++)
+        for (int i = 0; i < 6; i++) {
+            pm_config cfg = edge();
+            pm_error err;
+            uint32_t R = shapes[c][0], C = shapes[c][1];
+            cfg.tensor_rows = R, cfg.tensor_cols = C;
+            cfg.tensor_weight_load_rows = rng_range(&s, 1, R);
+            cfg.sram_bytes = 256 * 1024;
+            cfg.accum_bytes = 4ull * R * C * rng_range(&s, 2, 12);
+            CHECK_MSG(pm_config_validate(&cfg, &err) == PM_OK, "%s", err.message);
+            pm_linear_desc d;
+            memset(&d, 0, sizeof d);
+            d.M = rng_range(&s, 1, 40);
+            d.N = rng_range(&s, 1, 150);
+            d.w_fmt = fmts[(c + (size_t)i) % (sizeof fmts / sizeof fmts[0])];
+            d.K = k_granule(d.w_fmt) * rng_range(&s, 1, 160 / k_granule(d.w_fmt) + 1);
+            d.y_fmt = i % 2 ? PM_FMT_BF16 : PM_FMT_F32;
+            place(&cfg, &d, &s);
+            check_one(&cfg, &d, s);
+        }
+    pm_config dc;
+    pm_error err;
+    CHECK(pm_config_preset("datacenter", &dc, &err) == PM_OK);
+    dc.engines = 1;
+    static const uint32_t dcases[][3] = {{1, 1000, 512}, {64, 300, 256}, {7, 2048, 128}};
+    for (size_t i = 0; i < sizeof dcases / sizeof dcases[0]; i++) {
+        pm_linear_desc d = {.M = dcases[i][0], .N = dcases[i][1], .K = dcases[i][2], .w_fmt = PM_FMT_Q4_1,
+                            .y_fmt = PM_FMT_F32, .x_sram = 0, .y_sram = 0x100000, .scratch_sram = 0x400000,
+                            .scratch_bytes = 0x400000};
+        check_one(&dc, &d, s + i);
+    }
+}
+
 /* The shapes of SmolLM2's linears (scaled down in N for speed) at the
  * prefill row counts, Q4_1 and Q8_0, plus M past the accumulator's M block
  * (several tensor ops per tile). */
@@ -581,6 +623,7 @@ int main(void)
     RUN(test_llm_prologue);
     RUN(test_linear_random_formats);
     RUN(test_linear_model_shapes);
+    RUN(test_linear_other_engines);
     RUN(test_linear_chain);
     RUN(test_linear_prefetch);
     RUN(test_linear_decode_roofline);
