@@ -101,18 +101,28 @@ static size_t run_of(const text *x, size_t i, int k, size_t max)
     return i;
 }
 
+/* The ASCII letter a contraction compares, folded when case-insensitive:
+ * Unicode case folding maps only U+017F (long s) onto one of them. */
+static uint32_t contraction_letter(const text *x, size_t *i, bool any_case)
+{
+    uint32_t cp;
+    size_t next;
+    kind_at(x, *i, &cp, &next);
+    *i = next;
+    if (any_case && cp >= 'A' && cp <= 'Z') cp += 32;
+    if (any_case && cp == 0x17F) cp = 's';
+    return cp;
+}
+
 /* 's 't 're 've 'm 'll 'd at i (which holds '\''); 0 when none. */
 static size_t contraction(const text *x, size_t i, bool any_case)
 {
-    size_t rest = x->len - i;
-    if (rest < 2) return 0;
-    uint8_t a = x->s[i + 1], b = rest >= 3 ? x->s[i + 2] : 0;
-    if (any_case) {
-        a = (uint8_t)(a >= 'A' && a <= 'Z' ? a + 32 : a);
-        b = (uint8_t)(b >= 'A' && b <= 'Z' ? b + 32 : b);
-    }
-    if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
-    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+    size_t j = i + 1;
+    uint32_t a = contraction_letter(x, &j, any_case);
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return j;
+    size_t k = j;
+    uint32_t b = contraction_letter(x, &k, any_case);
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return k;
     return 0;
 }
 

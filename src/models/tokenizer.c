@@ -353,9 +353,10 @@ static pm_status read_merges(const pm_gguf *g, pm_tokenizer *t, pm_error *err)
         memcpy(joined + la, sp + 1, lb);
         int32_t result = pm_tok_lookup(t, joined, la + lb);
         if (result < 0) {
+            pm_error_set(err, PM_ERR_FORMAT, "tokenizer.ggml.merges[%llu]: the merged token '%.*s' is not in the vocab",
+                         (unsigned long long)r, (int)(la + lb > 64 ? 64 : la + lb), joined);
             free(joined);
-            return pm_error_set(err, PM_ERR_FORMAT, "tokenizer.ggml.merges[%llu]: the merged token '%.*s' is not in the vocab",
-                                (unsigned long long)r, (int)(la + lb > 64 ? 64 : la + lb), (const char *)s.ptr);
+            return PM_ERR_FORMAT;
         }
         uint32_t mask = t->pair_cap - 1, h = (uint32_t)hash_pair(a, bb) & mask;
         while (t->pair_slots[h].left >= 0 && !(t->pair_slots[h].left == a && t->pair_slots[h].right == bb))

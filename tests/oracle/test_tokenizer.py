@@ -37,7 +37,8 @@ from pmlib import PmError, lib
 transformers = pytest.importorskip("transformers", reason="transformers not installed (pip install -r requirements-test.txt)")
 from transformers import AutoTokenizer  # noqa: E402
 import transformers.modeling_gguf_pytorch_utils as _hf_gguf  # noqa: E402
-from tokenizers import Tokenizer, pre_tokenizers  # noqa: E402
+from tokenizers import Regex, Tokenizer, pre_tokenizers  # noqa: E402
+import regex  # noqa: E402
 
 _hf_gguf.is_torch_available = lambda: True  # see the module docstring
 
@@ -232,7 +233,8 @@ def smol():
 def smol_fields():
     r = gguf.GGUFReader(MODEL)
     keys = ["tokenizer.ggml.tokens", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-            "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"]
+            "tokenizer.ggml.add_bos_token", "tokenizer.chat_template", "tokenizer.ggml.merges",
+            "tokenizer.ggml.token_type"]
     return {k: r.fields[k].contents() for k in keys}
 
 
@@ -366,6 +368,74 @@ def test_smollm_encode_speed(smol):
     t0 = time.perf_counter()
     c.encode("x" * 20_000 + "€" * 5_000)
     assert time.perf_counter() - t0 < 2.0
+
+
+# ---- The pre-tokenizer patterns against a regex engine ----
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+LLAMA3_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"""
+                  r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+EMIT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t)
+
+
+def c_pretokenize(pre, text):
+    """The C splitter (pm_tok_pretokenize, internal to the models layer)."""
+    data = text.encode()
+    pieces = []
+    cb = EMIT(lambda _ctx, start, n: pieces.append(data[start:start + n].decode()))
+    lib.pm_tok_pretokenize(pre, data, len(data), cb, None)
+    return pieces
+
+
+lib.pm_tok_pretokenize.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, EMIT, ctypes.c_void_p]
+PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3 = 0, 1, 2
+
+PRE_TEXTS = CORPUS + ["x'ſ y", "it'S 'LL 'Ve 'RE", "a\r\n\r\n  b", "1234567 ab", "  \n\t x", "\r\r\n\n",
+                      ".\n\n", " ..\r\nx", "a\u00a0\u00a0b", "'", "''s", " '"]
+
+
+@pytest.mark.parametrize("pre,pattern", [(PRE_GPT2, GPT2_PATTERN), (PRE_LLAMA3, LLAMA3_PATTERN)])
+def test_pretokenize_against_regex(pre, pattern):
+    rx = regex.compile(pattern)
+    for text in PRE_TEXTS + random_strings(2024, 1500):
+        assert c_pretokenize(pre, text) == rx.findall(text), repr(text)
+
+
+def test_pretokenize_smollm_against_hf():
+    hf = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                  pre_tokenizers.Split(Regex(GPT2_PATTERN), behavior="isolated")])
+    for text in PRE_TEXTS + random_strings(77, 1500):
+        assert c_pretokenize(PRE_SMOLLM, text) == [p for p, _ in hf.pre_tokenize_str(text)], repr(text)
+
+
+@needs_model
+def test_llama_bpe_pre_tokenizer(smol, smol_fields, tmp_path):
+    """SmolLM2's vocabulary declared with the Llama 3 pre-tokenizer
+    ("llama-bpe"); the oracle is the same tokenizer with Llama 3's
+    tokenizer.json pre-tokenizer (the regex split, then byte-level)."""
+    c0, hf, _ = smol
+    path = tmp_path / "llama_bpe.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(smol_fields["tokenizer.ggml.tokens"])
+    w.add_token_types(smol_fields["tokenizer.ggml.token_type"])
+    w.add_token_merges(smol_fields["tokenizer.ggml.merges"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    oracle = Tokenizer.from_str(hf.backend_tokenizer.to_str())
+    oracle.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
+         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
+    c = CTok(path)
+    try:
+        for text in CORPUS + random_strings(31, 300):
+            assert c.encode(text) == hf_encode(oracle, text), repr(text)
+        assert c.encode("a  1") != c0.encode("a  1")  # the splits differ from smollm's
+    finally:
+        c.close()
 
 
 # ---- Chat templates ----
