@@ -144,7 +144,9 @@ pm_status pm_attention_scratch_bytes(const pm_config *cfg, const pm_attn_desc *d
  * Operation order (the device's, see docs/llm-kernels.md):
  *  1. k and v of row i rounded to bf16 into the caches at position pos0 + i.
  *  2. Per block of Mb positions, per KV head: A = the block's G query heads
- *     as rows (position-major), q rounded to bf16. O = +0, l = +0, m = -inf.
+ *     as rows (position-major), q rounded to bf16; m = -inf. (The device
+ *     runs a block's KV heads side by side; every row's arithmetic is the
+ *     same.)
  *  3. Tiles of T keys: the dynamic phase covers keys [0, pos0 + a_extra),
  *     the static phase the chunk's own keys pos0 + j, j < M (prefill), up to
  *     the block's last row, with keys j > i set to -inf in row i. Per tile:
