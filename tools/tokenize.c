@@ -35,7 +35,7 @@ static pm_status read_stdin(char **data, size_t *len, pm_error *err)
  * strings; enough for ids and chat messages. ---- */
 
 typedef struct json {
-    const char *s, *end;
+    const char *start, *s, *end;
     pm_error *err;
 } json;
 
@@ -48,8 +48,7 @@ static pm_status expect(json *j, char c)
 {
     skip_ws(j);
     if (j->s >= j->end || *j->s != c)
-        return pm_error_set(j->err, PM_ERR_PARSE, "stdin: expected '%c' at byte %zu", c,
-                            (size_t)(j->s - (j->end - strlen(j->s))));
+        return pm_error_set(j->err, PM_ERR_PARSE, "stdin: byte %zu: expected '%c'", (size_t)(j->s - j->start), c);
     j->s++;
     return PM_OK;
 }
@@ -135,7 +134,8 @@ static pm_status json_ids(json *j, int32_t **ids, size_t *n)
         char *e;
         long v = strtol(j->s, &e, 10);
         if (e == j->s || v < -2147483647L || v > 2147483647L) {
-            st = pm_error_set(j->err, PM_ERR_PARSE, "stdin: id %zu is not an integer", *n);
+            st = pm_error_set(j->err, PM_ERR_PARSE, "stdin: byte %zu: id %zu is not an integer",
+                              (size_t)(j->s - j->start), *n);
             break;
         }
         j->s = e;
@@ -254,7 +254,7 @@ static int cmd_decode(const pm_tokenizer *t, bool skip)
     size_t len, n;
     int32_t *ids;
     if (read_stdin(&text, &len, &err)) return fail(&err);
-    json j = {text, text + len, &err};
+    json j = {text, text, text + len, &err};
     pm_status st = json_ids(&j, &ids, &n);
     free(text);
     if (st || pm_tokenizer_decode(t, ids, n, skip, &dec, &err)) {
@@ -274,7 +274,7 @@ static int cmd_chat(const pm_gguf *g, bool gen)
     size_t len, n;
     pm_chat_message *msgs;
     if (read_stdin(&text, &len, &err)) return fail(&err);
-    json j = {text, text + len, &err};
+    json j = {text, text, text + len, &err};
     pm_status st = json_messages(&j, &msgs, &n);
     free(text);
     if (st) return fail(&err);
