@@ -551,6 +551,77 @@ TEST(test_topk)
     pm_sim_destroy(sim);
 }
 
+/* ---------------- composition ---------------- */
+
+/* The kernels of a layer in ONE program, every one on the same small
+ * scratch range, each consuming the previous one's output; only the
+ * interlock orders them. The host chains the references the same way. */
+TEST(test_composed_on_shared_scratch)
+{
+    pm_config cfg = edge();
+    pm_sim *sim = make_sim(&cfg);
+    uint64_t s = 0xc0c0;
+    enum { M = 3, D = 128, H = 2, HD = 64, F = 64, V = 300, CTX = 50 };
+    uint64_t scratch = 1536; /* one row at a time in rmsnorm and rope */
+    /* SRAM: ids, pos, x (f32 M x D), xn (f32), gu (f32 M x 2F), act (f32), records */
+    const uint64_t ids_a = A_POS, pos_a = A_POS + 0x100, x_a = A_IN, xn_a = A_IN + 0x4000, gu_a = A_IN + 0x8000,
+                   act_a = A_IN + 0xC000;
+    float *emb = random_floats(&s, (size_t)V * D, -1.0f, 1.0f);
+    float *w = random_floats(&s, D, 0.5f, 1.5f);
+    float *table = malloc((size_t)2 * CTX * (HD / 2) * 4);
+    pm_rope_table(10000.0f, HD, CTX, NULL, table);
+    dram_put(sim, D_W, emb, (size_t)V * D * 4);
+    dram_put(sim, D_W + 0x100000, w, (size_t)D * 4);
+    dram_put(sim, D_TABLE, table, (size_t)2 * CTX * (HD / 2) * 4);
+    int32_t ids[M] = {7, 299, 7};
+    uint32_t pos0 = 40;
+    sram_put(sim, ids_a, ids, sizeof ids);
+    sram_put(sim, pos_a, &pos0, 4);
+    float *gu = random_floats(&s, (size_t)M * 2 * F, -4.0f, 4.0f);
+    sram_put(sim, gu_a, gu, (size_t)M * 2 * F * 4);
+
+    pm_builder *b = new_builder();
+    pm_error err;
+    pm_status st = pm_emit_embed(b, &cfg, M, D, PM_FMT_F32, D_W, V, ids_a, x_a, A_SCR, scratch, &err);
+    if (!st) st = pm_emit_rmsnorm(b, &cfg, M, D, x_a, D_W + 0x100000, 1e-5f, xn_a, PM_FMT_F32, A_SCR, scratch, &err);
+    if (!st) st = pm_emit_rope(b, &cfg, M, H, HD, xn_a, D, pos_a, D_TABLE, CTX, A_SCR, scratch, &err);
+    if (!st) st = pm_emit_add(b, &cfg, (uint64_t)M * D, x_a, xn_a, x_a, &err);
+    if (!st) st = pm_emit_swiglu(b, &cfg, M, F, gu_a, act_a, PM_FMT_BF16, A_SCR, scratch, &err);
+    if (!st) st = pm_emit_topk(b, &cfg, M * D, x_a, 5, A_REC, A_SCR, scratch, &err);
+    CHECK_MSG(st == PM_OK, "%s", err.message);
+    if (st) {
+        pm_builder_destroy(b);
+    } else {
+        CHECK_MSG(finish_run(sim, b, NULL, NULL, &err) == PM_OK, "%s", err.message);
+        float x[M * D], xn[M * D];
+        uint16_t act[M * F];
+        int32_t rid[5];
+        float rval[5];
+        CHECK(pm_ref_embed(M, D, PM_FMT_F32, emb, ids, x, &err) == PM_OK);
+        CHECK(pm_ref_rmsnorm(M, D, x, w, 1e-5f, xn, PM_FMT_F32, &err) == PM_OK);
+        CHECK(pm_ref_rope(M, H, HD, xn, D, pos0, table, CTX, &err) == PM_OK);
+        for (int i = 0; i < M * D; i++) x[i] = x[i] + xn[i];
+        CHECK(pm_ref_swiglu(M, F, gu, act, PM_FMT_BF16, &err) == PM_OK);
+        CHECK(pm_ref_topk(M * D, x, 5, rid, rval, &err) == PM_OK);
+        float dx[M * D], dxn[M * D];
+        uint16_t dact[M * F];
+        uint32_t rec[10];
+        sram_get(sim, x_a, dx, sizeof dx);
+        sram_get(sim, xn_a, dxn, sizeof dxn);
+        sram_get(sim, act_a, dact, sizeof dact);
+        sram_get(sim, A_REC, rec, sizeof rec);
+        CHECK(!memcmp(dx, x, sizeof x));
+        CHECK(!memcmp(dxn, xn, sizeof xn));
+        CHECK(!memcmp(dact, act, sizeof act));
+        for (int r = 0; r < 5; r++) CHECK((int32_t)rec[2 * r] == rid[r] && rec[2 * r + 1] == pm_f32_bits(rval[r]));
+    }
+    free(emb);
+    free(w);
+    free(table);
+    free(gu);
+    pm_sim_destroy(sim);
+}
+
 /* ---------------- errors ---------------- */
 
 TEST(test_errors)
@@ -724,6 +795,7 @@ int main(void)
     RUN(test_swiglu);
     RUN(test_add);
     RUN(test_topk);
+    RUN(test_composed_on_shared_scratch);
     RUN(test_errors);
     RUN(test_decode_shapes_report);
     return TEST_SUMMARY();
