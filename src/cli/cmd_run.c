@@ -132,7 +132,7 @@ static char *default_model_path(void)
 /* Pieces may end inside a UTF-8 character; the tail of an incomplete
  * character waits for the next piece so the terminal never sees half. */
 typedef struct stream_out {
-    bool on;
+    bool on, started;
     unsigned char pending[8];
     size_t npending;
 } stream_out;
@@ -167,7 +167,7 @@ static void stream_piece(stream_out *so, const char *piece, size_t len)
 
 static void stream_end(stream_out *so)
 {
-    if (!so->on) return;
+    if (!so->on || !so->started) return;
     fwrite(so->pending, 1, so->npending, stdout);
     so->npending = 0;
     fputc('\n', stdout);
@@ -590,6 +590,7 @@ int pm_cli_run(int argc, char **argv)
         fputs(j.prompt, stdout);
         fputs(j.chat ? "\n" : "", stdout);
         fflush(stdout);
+        so.started = true;
     }
     if (!st) st = j.teacher ? teacher_force(&j, &err) : generate(&j, &so, &err);
     stream_end(&so);

@@ -306,12 +306,12 @@ static pm_status matrix_bytes(pm_format fmt, uint64_t N, uint64_t K, const char 
  * rope_heads[i] > 0. Native: raw row bytes move (a row of a block format is
  * whole blocks). Re-encoded: dequantised, permuted and concatenated in f32,
  * then encoded once. */
-static pm_status upload_matrix(pm_llm *m, const pm_gguf_tensor *const *ts, const uint32_t *rope_heads, uint32_t n,
-                               llm_matrix *out, pm_error *err)
+static pm_status upload_matrix_as(pm_llm *m, const pm_gguf_tensor *const *ts, const uint32_t *rope_heads, uint32_t n,
+                                  bool native, llm_matrix *out, pm_error *err)
 {
     uint32_t K = (uint32_t)ts[0]->ne[0], N = 0;
     for (uint32_t i = 0; i < n; i++) N += (uint32_t)ts[i]->ne[1];
-    pm_format fmt = device_format(m, ts[0]);
+    pm_format fmt = native ? ts[0]->format : m->opts.wfmt;
     char tname[64];
     str_copy(tname, sizeof tname, ts[0]->name);
     uint64_t bytes;
@@ -324,7 +324,7 @@ static pm_status upload_matrix(pm_llm *m, const pm_gguf_tensor *const *ts, const
         st = pm_error_set(err, PM_ERR_NOMEM, "model: out of host memory uploading '%s'", tname);
         goto done;
     }
-    if (m->opts.wfmt_native) {
+    if (native) {
         size_t row = 0;
         pm_format_bytes(fmt, K, &row);
         uint64_t at = 0;
@@ -388,6 +388,22 @@ done:
     return st;
 }
 
+static pm_status upload_matrix(pm_llm *m, const pm_gguf_tensor *const *ts, const uint32_t *rope_heads, uint32_t n,
+                               llm_matrix *out, pm_error *err)
+{
+    return upload_matrix_as(m, ts, rope_heads, n, m->opts.wfmt_native, out, err);
+}
+
+/* The embedding gather reads single rows, which a format with a per-tensor
+ * header (NVFP4, IF4: one fp32 scale for the whole matrix) cannot give; the
+ * gather then reads token_embd in its own GGUF format, and a tied output
+ * projection gets a re-encoded copy of its own. */
+static bool gather_needs_native(const pm_llm *m)
+{
+    const pm_format_info *fi = pm_format_get(m->opts.wfmt);
+    return !m->opts.wfmt_native && fi && fi->header_bytes > 0;
+}
+
 static pm_status upload_f32(pm_llm *m, const pm_gguf_tensor *t, uint64_t *addr, pm_error *err)
 {
     uint64_t n = pm_gguf_tensor_elems(t);
@@ -420,6 +436,7 @@ static pm_status dram_need(const pm_llm *m, const layer_src *src, const pm_gguf_
     } while (0)
     ADD(emb);
     if (outw) ADD(outw);
+    else if (gather_needs_native(m)) w += emb->bytes; /* the gather's native copy beside the re-encoded one */
     for (uint32_t l = 0; l < in->n_layers; l++) {
         const layer_src *s = &src[l];
         ADD(s->q);
@@ -468,9 +485,10 @@ static pm_status upload_all(pm_llm *m, pm_error *err)
     if (!st) {
         const pm_gguf_tensor *e[1] = {emb};
         const uint32_t none[3] = {0, 0, 0};
-        st = upload_matrix(m, e, none, 1, &m->embd, err);
-        if (!st && outw) {
-            e[0] = outw;
+        bool split = gather_needs_native(m);
+        st = upload_matrix_as(m, e, none, 1, m->opts.wfmt_native || split, &m->embd, err);
+        if (!st && (outw || split)) {
+            e[0] = outw ? outw : emb;
             st = upload_matrix(m, e, none, 1, &m->out, err);
         } else if (!st) {
             m->out = m->embd;
@@ -757,6 +775,7 @@ static pm_status build_group(pm_llm *m, uint32_t first, uint32_t count, uint32_t
     if (first == 0)
         st = pm_emit_embed(b, &m->cfg, M, m->info.d_model, m->embd.fmt, m->embd.dram, m->info.vocab, m->sp.ids, m->sp.x,
                            m->sp.vec_scratch, m->sp.vec_bytes, err);
+    if (st) pm_error_prefix(err, "model: embedding: ");
     for (uint32_t l = first; l < first + count && !st; l++) st = emit_layer(m, b, l, M, err);
     if (st) {
         pm_builder_destroy(b);
