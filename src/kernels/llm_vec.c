@@ -388,7 +388,7 @@ pm_status pm_ref_rmsnorm(uint32_t M, uint32_t D, const float *x, const float *w,
 /* Scratch of an R-row chunk: cos rows, sin rows (one strided DMA), -sin rows,
  * and the two products of one head half. */
 typedef struct rope_plan {
-    uint64_t cos, sin, nsin, t1, t2, stride, bytes;
+    uint64_t cos, sin, nsin, t[4], stride, bytes;
 } rope_plan;
 
 static void rope_layout(uint32_t half, uint64_t R, uint64_t base, rope_plan *p)
@@ -397,9 +397,28 @@ static void rope_layout(uint32_t half, uint64_t R, uint64_t base, rope_plan *p)
     p->cos = base;
     p->sin = base + p->stride;
     p->nsin = base + 2 * p->stride;
-    p->t1 = base + 3 * p->stride;
-    p->t2 = p->t1 + align_up((uint64_t)half * 4);
-    p->bytes = 3 * p->stride + 2 * align_up((uint64_t)half * 4);
+    for (int i = 0; i < 4; i++) p->t[i] = base + 3 * p->stride + (uint64_t)i * align_up((uint64_t)half * 4);
+    p->bytes = 3 * p->stride + 4 * align_up((uint64_t)half * 4);
+}
+
+/* Registers of the rope loops. */
+enum { RPOS = 7, RBAD, RTAB, RROW, RA, RB, RCOS, RSIN, RNSIN, RT1, RT2, RH, RHEADS, RROWS, RTMP, RA2, RB2, RT3, RT4 };
+
+/* `heads` heads (1 or 2) whose lo halves RA (RA2) and hi halves RB (RB2)
+ * point at: lo' = fma(lo, cos, hi * -sin), hi' = fma(hi, cos, lo * sin).
+ * All products first, then the fmas: with two heads the first fma's
+ * products are done by the time it starts (no stall on the pipeline). */
+static void emit_rope_heads(pm_builder *b, int heads)
+{
+    static const int lo[2] = {RA, RA2}, hi[2] = {RB, RB2}, t1[2] = {RT1, RT3}, t2[2] = {RT2, RT4};
+    for (int h = 0; h < heads; h++) {
+        emit(b, PM_OP_VMUL, PM_FMT_F32, t1[h], hi[h], RNSIN, RH, 0);
+        emit(b, PM_OP_VMUL, PM_FMT_F32, t2[h], lo[h], RSIN, RH, 0);
+    }
+    for (int h = 0; h < heads; h++) {
+        emit(b, PM_OP_VFMA, PM_FMT_F32, lo[h], lo[h], RCOS, t1[h], RH);
+        emit(b, PM_OP_VFMA, PM_FMT_F32, hi[h], hi[h], RCOS, t2[h], RH);
+    }
 }
 
 pm_status pm_emit_rope(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_t n_heads, uint32_t head_dim,
@@ -444,7 +463,6 @@ pm_status pm_emit_rope(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_t
     /* r7 pos0, then the address of the first cos row; an out-of-table
      * position (pos0 + M > max_ctx) ORs all ones into it so the DMA faults
      * on its bounds instead of reading sin rows as cos. */
-    enum { RPOS = 7, RBAD, RTAB, RROW, RA, RB, RCOS, RSIN, RNSIN, RT1, RT2, RH, RHEADS, RROWS, RTMP };
     li(b, RTMP, pos_sram);
     emit(b, PM_OP_LW, RPOS, RTMP, 0, 0, 0, 0);
     /* lw sign-extends; pos0 is unsigned, so zero-extend before adding M */
@@ -458,8 +476,10 @@ pm_status pm_emit_rope(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_t
     li(b, RTMP, table_dram);
     emit(b, PM_OP_ADD, RTAB, RTAB, RTMP, 0, 0, 0);
     emit(b, PM_OP_OR, RTAB, RTAB, RBAD, 0, 0, 0);
-    li(b, RT1, plan.t1);
-    li(b, RT2, plan.t2);
+    li(b, RT1, plan.t[0]);
+    li(b, RT2, plan.t[1]);
+    li(b, RT3, plan.t[2]);
+    li(b, RT4, plan.t[3]);
     li(b, RH, half);
     uint64_t shaped = 0;
     for (uint64_t r0 = 0; r0 < M; r0 += R) {
@@ -484,20 +504,25 @@ pm_status pm_emit_rope(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_t
         li(b, RNSIN, plan.nsin);
         li(b, RROW, x_sram + r0 * row_elems * 4);
         li(b, RROWS, rows);
+        /* rows x (pairs of heads, then the odd head) */
         uint32_t outer = pm_builder_label(b), inner = pm_builder_label(b);
+        int64_t hd4 = (int64_t)head_dim * 4;
         pm_builder_bind(b, outer);
         emit(b, PM_OP_ADDI, RA, RROW, 0, 0, 0, 0);
         emit(b, PM_OP_ADDI, RB, RROW, (int64_t)half * 4, 0, 0, 0);
-        li(b, RHEADS, n_heads);
-        pm_builder_bind(b, inner);
-        /* lo' = fma(lo, cos, hi * -sin), hi' = fma(hi, cos, lo * sin) */
-        emit(b, PM_OP_VMUL, PM_FMT_F32, RT1, RB, RNSIN, RH, 0);
-        emit(b, PM_OP_VMUL, PM_FMT_F32, RT2, RA, RSIN, RH, 0);
-        emit(b, PM_OP_VFMA, PM_FMT_F32, RA, RA, RCOS, RT1, RH);
-        emit(b, PM_OP_VFMA, PM_FMT_F32, RB, RB, RCOS, RT2, RH);
-        emit(b, PM_OP_ADDI, RA, RA, (int64_t)head_dim * 4, 0, 0, 0);
-        emit(b, PM_OP_ADDI, RB, RB, (int64_t)head_dim * 4, 0, 0, 0);
-        emit(b, PM_OP_LOOP, RHEADS, pm_builder_ref(inner), 0, 0, 0, 0);
+        if (n_heads >= 2) {
+            emit(b, PM_OP_ADDI, RA2, RA, hd4, 0, 0, 0);
+            emit(b, PM_OP_ADDI, RB2, RB, hd4, 0, 0, 0);
+            li(b, RHEADS, n_heads / 2);
+            pm_builder_bind(b, inner);
+            emit_rope_heads(b, 2);
+            emit(b, PM_OP_ADDI, RA, RA, 2 * hd4, 0, 0, 0);
+            emit(b, PM_OP_ADDI, RB, RB, 2 * hd4, 0, 0, 0);
+            emit(b, PM_OP_ADDI, RA2, RA2, 2 * hd4, 0, 0, 0);
+            emit(b, PM_OP_ADDI, RB2, RB2, 2 * hd4, 0, 0, 0);
+            emit(b, PM_OP_LOOP, RHEADS, pm_builder_ref(inner), 0, 0, 0, 0);
+        }
+        if (n_heads % 2) emit_rope_heads(b, 1);
         emit(b, PM_OP_ADDI, RROW, RROW, (int64_t)row_elems * 4, 0, 0, 0);
         emit(b, PM_OP_ADDI, RCOS, RCOS, (int64_t)half * 4, 0, 0, 0);
         emit(b, PM_OP_ADDI, RSIN, RSIN, (int64_t)half * 4, 0, 0, 0);

@@ -562,7 +562,7 @@ TEST(test_composed_on_shared_scratch)
     pm_sim *sim = make_sim(&cfg);
     uint64_t s = 0xc0c0;
     enum { M = 3, D = 128, H = 2, HD = 64, F = 64, V = 300, CTX = 50 };
-    uint64_t scratch = 1536; /* one row at a time in rmsnorm and rope */
+    uint64_t scratch = 2048; /* row chunks in rmsnorm and rope */
     /* SRAM: ids, pos, x (f32 M x D), xn (f32), gu (f32 M x 2F), act (f32), records */
     const uint64_t ids_a = A_POS, pos_a = A_POS + 0x100, x_a = A_IN, xn_a = A_IN + 0x4000, gu_a = A_IN + 0x8000,
                    act_a = A_IN + 0xC000;
