@@ -351,6 +351,64 @@ TEST(gpt2_invalid_utf8_and_missing_bytes)
     pm_tokenizer_destroy(t);
 }
 
+/* Byte-level BPE is lossless: with a token for every byte, random bytes
+ * (invalid UTF-8 included) encode and their pieces concatenate back to the
+ * input, under every pre-tokenizer. */
+TEST(gpt2_random_bytes_round_trip)
+{
+    static char texts[260][4];
+    static const char *tokens[260];
+    int shifted = 0;
+    for (int byte = 0; byte < 256; byte++) {
+        /* GPT-2's map: printable Latin-1 stands for itself, the rest from U+0100 */
+        bool printable = (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE;
+        uint32_t cp = printable ? (uint32_t)byte : 256u + (uint32_t)shifted++;
+        if (cp < 0x80) texts[byte][0] = (char)cp;
+        else texts[byte][0] = (char)(0xC0 | cp >> 6), texts[byte][1] = (char)(0x80 | (cp & 0x3F));
+        tokens[byte] = texts[byte];
+    }
+    tokens[256] = "aa"; /* merges over the mapped texts of 'a' and ' ' */
+    tokens[257] = ("\xC4\xA0" "a");
+    tokens[258] = ("\xC4\xA0" "aa");
+    tokens[259] = "aaaa";
+    const char *merges[] = {"a a", "\xC4\xA0 a", ("\xC4\xA0" "a a"), "aa aa"};
+    static const char *const pres[] = {"gpt2", "smollm", "llama-bpe"};
+    uint64_t rng = 0x5eed;
+    for (size_t p = 0; p < 3; p++) {
+        gbuf b;
+        begin(&b);
+        kv_str(&b, "tokenizer.ggml.model", "gpt2");
+        kv_str(&b, "tokenizer.ggml.pre", pres[p]);
+        kv_strs(&b, "tokenizer.ggml.tokens", tokens, 260);
+        kv_strs(&b, "tokenizer.ggml.merges", merges, 4);
+        pm_tokenizer *t;
+        pm_error err = {0};
+        CHECK(build(&b, &t, &err) == PM_OK);
+        if (!t) return;
+        /* rank 0 "a a" merges leftmost pairs first (Ġ aa aa a), "Ġ aa" is no
+         * merge, then "aa aa": Ġ aaaa a */
+        ENCODE_IS(t, " aaaaa", false, true, ' ', 259, 'a');
+        for (int round = 0; round < 200; round++) {
+            char text[300], back[300];
+            size_t len = pm_test_xorshift(&rng) % 300, n, got = 0;
+            for (size_t i = 0; i < len; i++) {
+                uint32_t r = pm_test_xorshift(&rng);
+                text[i] = (char)((r & 3) == 0 ? ' ' : (r & 3) == 1 ? 'a' : (int)(r >> 8));
+            }
+            int32_t *ids;
+            CHECK(pm_tokenizer_encode(t, text, len, false, true, &ids, &n, &err) == PM_OK);
+            for (size_t i = 0; i < n && got <= len; i++) {
+                long k = pm_tokenizer_piece(t, ids[i], true, back + got, sizeof back - got);
+                CHECK(k > 0);
+                got += k > 0 ? (size_t)k : 0;
+            }
+            CHECK_MSG(got == len && memcmp(back, text, len) == 0, "pre %s round %d", pres[p], round);
+            free(ids);
+        }
+        pm_tokenizer_destroy(t);
+    }
+}
+
 /* ---- The llama (SentencePiece) model ---- */
 
 static const char *const spm_tokens[] = {
@@ -442,6 +500,7 @@ int main(void)
     RUN(gpt2_encode_decode);
     RUN(ids_out_of_range);
     RUN(gpt2_invalid_utf8_and_missing_bytes);
+    RUN(gpt2_random_bytes_round_trip);
     RUN(spm_encode_decode);
     RUN(spm_without_space_prefix);
     return TEST_SUMMARY();
