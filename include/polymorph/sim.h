@@ -99,6 +99,7 @@ typedef struct pm_wcache_stats {
     uint64_t misses;  /* tmm/tmma whose weights were decoded (then kept when fills grew) */
     uint64_t fills;   /* decoded weights kept */
     uint64_t dropped; /* kept weights dropped because their DRAM bytes changed */
+    uint64_t compact; /* fills kept as 1.25-byte compact panels (Q8_0, Q4_0, Q4_1) */
     uint64_t entries, bytes; /* held now, all engines */
 } pm_wcache_stats;
 void pm_sim_wcache_stats(const pm_sim *sim, pm_wcache_stats *out);

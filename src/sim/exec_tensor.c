@@ -352,12 +352,13 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     pm_sim *sim = e->sim;
     struct pm_tensor_state *t = e->tensor;
     if (!sim->gemm_pool && (st = pm_gemm_pool_create(sim->gemm_threads, &sim->gemm_pool, err))) return st;
-    const uint16_t *panels = NULL;
+    const void *cached = NULL;
+    int kind = PM_WCACHE_PANELS;
     pm_wcache_key key;
     bool cacheable = false;
     if (t->wc && (w != PM_FMT_BF16 || b_off % 2 == 0))
-        panels = pm_wcache_lookup(t->wc, b_off, b_bytes, (uint32_t)w, s.n, s.k, &key, &cacheable);
-    if (!panels && w != PM_FMT_BF16) {
+        cached = pm_wcache_lookup(t->wc, b_off, b_bytes, (uint32_t)w, s.n, s.k, &kind, &key, &cacheable);
+    if (!cached && w != PM_FMT_BF16) {
         size_t nk = (size_t)(s.n * s.k);
         if ((st = grow((void **)&t->b, &t->b_cap, nk, sizeof *t->b, err)) ||
             (st = grow((void **)&t->b16, &t->b16_cap, nk, sizeof *t->b16, err)))
@@ -365,17 +366,40 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
         if ((st = decode_weights(sim, w, e->sram + b_off, (size_t)s.n, (size_t)s.k, t, err))) return st;
         bp = t->b16;
     }
-    if (!panels && cacheable) {
-        uint16_t *fresh = pm_wcache_alloc_panels(s.n, s.k);
-        if (fresh) pm_gemm_panel_pack(sim->gemm_pool, (size_t)s.n, (size_t)s.k, bp, (size_t)s.k, fresh);
-        panels = pm_wcache_insert(t->wc, &key, fresh); /* NULL: no room after all */
+    if (!cached && cacheable) {
+        /* Compact panels where the format has them and they reproduce every
+         * decoded code; bf16 panels otherwise. */
+        uint64_t qbytes = pm_wcache_compact_allowed(t->wc) ? pm_wpack_bytes((uint32_t)w, s.n, s.k) : 0;
+        void *fresh = pm_wcache_alloc(qbytes);
+        if (fresh && pm_wpack_build((uint32_t)w, e->sram + b_off, s.n, s.k, t->b16, fresh))
+            cached = pm_wcache_insert(t->wc, &key, kind = PM_WCACHE_COMPACT, fresh, qbytes);
+        else
+            free(fresh);
+        if (!cached) {
+            uint64_t pbytes = 2 * (uint64_t)pm_gemm_panel_elems((size_t)s.n, (size_t)s.k);
+            if ((fresh = pm_wcache_alloc(pbytes)))
+                pm_gemm_panel_pack(sim->gemm_pool, (size_t)s.n, (size_t)s.k, bp, (size_t)s.k, fresh);
+            cached = pm_wcache_insert(t->wc, &key, kind = PM_WCACHE_PANELS, fresh, pbytes); /* NULL: no room */
+        }
     }
-    if (panels)
-        pm_gemm_kordered_panel(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, e->sram + a_off, (size_t)s.k,
-                               panels, e->accum + acc_word, (size_t)s.n, accumulate);
-    else
-        pm_gemm_kordered_bf16(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, e->sram + a_off, (size_t)s.k,
-                              bp, (size_t)s.k, e->accum + acc_word, (size_t)s.n, accumulate);
+    const void *a = e->sram + a_off;
+    float *acc = e->accum + acc_word;
+    if (cached && kind == PM_WCACHE_COMPACT && s.m == 1) {
+        pm_gemm_gemv_qpanel(sim->gemm_pool, (size_t)s.n, (size_t)s.k, a, cached, acc, accumulate);
+    } else if (cached) {
+        const uint16_t *panels = cached;
+        if (kind == PM_WCACHE_COMPACT) { /* M > 1: their codes in the panel layout, in scratch */
+            size_t elems = pm_gemm_panel_elems((size_t)s.n, (size_t)s.k);
+            if ((st = grow((void **)&t->b16, &t->b16_cap, elems, sizeof *t->b16, err))) return st;
+            pm_gemm_qpanel_expand(sim->gemm_pool, (size_t)s.n, (size_t)s.k, cached, t->b16);
+            panels = t->b16;
+        }
+        pm_gemm_kordered_panel(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, a, (size_t)s.k, panels, acc,
+                               (size_t)s.n, accumulate);
+    } else {
+        pm_gemm_kordered_bf16(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, a, (size_t)s.k, bp, (size_t)s.k,
+                              acc, (size_t)s.n, accumulate);
+    }
 
     pm_post_increment(e, in->op[2], a_bytes);
     pm_post_increment(e, in->op[3], b_bytes);

@@ -291,6 +291,8 @@ typedef struct gemm_job {
     const unsigned char *A16, *B16;
     /* panel entry: B as bf16 codes in the panel layout (gemm_fast.h) */
     const uint16_t *P;
+    /* compact-panel entry (M = 1): gemm_fast.h */
+    const uint8_t *Q;
     size_t lda, ldb, ldc;
     float *C;
     bool accumulate;
@@ -331,8 +333,21 @@ static inline size_t panel_index(size_t K, size_t n, size_t k)
     return (n / PM_GEMM_PANEL) * K * PM_GEMM_PANEL + k * PM_GEMM_PANEL + n % PM_GEMM_PANEL;
 }
 
+/* The code of output n's weight k in compact panels. */
+static inline uint16_t qpanel_code(const uint8_t *qp, size_t K, size_t n, size_t k)
+{
+    const uint8_t *blk = qp + ((n / PM_GEMM_QGROUP) * (K / 32) + k / 32) * PM_GEMM_QBLOCK_BYTES;
+    size_t lane = n % PM_GEMM_QGROUP;
+    float sc, off;
+    memcpy(&sc, blk + 4 * lane, sizeof sc);
+    memcpy(&off, blk + 128 + 4 * lane, sizeof off);
+    return pm_gemm_qcode(sc, (int8_t)blk[256 + (k % 32) * 32 + lane], off);
+}
+
 static inline float b_at(const gemm_job *j, size_t n, size_t k)
 {
+    if (j->Q)
+        return widen1(qpanel_code(j->Q, j->K, n, k));
     if (j->P)
         return widen1(j->P[panel_index(j->K, n, k)]);
     return j->B16 ? bf16_at(j->B16, n * j->ldb + k) : j->B[n * j->ldb + k];
@@ -780,6 +795,60 @@ PM_AVX2 static void panel_task(void *ctx, size_t task)
     }
 }
 
+/* ---- compact panels (M = 1): decode in the lanes, then the same chains ---- */
+
+/* One group of 32 outputs over all of K: per block of 32 k, s and o stay in
+ * registers; each weight is fmaf(s, q, o) rounded to bf16 by integer steps
+ * (pm_gemm_qcode's arithmetic, lane for lane), then c = fmaf(a, w, c). */
+PM_AVX2 static void qpanel_group(const gemm_job *j, const uint8_t *qp, size_t n, size_t cols)
+{
+    const size_t blocks = j->K / 32;
+    float tile[PM_GEMM_QGROUP];
+    __m256 acc[4];
+    if (j->accumulate)
+        memcpy(tile, j->C + n, cols * sizeof(float));
+    PM_UNROLL
+    for (int v = 0; v < 4; v++)
+        acc[v] = j->accumulate ? _mm256_loadu_ps(tile + 8 * v) : _mm256_setzero_ps();
+    const __m256i half = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1);
+    const __m256i keep = _mm256_set1_epi32((int)0xFFFF0000u);
+    const float *a = j->A;
+    for (size_t b = 0; b < blocks; b++, qp += PM_GEMM_QBLOCK_BYTES, a += 32) {
+        const float *so = (const float *)(const void *)qp;
+        const int8_t *q = (const int8_t *)(qp + 256);
+        __m256 sv[4], ov[4];
+        PM_UNROLL
+        for (int v = 0; v < 4; v++) {
+            sv[v] = _mm256_load_ps(so + 8 * v);
+            ov[v] = _mm256_load_ps(so + 32 + 8 * v);
+        }
+        for (size_t kk = 0; kk < 32; kk++, q += 32) {
+            __m256 ak = _mm256_broadcast_ss(a + kk);
+            PM_UNROLL
+            for (int v = 0; v < 4; v++) {
+                __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(q + 8 * v));
+                __m256 w = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), sv[v], ov[v]);
+                __m256i u = _mm256_castps_si256(w);
+                u = _mm256_add_epi32(u, _mm256_add_epi32(half, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+                acc[v] = _mm256_fmadd_ps(ak, _mm256_castsi256_ps(_mm256_and_si256(u, keep)), acc[v]);
+            }
+        }
+    }
+    PM_UNROLL
+    for (int v = 0; v < 4; v++)
+        _mm256_storeu_ps(tile + 8 * v, acc[v]);
+    memcpy(j->C + n, tile, cols * sizeof(float));
+}
+
+PM_AVX2 static void qpanel_task(void *ctx, size_t task)
+{
+    const gemm_job *j = ctx;
+    size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
+    size_t group_bytes = j->K / 32 * PM_GEMM_QBLOCK_BYTES;
+    for (size_t n = n0; n < n1; n += PM_GEMM_QGROUP)
+        qpanel_group(j, j->Q + n / PM_GEMM_QGROUP * group_bytes, n, n1 - n < PM_GEMM_QGROUP ? n1 - n : PM_GEMM_QGROUP);
+}
+
 /* Widens bf16 codes to fp32, 8 at a time; returns how many it did. */
 PM_AVX2 static size_t widen_avx2(const unsigned char *src, size_t n, float *dst)
 {
@@ -913,7 +982,12 @@ static void gemm_run(pm_gemm_pool *p, gemm_job *j)
     size_t col_tasks = (N + j->task_cols - 1) / j->task_cols;
     bool done = false;
 #if PM_GEMM_X86
-    if (simd && !j->A16 && j->P && M < PM_GEMM_DIRECT_MAX_M) {
+    if (simd && !j->A16 && j->Q) {
+        size_t groups = (N + PM_GEMM_QGROUP - 1) / PM_GEMM_QGROUP;
+        j->task_cols = (groups + 3 * threads - 1) / (3 * threads) * PM_GEMM_QGROUP;
+        pool_run(pool, parallel, (N + j->task_cols - 1) / j->task_cols, qpanel_task, j);
+        done = true;
+    } else if (simd && !j->A16 && j->P && M < PM_GEMM_DIRECT_MAX_M) {
         /* Whole panels per task when there are enough for every thread (a
          * task then streams full cache lines, 64 outputs wide), else 16-column
          * pieces of them. */
@@ -985,6 +1059,46 @@ void pm_gemm_kordered_panel(pm_gemm_pool *p, size_t M, size_t N, size_t K, const
     gemm_job j = {.M = M, .N = N, .K = K, .A16 = A, .P = panels, .lda = lda, .ldc = ldc, .C = C,
                   .accumulate = accumulate};
     gemm_run(p, &j);
+}
+
+void pm_gemm_gemv_qpanel(pm_gemm_pool *p, size_t N, size_t K, const void *A, const uint8_t *qp, float *C,
+                         bool accumulate)
+{
+    if (trivial(1, N, K, C, N, accumulate))
+        return;
+    gemm_job j = {.M = 1, .N = N, .K = K, .A16 = A, .Q = qp, .lda = K, .ldc = N, .C = C, .accumulate = accumulate};
+    gemm_run(p, &j);
+}
+
+size_t pm_gemm_qpanel_bytes(size_t N, size_t K)
+{
+    size_t groups = (N + PM_GEMM_QGROUP - 1) / PM_GEMM_QGROUP, blocks = K / 32;
+    if (K % 32 || (blocks && groups > SIZE_MAX / PM_GEMM_QBLOCK_BYTES / blocks))
+        return 0;
+    return groups * blocks * PM_GEMM_QBLOCK_BYTES;
+}
+
+typedef struct qexpand_job {
+    size_t N, K;
+    const uint8_t *qp;
+    uint16_t *out;
+} qexpand_job;
+
+static void qexpand_task(void *ctx, size_t task)
+{
+    const qexpand_job *q = ctx;
+    uint16_t *dst = q->out + task * q->K * PM_GEMM_PANEL;
+    for (size_t k = 0; k < q->K; k++)
+        for (size_t c = 0; c < PM_GEMM_PANEL; c++) {
+            size_t n = task * PM_GEMM_PANEL + c;
+            dst[k * PM_GEMM_PANEL + c] = n < q->N ? qpanel_code(q->qp, q->K, n, k) : 0;
+        }
+}
+
+void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, uint16_t *panels)
+{
+    qexpand_job q = {N, K, qp, panels};
+    pool_run(p, N * K >= PARALLEL_MIN_MACS, (N + PM_GEMM_PANEL - 1) / PM_GEMM_PANEL, qexpand_task, &q);
 }
 
 size_t pm_gemm_panel_elems(size_t N, size_t K)

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
+#include <string.h>
 
 #ifndef PM_HIDDEN
 #define PM_HIDDEN __attribute__((visibility("hidden")))
@@ -54,6 +56,33 @@ PM_HIDDEN void pm_gemm_panel_pack(pm_gemm_pool *p, size_t N, size_t K, const uin
  * bits. */
 PM_HIDDEN void pm_gemm_kordered_panel(pm_gemm_pool *p, size_t M, size_t N, size_t K, const void *A, size_t lda,
                                       const uint16_t *panels, float *C, size_t ldc, bool accumulate);
+
+/* Compact panels (wpack.c builds them): weights whose bf16 codes are
+ * rne_bf16(fmaf(s, q, o)) with an int8 q per element and s, o per block of 32
+ * k of each output (GGUF's Q8_0, Q4_0, Q4_1), at 1.25 bytes per weight
+ * instead of 2. Groups of 32 outputs; group g, block b at
+ * (g * K/32 + b) * PM_GEMM_QBLOCK_BYTES: s[32] and o[32] (fp32), then
+ * q[32 k][32 outputs] (int8). Lanes past N have s = o = q = 0. */
+enum { PM_GEMM_QGROUP = 32, PM_GEMM_QBLOCK_BYTES = 32 * 4 * 2 + 32 * 32 };
+/* The bf16 code of one compact weight: fmaf, then round to nearest even by
+ * integer steps (exact for finite values and infinities; a NaN gives some
+ * NaN code, which wpack.c's check against the decoder then rejects). */
+static inline uint16_t pm_gemm_qcode(float s, int q, float o)
+{
+    float w = fmaf(s, (float)q, o);
+    uint32_t u;
+    memcpy(&u, &w, sizeof u);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+/* Bytes of the compact panels of N x K (K a multiple of 32; 0 on overflow). */
+PM_HIDDEN size_t pm_gemm_qpanel_bytes(size_t N, size_t K);
+/* M = 1: C[n] (+)= chain over k of A[k] x code(n, k), the same bits as
+ * pm_gemm_kordered_bf16 on the codes. qp 32-byte aligned. */
+PM_HIDDEN void pm_gemm_gemv_qpanel(pm_gemm_pool *p, size_t N, size_t K, const void *A, const uint8_t *qp, float *C,
+                                   bool accumulate);
+/* The codes of compact panels in the panel layout (for M > 1). */
+PM_HIDDEN void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, uint16_t *panels);
 
 /* Runs fn(ctx, t) for every t < ntasks on the pool's threads (the caller
  * takes part) and returns when all are done; tasks must touch disjoint data.

@@ -26,11 +26,13 @@ typedef struct record {
 typedef struct entry {
     pm_wcache_key key;
     uint64_t hash, bytes;
-    uint16_t *panels;
+    int kind; /* PM_WCACHE_* */
+    void *data;
 } entry;
 
 struct pm_wcache {
     uint64_t budget, used; /* bytes of panels */
+    bool compact;          /* may keep compact panels (POLYMORPH_WCACHE_COMPACT=0: never) */
     bool enabled;          /* this run may use the cache (no `sw` in the program) */
     record rec[MAX_RECORDS];
     unsigned rec_count;
@@ -38,7 +40,12 @@ struct pm_wcache {
     size_t ent_count, ent_cap;
     uint32_t *slot; /* open addressing: entry index + 1, 0 = empty */
     size_t slot_cap; /* power of two, > 2 * ent_count */
-    uint64_t hull_lo, hull_hi; /* covers every entry's DRAM footprint */
+    /* Every entry's DRAM footprint sorted by start, and the widest one: a
+     * DRAM write finds the entries it may touch by binary search (stores of
+     * activations and KV rows run between weight loads all the time). */
+    struct footprint { uint64_t lo, hi; } *by_lo;
+    size_t by_lo_cap;
+    uint64_t widest;
     pm_wcache_stats stats;
 };
 
@@ -57,16 +64,19 @@ static uint64_t budget_from_env(void)
 pm_wcache *pm_wcache_create(void)
 {
     pm_wcache *wc = calloc(1, sizeof *wc);
-    if (wc) wc->budget = budget_from_env();
+    if (!wc) return NULL;
+    wc->budget = budget_from_env();
+    const char *c = getenv("POLYMORPH_WCACHE_COMPACT");
+    wc->compact = !(c && strcmp(c, "0") == 0);
     return wc;
 }
 
 static void drop_all_entries(pm_wcache *wc)
 {
-    for (size_t i = 0; i < wc->ent_count; i++) free(wc->ent[i].panels);
+    for (size_t i = 0; i < wc->ent_count; i++) free(wc->ent[i].data);
     wc->ent_count = 0;
     wc->used = 0;
-    wc->hull_lo = wc->hull_hi = 0;
+    wc->widest = 0;
     if (wc->slot) memset(wc->slot, 0, wc->slot_cap * sizeof *wc->slot);
 }
 
@@ -76,6 +86,7 @@ void pm_wcache_destroy(pm_wcache *wc)
     drop_all_entries(wc);
     free(wc->ent);
     free(wc->slot);
+    free(wc->by_lo);
     free(wc);
 }
 
@@ -92,6 +103,7 @@ void pm_wcache_add_stats(const pm_wcache *wc, pm_wcache_stats *out)
     out->misses += wc->stats.misses;
     out->fills += wc->stats.fills;
     out->dropped += wc->stats.dropped;
+    out->compact += wc->stats.compact;
     out->entries += wc->ent_count;
     out->bytes += wc->used;
 }
@@ -201,18 +213,37 @@ static void place(pm_wcache *wc, size_t index)
     wc->slot[i] = (uint32_t)(index + 1);
 }
 
-/* Rebuilds the slots (after growth or removals) and the hull. */
+static int footprint_order(const void *a, const void *b)
+{
+    const struct footprint *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Rebuilds the slots and the sorted footprints (after growth or removals;
+ * by_lo has room for ent_count, see pm_wcache_insert). */
 static void reindex(pm_wcache *wc)
 {
     memset(wc->slot, 0, wc->slot_cap * sizeof *wc->slot);
-    wc->hull_lo = wc->hull_hi = 0;
+    wc->widest = 0;
     for (size_t i = 0; i < wc->ent_count; i++) {
         place(wc, i);
         const pm_wcache_key *k = &wc->ent[i].key;
-        if (wc->hull_lo == wc->hull_hi) wc->hull_lo = k->dram_lo, wc->hull_hi = k->dram_hi;
-        if (k->dram_lo < wc->hull_lo) wc->hull_lo = k->dram_lo;
-        if (k->dram_hi > wc->hull_hi) wc->hull_hi = k->dram_hi;
+        wc->by_lo[i] = (struct footprint){k->dram_lo, k->dram_hi};
+        if (k->dram_hi - k->dram_lo > wc->widest) wc->widest = k->dram_hi - k->dram_lo;
     }
+    qsort(wc->by_lo, wc->ent_count, sizeof *wc->by_lo, footprint_order);
+}
+
+/* First footprint starting at or after lo. */
+static size_t first_from(const pm_wcache *wc, uint64_t lo)
+{
+    size_t a = 0, b = wc->ent_count;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (wc->by_lo[mid].lo < lo) a = mid + 1;
+        else b = mid;
+    }
+    return a;
 }
 
 /* The DRAM origin of SRAM [lo, lo + bytes) when one live record covers it:
@@ -243,8 +274,8 @@ static bool origin(const pm_wcache *wc, uint64_t lo, uint64_t bytes, pm_wcache_k
     return true;
 }
 
-const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint32_t format, uint64_t n,
-                                 uint64_t k, pm_wcache_key *key, bool *cacheable)
+const void *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint32_t format, uint64_t n, uint64_t k,
+                             int *kind, pm_wcache_key *key, bool *cacheable)
 {
     *cacheable = false;
     if (!wc->enabled || !bytes) return NULL;
@@ -271,7 +302,8 @@ const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, 
     entry *e = find(wc, key, key_hash(key));
     if (e) {
         wc->stats.hits++;
-        return e->panels;
+        *kind = e->kind;
+        return e->data;
     }
     wc->stats.misses++;
     size_t elems = pm_gemm_panel_elems((size_t)n, (size_t)k);
@@ -279,35 +311,35 @@ const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, 
     return NULL;
 }
 
-uint16_t *pm_wcache_alloc_panels(uint64_t n, uint64_t k)
+void *pm_wcache_alloc(uint64_t bytes)
 {
-    size_t bytes = pm_gemm_panel_elems((size_t)n, (size_t)k) * 2;
-    if (!bytes) return NULL;
-    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!bytes || bytes > SIZE_MAX - 64) return NULL;
+    return aligned_alloc(64, ((size_t)bytes + 63) & ~(size_t)63);
 }
 
-const uint16_t *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, uint16_t *panels)
+const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, void *data, uint64_t bytes)
 {
-    uint64_t bytes = pm_gemm_panel_elems((size_t)key->n, (size_t)key->k) * 2;
-    if (!panels || bytes > wc->budget - wc->used) {
-        free(panels);
+    if (!data || bytes > wc->budget - wc->used) {
+        free(data);
         return NULL;
     }
     if (wc->ent_count == wc->ent_cap) {
         size_t cap = wc->ent_cap ? 2 * wc->ent_cap : 64;
         entry *p = realloc(wc->ent, cap * sizeof *p);
-        if (!p) {
-            free(panels);
+        if (p) wc->ent = p;
+        struct footprint *f = p ? realloc(wc->by_lo, cap * sizeof *f) : NULL;
+        if (f) wc->by_lo = f;
+        if (!p || !f) {
+            free(data);
             return NULL;
         }
-        wc->ent = p;
         wc->ent_cap = cap;
     }
     if (2 * (wc->ent_count + 1) >= wc->slot_cap) {
         size_t cap = wc->slot_cap ? 2 * wc->slot_cap : 256;
         uint32_t *s = calloc(cap, sizeof *s);
         if (!s) {
-            free(panels);
+            free(data);
             return NULL;
         }
         free(wc->slot);
@@ -319,13 +351,17 @@ const uint16_t *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, uint16
     e->key = *key;
     e->hash = key_hash(key);
     e->bytes = bytes;
-    e->panels = panels;
+    e->kind = kind;
+    e->data = data;
+    size_t at = first_from(wc, key->dram_lo);
+    memmove(wc->by_lo + at + 1, wc->by_lo + at, (wc->ent_count - at) * sizeof *wc->by_lo);
+    wc->by_lo[at] = (struct footprint){key->dram_lo, key->dram_hi};
+    if (key->dram_hi - key->dram_lo > wc->widest) wc->widest = key->dram_hi - key->dram_lo;
     place(wc, wc->ent_count++);
-    if (wc->ent_count == 1 || key->dram_lo < wc->hull_lo) wc->hull_lo = key->dram_lo;
-    if (wc->ent_count == 1 || key->dram_hi > wc->hull_hi) wc->hull_hi = key->dram_hi;
     wc->used += bytes;
     wc->stats.fills++;
-    return panels;
+    if (kind == PM_WCACHE_COMPACT) wc->stats.compact++;
+    return data;
 }
 
 /* ---- DRAM writes ---- */
@@ -355,9 +391,12 @@ static bool touches(const pm_wcache *wc, uint64_t lo, uint64_t hi)
 {
     for (unsigned i = 0; i < wc->rec_count; i++)
         if (overlaps(wc->rec[i].dram_lo, wc->rec[i].dram_hi, lo, hi)) return true;
-    if (!overlaps(wc->hull_lo, wc->hull_hi, lo, hi)) return false;
-    for (size_t i = 0; i < wc->ent_count; i++)
-        if (overlaps(wc->ent[i].key.dram_lo, wc->ent[i].key.dram_hi, lo, hi)) return true;
+    /* A footprint overlapping [lo, hi) starts before hi and at most `widest`
+     * bytes before lo. */
+    for (size_t i = first_from(wc, lo > wc->widest ? lo - wc->widest : 0); i < wc->ent_count; i++) {
+        if (wc->by_lo[i].lo >= hi) break;
+        if (wc->by_lo[i].hi > lo) return true;
+    }
     return false;
 }
 
@@ -371,7 +410,7 @@ static void drop_from(pm_wcache *wc, uint64_t lo, uint64_t hi)
     for (size_t i = 0; i < wc->ent_count; i++) {
         entry *e = &wc->ent[i];
         if (overlaps(e->key.dram_lo, e->key.dram_hi, lo, hi)) {
-            free(e->panels);
+            free(e->data);
             wc->used -= e->bytes;
             wc->stats.dropped++;
         } else {
@@ -399,3 +438,5 @@ void pm_wcache_dram_write(pm_sim *sim, uint64_t addr, const void *src, size_t n)
         drop_from(wc, addr, hi);
     }
 }
+
+bool pm_wcache_compact_allowed(const pm_wcache *wc) { return wc->compact; }

@@ -45,16 +45,32 @@ PM_HIDDEN void pm_wcache_dma_loaded(pm_wcache *wc, uint64_t sram, uint64_t dram,
  * where the bytes change, every engine drops what came from them. */
 PM_HIDDEN void pm_wcache_dram_write(pm_sim *sim, uint64_t addr, const void *src, size_t n);
 
-/* The panel-layout bf16 weights (gemm_fast.h) of the B operand at SRAM
- * [b_off, b_off + bytes) decoding to n x k in `format`, or NULL. *cacheable
+/* What the cache holds for a B operand: panel-layout bf16 codes, or compact
+ * panels (gemm_fast.h) where the format allows and they reproduce it. */
+enum { PM_WCACHE_PANELS = 0, PM_WCACHE_COMPACT = 1 };
+
+/* The cached weights of the B operand at SRAM [b_off, b_off + bytes)
+ * decoding to n x k in `format` (their kind in *kind), or NULL. *cacheable
  * says whether a miss may be filled (the bytes' DRAM origin is known and the
- * budget has room); *key is then the key to fill it under. */
-PM_HIDDEN const uint16_t *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint32_t format,
-                                           uint64_t n, uint64_t k, pm_wcache_key *key, bool *cacheable);
-/* Takes `panels` (malloc'd with pm_wcache_alloc_panels) into the cache;
- * returns them, or frees them and returns NULL when there is no room. */
-PM_HIDDEN const uint16_t *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, uint16_t *panels);
-PM_HIDDEN uint16_t *pm_wcache_alloc_panels(uint64_t n, uint64_t k);
+ * budget has room for bf16 panels); *key is then the key to fill it under. */
+PM_HIDDEN const void *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint32_t format, uint64_t n,
+                                       uint64_t k, int *kind, pm_wcache_key *key, bool *cacheable);
+/* Takes `data` (`bytes` long, from pm_wcache_alloc) into the cache; returns
+ * it, or frees it and returns NULL when there is no room. */
+PM_HIDDEN const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, void *data,
+                                       uint64_t bytes);
+/* 64-byte aligned, NULL when bytes is 0 or memory ran out. */
+PM_HIDDEN void *pm_wcache_alloc(uint64_t bytes);
+
+/* Compact panels (wpack.c): their size for n x k in `format` (0 when the
+ * format has none), and building them from the operand's bytes `src`,
+ * checked weight by weight against `codes` (n x k bf16, the decoder's):
+ * false when any differs (then `out` is garbage). */
+PM_HIDDEN bool pm_wcache_compact_allowed(const pm_wcache *wc);
+PM_HIDDEN uint64_t pm_wpack_bytes(uint32_t format, uint64_t n, uint64_t k);
+PM_HIDDEN bool pm_wpack_build(uint32_t format, const uint8_t *src, uint64_t n, uint64_t k, const uint16_t *codes,
+                              uint8_t *out);
+
 
 /* One engine's cache (exec_tensor.c); NULL when it has none and create is
  * false, or when host memory ran out (the cache is never needed). */

@@ -258,6 +258,108 @@ TEST(test_panel_small_m)
     free_pools(pools);
 }
 
+/* Compact panels against the definition: each weight's code is
+ * pm_gemm_qcode(s, q, o) (fmaf, then round to nearest even), and the product
+ * is the one fmaf chain per output over those codes. Scales and offsets run
+ * from subnormal to overflowing, with zeros of both signs; N crosses the
+ * 32-output groups. The M > 1 route expands them into the panel layout. */
+static float rand_scale(uint64_t *s)
+{
+    uint64_t r = rng_next(s);
+    uint32_t sign = (uint32_t)(r & 1) << 31, mant = (uint32_t)(r >> 9) & 0x7FFFFF;
+    switch ((r >> 40) % 8) {
+    case 0: return from_bits(sign);                                           /* +-0 */
+    case 1: return from_bits(sign | mant);                                    /* subnormal */
+    case 2: return from_bits(sign | (uint32_t)(250 + (r >> 50) % 4) << 23 | mant); /* q*s may overflow */
+    default: return from_bits(sign | (uint32_t)(110 + (r >> 50) % 30) << 23 | mant);
+    }
+}
+
+TEST(test_compact_panels)
+{
+    pm_gemm_pool *pools[POOLS];
+    make_pools(pools);
+    uint64_t s = 0xC0FFEEULL;
+    size_t bad = 0;
+    static const size_t Ns[] = {1, 31, 32, 33, 100, 576};
+    for (size_t t = 0; t < 24 && bad == 0; t++) {
+        size_t N = Ns[t % 6], K = 32 * (1 + rng_next(&s) % 20), blocks = K / 32;
+        size_t bytes = pm_gemm_qpanel_bytes(N, K);
+        uint8_t *qp = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        uint16_t *codes = malloc(N * K * sizeof *codes);
+        float *A = malloc(K * sizeof *A), *Bf = malloc(N * K * sizeof *Bf), *C0 = malloc(N * sizeof *C0);
+        float *want = malloc(N * sizeof *want), *got = malloc(N * sizeof *got);
+        unsigned char *A16 = NULL;
+        uint16_t *panels = aligned_alloc(64, (pm_gemm_panel_elems(N, K) * 2 + 63) & ~(size_t)63);
+        if (!qp || !codes || !A || !Bf || !C0 || !want || !got || !panels) {
+            CHECK_MSG(0, "out of memory");
+            bad = 1;
+            goto next;
+        }
+        memset(qp, 0, bytes);
+        for (size_t n = 0; n < N; n++)
+            for (size_t b = 0; b < blocks; b++) {
+                uint8_t *blk = qp + ((n / 32) * blocks + b) * PM_GEMM_QBLOCK_BYTES;
+                float sc = rand_scale(&s), off = t % 3 == 0 ? -0.0f : rand_scale(&s);
+                memcpy(blk + 4 * (n % 32), &sc, 4);
+                memcpy(blk + 128 + 4 * (n % 32), &off, 4);
+                for (size_t i = 0; i < 32; i++) {
+                    int8_t q = (int8_t)(rng_next(&s) & 0xFF);
+                    blk[256 + i * 32 + n % 32] = (uint8_t)q;
+                    uint16_t c = pm_gemm_qcode(sc, q, off);
+                    codes[n * K + b * 32 + i] = c;
+                    Bf[n * K + b * 32 + i] = from_bits((uint32_t)c << 16);
+                }
+            }
+        /* the code itself: round to nearest even of the fmaf result */
+        for (size_t n = 0; n < N && bad < 3; n++) {
+            const uint8_t *blk = qp + (n / 32) * blocks * PM_GEMM_QBLOCK_BYTES;
+            float sc, off;
+            memcpy(&sc, blk + 4 * (n % 32), 4);
+            memcpy(&off, blk + 128 + 4 * (n % 32), 4);
+            float w = fmaf(sc, (float)(int8_t)blk[256 + n % 32], off);
+            uint32_t u = to_bits(w), lo = u & 0xFFFF, hi = u >> 16;
+            uint32_t rne = lo > 0x8000 || (lo == 0x8000 && (hi & 1)) ? hi + 1 : hi;
+            if (w == w && codes[n * K] != (uint16_t)rne)
+                bad++, fprintf(stderr, "  qcode(%08x) = %04x, want %04x\n", u, codes[n * K], rne);
+        }
+        fill(A, K, &s, false);
+        fill(C0, N, &s, false);
+        A16 = bf16_codes(A, K);
+        if (!A16) {
+            bad = 1;
+            goto next;
+        }
+        bool acc = t % 2;
+        memcpy(want, C0, N * sizeof *want);
+        reference(1, N, K, A, K, Bf, K, want, N, acc);
+        for (int pi = -1; pi < POOLS; pi++) {
+            pm_gemm_pool *pool = pi < 0 ? NULL : pools[pi];
+            memcpy(got, C0, N * sizeof *got);
+            pm_gemm_gemv_qpanel(pool, N, K, A16 + 1, qp, got, acc);
+            for (size_t n = 0; n < N; n++)
+                if (to_bits(got[n]) != to_bits(want[n])) {
+                    if (bad < 3)
+                        fprintf(stderr, "  compact N %zu K %zu: C[%zu] = %08x, want %08x\n", N, K, n, to_bits(got[n]),
+                                to_bits(want[n]));
+                    bad++;
+                }
+        }
+        pm_gemm_qpanel_expand(pools[1], N, K, qp, panels);
+        for (size_t n = 0; n < (N + 63) / 64 * 64; n++)
+            for (size_t k = 0; k < K; k++)
+                if (panels[(n / 64) * K * 64 + k * 64 + n % 64] != (n < N ? codes[n * K + k] : 0)) {
+                    if (bad < 3)
+                        fprintf(stderr, "  expand N %zu K %zu: (n %zu, k %zu) wrong\n", N, K, n, k);
+                    bad++;
+                }
+    next:
+        free(qp), free(codes), free(A), free(Bf), free(C0), free(want), free(got), free(A16), free(panels);
+    }
+    CHECK_MSG(bad == 0, "%zu mismatches", bad);
+    free_pools(pools);
+}
+
 /* Sizes across the blocking boundaries (K > KC = 256, M > MC = 144) and above
  * the threading threshold, plus thin products on the direct path. */
 TEST(test_large_shapes)
@@ -418,6 +520,7 @@ int main(void)
     RUN(test_pool_threads);
     RUN(test_ragged_random);
     RUN(test_panel_small_m);
+    RUN(test_compact_panels);
     RUN(test_large_shapes);
     RUN(test_packing_slices);
     RUN(test_signed_zero);

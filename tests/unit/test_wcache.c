@@ -185,6 +185,10 @@ static void run_matmul_case(const mm_case *mc)
               pm_format_get(mc->w)->name, mc->M, mc->N, mc->K, (unsigned long long)on.fills,
               (unsigned long long)on.hits);
     CHECK_MSG(on.dropped > 0, "new weights in DRAM dropped nothing");
+    /* GGUF's legacy formats reproduce as compact panels (1.25 bytes a weight) */
+    bool compactable = mc->w == PM_FMT_Q8_0 || mc->w == PM_FMT_Q4_0 || mc->w == PM_FMT_Q4_1;
+    CHECK_MSG(compactable ? on.compact == on.fills : on.compact == 0, "%s: %llu of %llu fills compact",
+              pm_format_get(mc->w)->name, (unsigned long long)on.compact, (unsigned long long)on.fills);
     CHECK(off.hits == 0 && off.fills == 0 && off.entries == 0);
 out:
     pm_program_free(&prog);
