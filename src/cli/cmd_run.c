@@ -99,7 +99,7 @@ static bool parse_u64(const char *opt, const char *text, uint64_t lo, uint64_t h
     return true;
 }
 
-static bool parse_f(const char *opt, const char *text, double lo, double hi, float *out)
+static bool parse_f(const char *opt, const char *text, double lo, double hi, double *out)
 {
     char *end = NULL;
     errno = 0;
@@ -108,7 +108,7 @@ static bool parse_f(const char *opt, const char *text, double lo, double hi, flo
         pm_cli_fail(verb, "--%s: '%s' is not a number in %g..%g", opt, text, lo, hi);
         return false;
     }
-    *out = (float)v;
+    *out = v;
     return true;
 }
 
@@ -184,7 +184,7 @@ typedef struct run_job {
     const char *prompt;
     bool chat, json, teacher;
     uint64_t max_tokens, seed;
-    float temperature, top_p;
+    double temperature, top_p; /* as given (the sampler takes them as float) */
     uint32_t top_k;
     const char *trace_path, *logits_path;
     pm_llm_options lo;
@@ -265,7 +265,7 @@ static bool parse_job(int argc, char **argv, run_job *j)
     j->temperature = 0;
     if (pm_cli_value(&p, OPT_TEMP) && !parse_f("temperature", pm_cli_value(&p, OPT_TEMP), 0, 100, &j->temperature))
         return false;
-    j->top_p = 0.95f;
+    j->top_p = 0.95;
     if (pm_cli_value(&p, OPT_TOPP) && !parse_f("top-p", pm_cli_value(&p, OPT_TOPP), 0, 1, &j->top_p)) return false;
     if (pm_cli_value(&p, OPT_THREADS)) {
         if (!parse_u64("threads", pm_cli_value(&p, OPT_THREADS), 1, 1024, &v)) return false;
@@ -389,7 +389,7 @@ static pm_status generate(run_job *j, stream_out *so, pm_error *err)
     if (!j->gen_ids) return pm_error_set(err, PM_ERR_NOMEM, "out of memory");
     if (j->trace_path) st = pm_llm_set_trace(j->m, j->trace_path, err);
     pm_sampler s;
-    pm_sampler_init(&s, j->temperature, j->top_k, j->top_p, j->seed);
+    pm_sampler_init(&s, (float)j->temperature, j->top_k, (float)j->top_p, j->seed);
     j->stop = "length";
     while (!st && j->n_gen < j->max_tokens) {
         int32_t ids[PM_LLM_TOPK_MAX];

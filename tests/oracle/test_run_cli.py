@@ -385,3 +385,31 @@ def test_mixed_formats_prefill(mixed_model, tmp_path):
     err = np.abs(got - ref) / ref.std(axis=1, keepdims=True)
     assert err.max() < 0.02, err.max()
     check_choices(ref[:len(j["generated_ids"])], j["generated_ids"])
+
+
+def test_sampling_seeded(mixed_model):
+    """Temperature sampling is reproducible for a seed and changes with it;
+    the options are echoed as given."""
+    def gen(seed):
+        r = run(["--model", mixed_model, "--prompt", TEXT, "-n", "8", "--temperature", "1.5", "--top-k", "64",
+                 "--top-p", "0.95", "--seed", str(seed), "--json", "--threads", "2"], timeout=600)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+    a, b, c = gen(7), gen(7), gen(8)
+    assert a["generated_ids"] == b["generated_ids"] and len(a["generated_ids"]) == 8
+    assert a["generated_ids"] != c["generated_ids"]
+    assert (a["temperature"], a["top_k"], a["top_p"], a["seed"]) == (1.5, 64, 0.95, 7)
+
+
+def test_trace(mixed_model, tmp_path):
+    """--trace: Chrome traces of the first decode step, one file per program."""
+    f = tmp_path / "t.json"
+    r = run(["--model", mixed_model, "--prompt", TEXT, "-n", "3", "--trace", str(f), "--json", "--threads", "2"],
+            timeout=600)
+    assert r.returncode == 0, r.stderr
+    files = [f] + sorted(tmp_path.glob("t.json.*"))
+    assert len(files) >= 3  # the layers, the head, the top-k
+    for p in files:
+        t = json.loads(p.read_text())
+        events = t["traceEvents"] if isinstance(t, dict) else t
+        assert len(events) > 0
