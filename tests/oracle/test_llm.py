@@ -46,6 +46,9 @@ TIE_GAP = 0.10            # a choice unlike EXACT's is a near-tie: EXACT's top l
 AGREE_VS_BF16 = 0.99      # argmax equal to BF16's at >= 99% of positions (two bf16 paths: 100%)
 AGREE_VS_EXACT = 0.97     # and to EXACT's (bf16 alone: 195/198 = 0.985, all three near-ties)
 PREFILL_MAX = 0.35        # prefill's last logits vs decode's: two bf16 paths, as MAX_VS_EXACT
+# The --wfmt runs teacher-force the text's first tokens only (the simulator
+# runs about one decode step per wall second on a loaded 2-core host).
+WFMT_TOKENS = 96
 
 MODEL = llama_ref.model_path()
 if MODEL is None:
@@ -250,22 +253,27 @@ def _wfmt_agreement(fmt, ids, ref):
     e = Engine(wfmt=fmt)
     try:
         assert e.encode(TEXT) == ids
-        tf = e.teacher_force(ids)
+        tf = e.teacher_force(ids[:WFMT_TOKENS])
     finally:
         e.close()
-    return tf, compare(tf, ref)
+    return tf, compare(tf, ref[:WFMT_TOKENS])
 
 
 def test_wfmt_bf16(native, refs):
-    # Q4_1 decodes exactly to float32 and the tensor unit rounds B to bf16, so
-    # re-encoding the weights to bf16 feeds the array the same operands: the
-    # same bounds as the native run hold.
+    # Q4_1 decodes exactly to float32 and the tensor unit rounds B to bf16
+    # anyway, so bf16 weights feed the array the same operands; only the
+    # embedding gather now reads bf16-rounded rows. The native bounds hold.
     ids = native[0]
     tf, c = _wfmt_agreement("bf16", ids, refs[0])
-    print("wfmt bf16 vs EXACT: agree %.4f, max/std worst %.4f" % (c["agree"], c["max"].max()))
+    bad, gaps = tie_gaps(tf, refs[0][:WFMT_TOKENS])
+    print("wfmt bf16 (%d tokens) vs EXACT: agree %.4f, max/std median %.4f worst %.4f, mean/std %.4f; vs BF16: "
+          "agree %.4f" % (len(tf), c["agree"], np.median(c["max"]), c["max"].max(), c["mean"],
+                          compare(tf, refs[1][:WFMT_TOKENS])["agree"]))
+    assert c["max"].max() <= MAX_VS_EXACT, int(np.argmax(c["max"]))
+    assert np.median(c["max"]) <= MEDIAN_MAX_VS_EXACT
+    assert c["mean"] <= MEAN_VS_EXACT
     assert c["agree"] >= AGREE_VS_EXACT
-    assert c["max"].max() <= MAX_VS_EXACT
-    assert compare(tf, refs[1])["agree"] >= AGREE_VS_BF16
+    assert np.all(gaps < TIE_GAP), list(zip(bad.tolist(), gaps.tolist()))
 
 
 def test_wfmt_if4(native, refs):
@@ -277,10 +285,11 @@ def test_wfmt_if4(native, refs):
     # its agreement with the unchanged model is only reported.
     ids = native[0]
     tf, c = _wfmt_agreement("if4", ids, refs[2])
-    plain = compare(tf, refs[0])
-    bad, gaps = tie_gaps(tf, refs[2])
-    print("wfmt if4 vs IF4 reference: agree %.4f, max/std worst %.4f, mean/std %.4f; vs the Q4_1 model: agree %.4f"
-          % (c["agree"], c["max"].max(), c["mean"], plain["agree"]))
+    plain = compare(tf, refs[0][:WFMT_TOKENS])
+    bad, gaps = tie_gaps(tf, refs[2][:WFMT_TOKENS])
+    assert np.isfinite(tf).all(), "non-finite logits from position %d" % int(np.argmin(np.isfinite(tf).all(axis=1)))
+    print("wfmt if4 (%d tokens) vs IF4 reference: agree %.4f, max/std worst %.4f, mean/std %.4f; "
+          "vs the Q4_1 model: agree %.4f" % (len(tf), c["agree"], c["max"].max(), c["mean"], plain["agree"]))
     assert c["max"].max() <= MAX_VS_EXACT, int(np.argmax(c["max"]))
     assert np.median(c["max"]) <= MEDIAN_MAX_VS_EXACT
     assert c["mean"] <= MEAN_VS_EXACT
