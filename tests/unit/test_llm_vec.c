@@ -622,6 +622,67 @@ TEST(test_composed_on_shared_scratch)
     pm_sim_destroy(sim);
 }
 
+/* ---------------- random arguments ---------------- */
+
+/* Random shapes, addresses and scratch sizes, many of them invalid: an
+ * emitter either refuses with a message or emits a program that runs (or
+ * stops with an engine fault: a bad id or position); nothing crashes, and a
+ * refusal emits nothing. */
+TEST(test_random_arguments)
+{
+    pm_config cfg = edge();
+    pm_sim *sim = make_sim(&cfg);
+    uint64_t s = 0xfeed;
+    pm_run_options opts = {.max_instructions = 2000000, .trace_path = NULL};
+    int emitted = 0, refused = 0;
+    for (int it = 0; it < 300; it++) {
+        /* about half of each argument drawn from the valid layout */
+        bool wild = rng_below(&s, 4) == 0;
+        uint32_t M = 1 + rng_below(&s, wild ? 200 : 40), D = 1 + rng_below(&s, wild ? 5000 : 1200);
+        uint64_t a = wild ? (uint64_t)rng_below(&s, 1u << 22) & ~3ull : A_IN;
+        uint64_t c = rng_below(&s, 3) == 0 ? (uint64_t)rng_below(&s, 1u << 22) & ~3ull
+                     : (it % 6 == 3 || it % 6 == 1) ? A_OUT : A_POS;
+        uint64_t scr = rng_below(&s, 3) == 0 ? (uint64_t)rng_below(&s, 1u << 22) & ~3ull : A_SCR;
+        uint64_t scr_bytes = rng_below(&s, 2) ? rng_below(&s, 1u << 16) : 1u << 20;
+        pm_format f = rng_below(&s, 2) ? (pm_format)rng_below(&s, PM_FMT_COUNT + 1) : PM_FMT_BF16;
+        pm_builder *b = new_builder();
+        pm_error err;
+        pm_status st;
+        switch (it % 6) {
+        case 0: st = pm_emit_embed(b, &cfg, M, D, f, D_W, 1 + rng_below(&s, 1000), c, a, scr, scr_bytes, &err); break;
+        case 1: st = pm_emit_rmsnorm(b, &cfg, M, D, a, D_W, 1e-6f, c, f, scr, scr_bytes, &err); break;
+        case 2:
+            st = pm_emit_rope(b, &cfg, M, 1 + rng_below(&s, 20), 2 * rng_below(&s, 70), a, D, c, D_TABLE,
+                              1 + rng_below(&s, 300), scr, scr_bytes, &err);
+            break;
+        case 3: st = pm_emit_swiglu(b, &cfg, M, D, a, c, f, scr, scr_bytes, &err); break;
+        case 4: st = pm_emit_add(b, &cfg, (uint64_t)M * D, a, c, scr, &err); break;
+        default: st = pm_emit_topk(b, &cfg, D * M, a, 1 + rng_below(&s, 70), c, scr, scr_bytes, &err); break;
+        }
+        if (st) {
+            refused++;
+            CHECK_MSG(err.message[0] != 0 && pm_builder_pc(b) == PM_LLM_SLOTS, "case %d: %s", it % 6, err.message);
+            pm_builder_destroy(b);
+            continue;
+        }
+        emitted++;
+        pm_builder_emit(b, PM_OP_HALT, 0, 0, 0, 0, 0, 0);
+        pm_program prog;
+        pm_program_init(&prog);
+        st = pm_builder_finish(b, &prog, &err);
+        pm_builder_destroy(b);
+        CHECK_MSG(st == PM_OK, "%s", err.message);
+        if (!st) st = pm_sim_load_program(sim, &prog, 0, &err);
+        if (!st) st = pm_sim_run(sim, &opts, &err);
+        CHECK_MSG(st == PM_OK || (st == PM_ERR_FAULT && strstr(err.message, "dma.ld")), "case %d: %s", it % 6,
+                  err.message);
+        pm_program_free(&prog);
+    }
+    CHECK_MSG(emitted > 60 && refused > 60, "emitted %d, refused %d", emitted, refused);
+    printf("  random arguments: %d programs emitted and run, %d refused\n", emitted, refused);
+    pm_sim_destroy(sim);
+}
+
 /* ---------------- errors ---------------- */
 
 TEST(test_errors)
@@ -796,6 +857,7 @@ int main(void)
     RUN(test_add);
     RUN(test_topk);
     RUN(test_composed_on_shared_scratch);
+    RUN(test_random_arguments);
     RUN(test_errors);
     RUN(test_decode_shapes_report);
     return TEST_SUMMARY();
