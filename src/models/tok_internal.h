@@ -51,7 +51,13 @@ typedef struct pm_tok_entry {
     int32_t type;
 } pm_tok_entry;
 
-/* Open-addressing hash slots: vocab text -> id, merge pair -> rank. */
+/* Open-addressing hash slots: vocab text -> id (the hash's high half kept
+ * as a tag, so a probe rarely touches the text), merge pair -> rank. */
+typedef struct pm_tok_vocab_slot {
+    int32_t id;
+    uint32_t tag;
+} pm_tok_vocab_slot;
+
 typedef struct pm_tok_pair_slot {
     int32_t left, right; /* -1: empty */
     int32_t rank, result;
@@ -65,7 +71,7 @@ struct pm_tokenizer {
     char *arena; /* all token texts and byte strings */
     size_t arena_len;
 
-    int32_t *vocab_slots; /* by text; size vocab_cap (power of two), -1 empty */
+    pm_tok_vocab_slot *vocab_slots; /* by text; size vocab_cap (power of two), id -1 empty */
     uint32_t vocab_cap;
     pm_tok_pair_slot *pair_slots; /* gpt2 merges; size pair_cap */
     uint32_t pair_cap;

@@ -79,12 +79,14 @@ static uint32_t byte_to_cp(uint8_t b)
 
 int32_t pm_tok_lookup(const pm_tokenizer *t, const char *s, size_t len)
 {
-    uint32_t mask = t->vocab_cap - 1;
-    for (uint32_t i = (uint32_t)hash_bytes(s, len) & mask;; i = (i + 1) & mask) {
-        int32_t id = t->vocab_slots[i];
-        if (id < 0) return -1;
-        const pm_tok_entry *e = &t->tok[id];
-        if (e->text_len == len && memcmp(t->arena + e->text_off, s, len) == 0) return id;
+    uint64_t h = hash_bytes(s, len);
+    uint32_t mask = t->vocab_cap - 1, tag = (uint32_t)(h >> 32);
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        const pm_tok_vocab_slot *slot = &t->vocab_slots[i];
+        if (slot->id < 0) return -1;
+        if (slot->tag != tag) continue;
+        const pm_tok_entry *e = &t->tok[slot->id];
+        if (e->text_len == len && memcmp(t->arena + e->text_off, s, len) == 0) return slot->id;
     }
 }
 
@@ -291,15 +293,17 @@ static pm_status read_vocab(const pm_gguf *g, builder *b)
      * last id, as Hugging Face's and llama.cpp's vocab maps do. */
     for (uint32_t i = 0; i < t->n_vocab; i++) {
         const pm_tok_entry *e = &t->tok[i];
-        uint32_t mask = t->vocab_cap - 1, h = (uint32_t)hash_bytes(t->arena + e->text_off, e->text_len) & mask;
+        uint64_t full = hash_bytes(t->arena + e->text_off, e->text_len);
+        uint32_t mask = t->vocab_cap - 1, h = (uint32_t)full & mask, tag = (uint32_t)(full >> 32);
         for (;; h = (h + 1) & mask) {
-            int32_t id = t->vocab_slots[h];
-            if (id < 0) break;
-            const pm_tok_entry *o = &t->tok[id];
-            if (o->text_len == e->text_len && memcmp(t->arena + o->text_off, t->arena + e->text_off, e->text_len) == 0)
+            const pm_tok_vocab_slot *slot = &t->vocab_slots[h];
+            if (slot->id < 0) break;
+            const pm_tok_entry *o = &t->tok[slot->id];
+            if (slot->tag == tag && o->text_len == e->text_len &&
+                memcmp(t->arena + o->text_off, t->arena + e->text_off, e->text_len) == 0)
                 break;
         }
-        t->vocab_slots[h] = (int32_t)i;
+        t->vocab_slots[h] = (pm_tok_vocab_slot){(int32_t)i, tag};
     }
     return PM_OK;
 }

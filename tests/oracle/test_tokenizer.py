@@ -449,6 +449,8 @@ CHATS = [
      {"role": "user", "content": "u2\t"}],
     [],
     [{"role": "user", "content": ""}],
+    [{"role": "user", "content": "\x1c\u00a0 Python's whitespace \u2003\x1f\n"},
+     {"role": "assistant", "content": "\u3000\u200b kept \u200b"}],
 ]
 
 
