@@ -584,6 +584,10 @@ int pm_cli_run(int argc, char **argv)
     pm_error err = {0};
     pm_status st = pm_llm_open(&j.cfg, j.model_path, &j.lo, &j.m, &err);
     if (!st) st = tokenize_prompt(&j, &err);
+    if (!st && j.n_prompt > pm_llm_max_ctx(j.m))
+        st = pm_error_set(&err, PM_ERR_INVALID, "the prompt is %zu tokens; the context holds %u (--max-ctx)", j.n_prompt,
+                          pm_llm_max_ctx(j.m));
+    if (!st && j.n_prompt == 0) st = pm_error_set(&err, PM_ERR_INVALID, "the prompt encodes to no tokens");
     stream_out so = {.on = !j.json && !j.teacher};
     if (!st && so.on) {
         /* The prompt first, so the answer reads in context. */

@@ -413,3 +413,18 @@ def test_trace(mixed_model, tmp_path):
         t = json.loads(p.read_text())
         events = t["traceEvents"] if isinstance(t, dict) else t
         assert len(events) > 0
+
+
+def test_context_limits(mixed_model):
+    """A prompt longer than --max-ctx is refused before anything runs; a full
+    context stops generation (the prompt's 15 tokens + 2 decoded = 17)."""
+    r = run(["--model", mixed_model, "--prompt", TEXT, "--max-ctx", "8"])
+    line = one_line_error(r)
+    assert "--max-ctx" in line and "8" in line
+    assert r.stdout == ""
+    r = run(["--model", mixed_model, "--prompt", TEXT, "--max-ctx", "17", "-n", "10", "--json", "--threads", "2"],
+            timeout=600)
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["prompt_tokens"] == 15 and j["stop"] == "context full"
+    assert j["decode_tokens"] == 2 and j["generated_tokens"] == 3
