@@ -146,9 +146,13 @@ void pm_tok_bpe_word(const pm_tokenizer *t, pm_tok_scratch *sc, const uint8_t *s
     for (size_t i = 0; i < len; i++)
         m.sy[i] = (sym){i, 1, t->byte_token[s[i]], (int32_t)i - 1, i + 1 < len ? (int32_t)i + 1 : -1};
     merge_all(&m, len);
+    /* a byte without a token is unknown, a run of them one unknown (as
+     * transformers' GGUF tokenizers fuse them), or dropped without one */
+    bool last_unk = false;
     for (int32_t i = 0; i >= 0; i = m.sy[i].next) {
-        int32_t id = m.sy[i].id >= 0 ? m.sy[i].id : t->unk;
-        if (id >= 0) pm_tok_ids_push(out, id);
+        if (m.sy[i].id >= 0) pm_tok_ids_push(out, m.sy[i].id);
+        else if (!last_unk && t->unk >= 0) pm_tok_ids_push(out, t->unk);
+        last_unk = m.sy[i].id < 0;
     }
 }
 

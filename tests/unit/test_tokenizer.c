@@ -462,6 +462,60 @@ TEST(spm_encode_decode)
     pm_tokenizer_destroy(t);
 }
 
+/* Decoding any id sequence gives valid UTF-8, in both models. */
+static bool valid_utf8(const char *s)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+        if (!n || (n == 2 && *p < 0xC2)) return false;
+        uint32_t cp = n == 1 ? *p : (uint32_t)(*p & (0x7F >> n));
+        for (int k = 1; k < n; k++) {
+            if ((p[k] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (p[k] & 0x3F);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+TEST(decode_random_ids_is_utf8)
+{
+    gbuf b;
+    pm_tokenizer *t[2];
+    pm_error err = {0};
+    begin(&b);
+    kv_str(&b, "tokenizer.ggml.model", "llama");
+    kv_strs(&b, "tokenizer.ggml.tokens", spm_tokens, N_SPM);
+    kv_f32s(&b, "tokenizer.ggml.scores", spm_scores, N_SPM);
+    kv_i32s(&b, "tokenizer.ggml.token_type", spm_types, N_SPM);
+    CHECK(build(&b, &t[0], &err) == PM_OK);
+    /* byte-level tokens for the bytes a, 0xC3 (a lead byte), 0xA9 (a
+     * continuation byte), space: most random sequences are invalid UTF-8 */
+    static const char *const bytes_vocab[] = {"a", "\xC3\x83", "\xC2\xA9", "\xC4\xA0"};
+    begin(&b);
+    kv_str(&b, "tokenizer.ggml.model", "gpt2");
+    kv_strs(&b, "tokenizer.ggml.tokens", bytes_vocab, 4);
+    kv_strs(&b, "tokenizer.ggml.merges", gpt2_merges, 0);
+    CHECK(build(&b, &t[1], &err) == PM_OK);
+    if (!t[0] || !t[1]) return;
+    uint64_t rng = 77;
+    for (int round = 0; round < 2000; round++) {
+        pm_tokenizer *tk = t[round & 1];
+        int32_t ids[12];
+        size_t n = pm_test_xorshift(&rng) % 12;
+        for (size_t i = 0; i < n; i++) ids[i] = (int32_t)(pm_test_xorshift(&rng) % pm_tokenizer_vocab_size(tk));
+        char *text;
+        CHECK(pm_tokenizer_decode(tk, ids, n, round & 2, &text, &err) == PM_OK);
+        CHECK_MSG(text && valid_utf8(text), "round %d", round);
+        free(text);
+    }
+    pm_tokenizer_destroy(t[0]);
+    pm_tokenizer_destroy(t[1]);
+}
+
 TEST(spm_without_space_prefix)
 {
     gbuf b;
@@ -503,5 +557,6 @@ int main(void)
     RUN(gpt2_random_bytes_round_trip);
     RUN(spm_encode_decode);
     RUN(spm_without_space_prefix);
+    RUN(decode_random_ids_is_utf8);
     return TEST_SUMMARY();
 }
