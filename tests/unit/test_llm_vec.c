@@ -323,8 +323,9 @@ TEST(test_rope)
                 uint32_t row = H * hd + (m % 2 ? 3 * hd : 0); /* q|k then v: a wider row */
                 rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, 0, 1 << 20);
                 rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, max_ctx - M, 1 << 20);
-                rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, rng_below(&s, max_ctx - M + 1),
-                          (uint64_t)3 * 256 * ((hd / 2 * 4 + 255) / 256) + 1024);
+                /* room for one row (4 table rows + 4 products of rs bytes): row by row */
+                uint64_t h4 = hd / 2 * 4, rs = (h4 % 256 + h4 + 255) / 256 * 256;
+                rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, rng_below(&s, max_ctx - M + 1), 9 * rs);
             }
     pm_sim_destroy(sim);
 }
