@@ -220,16 +220,21 @@ static pm_status read_model(const pm_gguf *g, pm_tokenizer *t, pm_error *err)
     if (t->model == PM_TOK_MODEL_GPT2 && pm_gguf_find(g, "tokenizer.ggml.pre")) {
         st = pm_gguf_get_str(g, "tokenizer.ggml.pre", &s, err);
         if (st) return st;
+        /* Names of the same three patterns, grouped as llama.cpp groups them. */
         static const struct { const char *name; pm_tok_pre pre; } pres[] = {
-            {"default", PM_TOK_PRE_GPT2}, {"gpt2", PM_TOK_PRE_GPT2},      {"gpt-2", PM_TOK_PRE_GPT2},
-            {"smollm", PM_TOK_PRE_SMOLLM}, {"llama-bpe", PM_TOK_PRE_LLAMA3}, {"llama3", PM_TOK_PRE_LLAMA3},
+            {"default", PM_TOK_PRE_GPT2},      {"gpt2", PM_TOK_PRE_GPT2},        {"gpt-2", PM_TOK_PRE_GPT2},
+            {"mpt", PM_TOK_PRE_GPT2},          {"olmo", PM_TOK_PRE_GPT2},        {"jais", PM_TOK_PRE_GPT2},
+            {"smollm", PM_TOK_PRE_SMOLLM},     {"starcoder", PM_TOK_PRE_SMOLLM}, {"refact", PM_TOK_PRE_SMOLLM},
+            {"command-r", PM_TOK_PRE_SMOLLM},  {"codeshell", PM_TOK_PRE_SMOLLM}, {"exaone", PM_TOK_PRE_SMOLLM},
+            {"llama-bpe", PM_TOK_PRE_LLAMA3},  {"llama3", PM_TOK_PRE_LLAMA3},    {"llama-v3", PM_TOK_PRE_LLAMA3},
+            {"dbrx", PM_TOK_PRE_LLAMA3},       {"smaug-bpe", PM_TOK_PRE_LLAMA3},
         };
         size_t i;
         for (i = 0; i < sizeof pres / sizeof pres[0]; i++)
             if (strlen(pres[i].name) == s.len && memcmp(pres[i].name, s.ptr, s.len) == 0) break;
         if (i == sizeof pres / sizeof pres[0])
             return pm_error_set(err, PM_ERR_UNSUPPORTED,
-                                "tokenizer.ggml.pre: '%.*s' is not supported (default, gpt2, smollm, llama-bpe)",
+                                "tokenizer.ggml.pre: '%.*s' is not supported (gpt2, smollm, llama-bpe and their aliases)",
                                 (int)(s.len > 64 ? 64 : s.len), s.ptr);
         t->pre = pres[i].pre;
     }
