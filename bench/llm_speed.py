@@ -99,6 +99,16 @@ def main():
     if a.repeat < 1 or a.n < 1:
         sys.exit("llm_speed: --repeat and -n must be >= 1")
     path = model_path(a.model)
+    # llama.cpp's threads meet at a barrier after every op: on a host whose
+    # cores are already busy, n_threads = cores collapses its speed (measured:
+    # 1.4-6 tok/s with 2 threads at load 8 on 2 cores, 42 tok/s with 1), so
+    # the ratio means something only on a quiet host. Say so in the output.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = load > 0.5 * (os.cpu_count() or 1)
+    if busy:
+        print("llm_speed: WARNING: load average %.1f on %d cores before the runs: other work shares the CPU and "
+              "the speeds (llama.cpp's above all) are not representative" % (load, os.cpu_count() or 1),
+              file=sys.stderr)
     lcpp = LlamaCpp(path, a.threads, n_ctx=512)
     runs = []
     for r in range(a.repeat):
@@ -124,7 +134,7 @@ def main():
     med["polymorph_prefill_wall_tok_s"] = statistics.median(pf) if pf else None
     ratio = med["polymorph_wall_tok_s"] / med["llama_cpp_decode_tok_s"] if med["llama_cpp_decode_tok_s"] else 0.0
     result = {"model": path, "preset": a.preset, "threads": a.threads, "n": a.n, "repeat": a.repeat,
-              "llama_cpp_version": lcpp.version, "median": med, "ratio": ratio, "target": 0.5,
+              "llama_cpp_version": lcpp.version, "load_avg_before": load, "host_busy": busy, "median": med, "ratio": ratio, "target": 0.5,
               "runs": runs}
     if a.json:
         print(json.dumps(result, indent=1))
