@@ -540,6 +540,53 @@ TEST(spm_without_space_prefix)
     pm_tokenizer_destroy(t);
 }
 
+/* ---- Chat ---- */
+
+static pm_status chat(const char *tmpl, const pm_chat_message *m, size_t n, char **text, pm_error *err)
+{
+    gbuf b;
+    gpt2_file(&b, NULL, N_GPT2, 4, gpt2_merges);
+    if (tmpl) kv_str(&b, "tokenizer.chat_template", tmpl);
+    memcpy(b.data + 16, &b.n_kv, 8);
+    pm_gguf *g;
+    pm_status st = pm_gguf_open_memory(b.data, b.len, "mem.gguf", &g, err);
+    if (st) return st;
+    st = pm_chat_render(g, m, n, true, text, err);
+    pm_gguf_close(g);
+    return st;
+}
+
+TEST(chat_templates)
+{
+    const pm_chat_message user[] = {{"user", "hi"}};
+    char *text;
+    pm_error err = {0};
+    /* a ChatML default system turn is read from the template, escapes and all */
+    const char *tmpl = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                       "{{ '<|im_start|>system\\nIt\\'s \"me\"<|im_end|>\\n' }}{% endif %}"
+                       "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+                       "{% endfor %}";
+    CHECK(chat(tmpl, user, 1, &text, &err) == PM_OK);
+    CHECK_MSG(text && strcmp(text, "<|im_start|>system\nIt's \"me\"<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                                   "<|im_start|>assistant\n") == 0,
+              "%s", text);
+    free(text);
+    /* an unterminated literal is refused, not read past the template */
+    CHECK(chat("<|im_start|> messages[0]['role'] != 'system' {{ 'abc", user, 1, &text, &err) == PM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "default system turn") != NULL, "%s", err.message);
+    CHECK(chat(NULL, user, 1, &text, &err) == PM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "no chat template") != NULL, "%s", err.message);
+    CHECK(chat("{{ unknown }}", user, 1, &text, &err) == PM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(err.message, "'{{ unknown }}'") != NULL, "%s", err.message);
+    const pm_chat_message bad[] = {{"user", "a"}, {NULL, "b"}};
+    CHECK(chat(tmpl, bad, 2, &text, &err) == PM_ERR_INVALID);
+    CHECK_MSG(strstr(err.message, "chat message 1") != NULL, "%s", err.message);
+    /* Llama 2: roles must alternate, as the template's raise_exception says */
+    const pm_chat_message twice[] = {{"user", "a"}, {"user", "b"}};
+    CHECK(chat("[INST]", twice, 2, &text, &err) == PM_ERR_INVALID);
+    CHECK_MSG(strstr(err.message, "must alternate") != NULL, "%s", err.message);
+}
+
 int main(void)
 {
     RUN(missing_tokens);
@@ -558,5 +605,6 @@ int main(void)
     RUN(spm_encode_decode);
     RUN(spm_without_space_prefix);
     RUN(decode_random_ids_is_utf8);
+    RUN(chat_templates);
     return TEST_SUMMARY();
 }
