@@ -369,10 +369,12 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     if (!cached && cacheable) {
         /* Compact panels where the format has them and they reproduce every
          * decoded code; bf16 panels otherwise. */
-        uint64_t qbytes = pm_wcache_compact_allowed(t->wc) ? pm_wpack_bytes((uint32_t)w, s.n, s.k) : 0;
+        bool nibbles = false;
+        uint64_t qbytes = pm_wcache_compact_allowed(t->wc) ? pm_wpack_bytes((uint32_t)w, s.n, s.k, &nibbles) : 0;
         void *fresh = pm_wcache_alloc(qbytes);
+        kind = nibbles ? PM_WCACHE_COMPACT4 : PM_WCACHE_COMPACT;
         if (fresh && pm_wpack_build((uint32_t)w, e->sram + b_off, s.n, s.k, t->b16, fresh))
-            cached = pm_wcache_insert(t->wc, &key, kind = PM_WCACHE_COMPACT, fresh, qbytes);
+            cached = pm_wcache_insert(t->wc, &key, kind, fresh, qbytes);
         else
             free(fresh);
         if (!cached) {
@@ -384,14 +386,15 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     }
     const void *a = e->sram + a_off;
     float *acc = e->accum + acc_word;
-    if (cached && kind == PM_WCACHE_COMPACT && s.m == 1) {
-        pm_gemm_gemv_qpanel(sim->gemm_pool, (size_t)s.n, (size_t)s.k, a, cached, acc, accumulate);
+    bool nib = kind == PM_WCACHE_COMPACT4;
+    if (cached && kind != PM_WCACHE_PANELS && s.m == 1) {
+        pm_gemm_gemv_qpanel(sim->gemm_pool, (size_t)s.n, (size_t)s.k, a, cached, nib, acc, accumulate);
     } else if (cached) {
         const uint16_t *panels = cached;
-        if (kind == PM_WCACHE_COMPACT) { /* M > 1: their codes in the panel layout, in scratch */
+        if (kind != PM_WCACHE_PANELS) { /* M > 1: their codes in the panel layout, in scratch */
             size_t elems = pm_gemm_panel_elems((size_t)s.n, (size_t)s.k);
             if ((st = grow((void **)&t->b16, &t->b16_cap, elems, sizeof *t->b16, err))) return st;
-            pm_gemm_qpanel_expand(sim->gemm_pool, (size_t)s.n, (size_t)s.k, cached, t->b16);
+            pm_gemm_qpanel_expand(sim->gemm_pool, (size_t)s.n, (size_t)s.k, cached, nib, t->b16);
             panels = t->b16;
         }
         pm_gemm_kordered_panel(sim->gemm_pool, (size_t)s.m, (size_t)s.n, (size_t)s.k, a, (size_t)s.k, panels, acc,

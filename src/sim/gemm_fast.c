@@ -293,6 +293,7 @@ typedef struct gemm_job {
     const uint16_t *P;
     /* compact-panel entry (M = 1): gemm_fast.h */
     const uint8_t *Q;
+    bool nibbles;
     size_t lda, ldb, ldc;
     float *C;
     bool accumulate;
@@ -333,21 +334,30 @@ static inline size_t panel_index(size_t K, size_t n, size_t k)
     return (n / PM_GEMM_PANEL) * K * PM_GEMM_PANEL + k * PM_GEMM_PANEL + n % PM_GEMM_PANEL;
 }
 
+static inline size_t qblock_bytes(bool nibbles) { return nibbles ? PM_GEMM_Q4BLOCK_BYTES : PM_GEMM_QBLOCK_BYTES; }
+
 /* The code of output n's weight k in compact panels. */
-static inline uint16_t qpanel_code(const uint8_t *qp, size_t K, size_t n, size_t k)
+static inline uint16_t qpanel_code(const uint8_t *qp, bool nibbles, size_t K, size_t n, size_t k)
 {
-    const uint8_t *blk = qp + ((n / PM_GEMM_QGROUP) * (K / 32) + k / 32) * PM_GEMM_QBLOCK_BYTES;
+    const uint8_t *blk = qp + ((n / PM_GEMM_QGROUP) * (K / 32) + k / 32) * qblock_bytes(nibbles);
     size_t lane = n % PM_GEMM_QGROUP;
     float sc, off;
     memcpy(&sc, blk + 4 * lane, sizeof sc);
     memcpy(&off, blk + 128 + 4 * lane, sizeof off);
-    return pm_gemm_qcode(sc, (int8_t)blk[256 + (k % 32) * 32 + lane], off);
+    int q;
+    if (nibbles) {
+        uint8_t byte = blk[256 + (k % 32) * 16 + lane % 16];
+        q = lane < 16 ? byte & 0xF : byte >> 4;
+    } else {
+        q = (int8_t)blk[256 + (k % 32) * 32 + lane];
+    }
+    return pm_gemm_qcode(sc, q, off);
 }
 
 static inline float b_at(const gemm_job *j, size_t n, size_t k)
 {
     if (j->Q)
-        return widen1(qpanel_code(j->Q, j->K, n, k));
+        return widen1(qpanel_code(j->Q, j->nibbles, j->K, n, k));
     if (j->P)
         return widen1(j->P[panel_index(j->K, n, k)]);
     return j->B16 ? bf16_at(j->B16, n * j->ldb + k) : j->B[n * j->ldb + k];
@@ -800,7 +810,8 @@ PM_AVX2 static void panel_task(void *ctx, size_t task)
 /* One group of 32 outputs over all of K: per block of 32 k, s and o stay in
  * registers; each weight is fmaf(s, q, o) rounded to bf16 by integer steps
  * (pm_gemm_qcode's arithmetic, lane for lane), then c = fmaf(a, w, c). */
-PM_AVX2 static void qpanel_group(const gemm_job *j, const uint8_t *qp, size_t n, size_t cols)
+PM_AVX2 static inline __attribute__((always_inline)) void qpanel_kernel(const gemm_job *j, const uint8_t *qp, size_t n,
+                                                                        size_t cols, bool nibbles)
 {
     const size_t blocks = j->K / 32;
     float tile[PM_GEMM_QGROUP];
@@ -813,21 +824,31 @@ PM_AVX2 static void qpanel_group(const gemm_job *j, const uint8_t *qp, size_t n,
     const __m256i half = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1);
     const __m256i keep = _mm256_set1_epi32((int)0xFFFF0000u);
     const float *a = j->A;
-    for (size_t b = 0; b < blocks; b++, qp += PM_GEMM_QBLOCK_BYTES, a += 32) {
+    const __m256i low4 = _mm256_set1_epi32(0xF);
+    const size_t row = nibbles ? 16 : 32; /* code bytes per k */
+    for (size_t b = 0; b < blocks; b++, qp += qblock_bytes(nibbles), a += 32) {
         const float *so = (const float *)(const void *)qp;
-        const int8_t *q = (const int8_t *)(qp + 256);
+        const uint8_t *q = qp + 256;
         __m256 sv[4], ov[4];
         PM_UNROLL
         for (int v = 0; v < 4; v++) {
             sv[v] = _mm256_load_ps(so + 8 * v);
             ov[v] = _mm256_load_ps(so + 32 + 8 * v);
         }
-        for (size_t kk = 0; kk < 32; kk++, q += 32) {
+        for (size_t kk = 0; kk < 32; kk++, q += row) {
             __m256 ak = _mm256_broadcast_ss(a + kk);
             PM_UNROLL
             for (int v = 0; v < 4; v++) {
-                __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(q + 8 * v));
-                __m256 w = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), sv[v], ov[v]);
+                __m256i qi;
+                if (nibbles) { /* outputs 0-7, 8-15: low nibbles of bytes 0-7, 8-15; 16-31: the high ones */
+                    __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(q + 8 * (v & 1)));
+                    qi = _mm256_cvtepu8_epi32(q8);
+                    qi = v < 2 ? _mm256_and_si256(qi, low4) : _mm256_srli_epi32(qi, 4);
+                } else {
+                    __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(q + 8 * v));
+                    qi = _mm256_cvtepi8_epi32(q8);
+                }
+                __m256 w = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qi), sv[v], ov[v]);
                 __m256i u = _mm256_castps_si256(w);
                 u = _mm256_add_epi32(u, _mm256_add_epi32(half, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
                 acc[v] = _mm256_fmadd_ps(ak, _mm256_castsi256_ps(_mm256_and_si256(u, keep)), acc[v]);
@@ -840,13 +861,29 @@ PM_AVX2 static void qpanel_group(const gemm_job *j, const uint8_t *qp, size_t n,
     memcpy(j->C + n, tile, cols * sizeof(float));
 }
 
+PM_AVX2 static void qpanel_group8(const gemm_job *j, const uint8_t *qp, size_t n, size_t cols)
+{
+    qpanel_kernel(j, qp, n, cols, false);
+}
+
+PM_AVX2 static void qpanel_group4(const gemm_job *j, const uint8_t *qp, size_t n, size_t cols)
+{
+    qpanel_kernel(j, qp, n, cols, true);
+}
+
 PM_AVX2 static void qpanel_task(void *ctx, size_t task)
 {
     const gemm_job *j = ctx;
     size_t n0 = task * j->task_cols, n1 = n0 + j->task_cols < j->N ? n0 + j->task_cols : j->N;
-    size_t group_bytes = j->K / 32 * PM_GEMM_QBLOCK_BYTES;
-    for (size_t n = n0; n < n1; n += PM_GEMM_QGROUP)
-        qpanel_group(j, j->Q + n / PM_GEMM_QGROUP * group_bytes, n, n1 - n < PM_GEMM_QGROUP ? n1 - n : PM_GEMM_QGROUP);
+    size_t group_bytes = j->K / 32 * qblock_bytes(j->nibbles);
+    for (size_t n = n0; n < n1; n += PM_GEMM_QGROUP) {
+        const uint8_t *qp = j->Q + n / PM_GEMM_QGROUP * group_bytes;
+        size_t cols = n1 - n < PM_GEMM_QGROUP ? n1 - n : PM_GEMM_QGROUP;
+        if (j->nibbles)
+            qpanel_group4(j, qp, n, cols);
+        else
+            qpanel_group8(j, qp, n, cols);
+    }
 }
 
 /* Widens bf16 codes to fp32, 8 at a time; returns how many it did. */
@@ -1061,26 +1098,28 @@ void pm_gemm_kordered_panel(pm_gemm_pool *p, size_t M, size_t N, size_t K, const
     gemm_run(p, &j);
 }
 
-void pm_gemm_gemv_qpanel(pm_gemm_pool *p, size_t N, size_t K, const void *A, const uint8_t *qp, float *C,
-                         bool accumulate)
+void pm_gemm_gemv_qpanel(pm_gemm_pool *p, size_t N, size_t K, const void *A, const uint8_t *qp, bool nibbles,
+                         float *C, bool accumulate)
 {
     if (trivial(1, N, K, C, N, accumulate))
         return;
-    gemm_job j = {.M = 1, .N = N, .K = K, .A16 = A, .Q = qp, .lda = K, .ldc = N, .C = C, .accumulate = accumulate};
+    gemm_job j = {.M = 1, .N = N, .K = K, .A16 = A, .Q = qp, .nibbles = nibbles, .lda = K, .ldc = N, .C = C,
+                  .accumulate = accumulate};
     gemm_run(p, &j);
 }
 
-size_t pm_gemm_qpanel_bytes(size_t N, size_t K)
+size_t pm_gemm_qpanel_bytes(size_t N, size_t K, bool nibbles)
 {
-    size_t groups = (N + PM_GEMM_QGROUP - 1) / PM_GEMM_QGROUP, blocks = K / 32;
-    if (K % 32 || (blocks && groups > SIZE_MAX / PM_GEMM_QBLOCK_BYTES / blocks))
+    size_t groups = (N + PM_GEMM_QGROUP - 1) / PM_GEMM_QGROUP, blocks = K / 32, bb = qblock_bytes(nibbles);
+    if (K % 32 || (blocks && groups > SIZE_MAX / bb / blocks))
         return 0;
-    return groups * blocks * PM_GEMM_QBLOCK_BYTES;
+    return groups * blocks * bb;
 }
 
 typedef struct qexpand_job {
     size_t N, K;
     const uint8_t *qp;
+    bool nibbles;
     uint16_t *out;
 } qexpand_job;
 
@@ -1091,13 +1130,13 @@ static void qexpand_task(void *ctx, size_t task)
     for (size_t k = 0; k < q->K; k++)
         for (size_t c = 0; c < PM_GEMM_PANEL; c++) {
             size_t n = task * PM_GEMM_PANEL + c;
-            dst[k * PM_GEMM_PANEL + c] = n < q->N ? qpanel_code(q->qp, q->K, n, k) : 0;
+            dst[k * PM_GEMM_PANEL + c] = n < q->N ? qpanel_code(q->qp, q->nibbles, q->K, n, k) : 0;
         }
 }
 
-void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, uint16_t *panels)
+void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, bool nibbles, uint16_t *panels)
 {
-    qexpand_job q = {N, K, qp, panels};
+    qexpand_job q = {N, K, qp, nibbles, panels};
     pool_run(p, N * K >= PARALLEL_MIN_MACS, (N + PM_GEMM_PANEL - 1) / PM_GEMM_PANEL, qexpand_task, &q);
 }
 

@@ -58,12 +58,14 @@ PM_HIDDEN void pm_gemm_kordered_panel(pm_gemm_pool *p, size_t M, size_t N, size_
                                       const uint16_t *panels, float *C, size_t ldc, bool accumulate);
 
 /* Compact panels (wpack.c builds them): weights whose bf16 codes are
- * rne_bf16(fmaf(s, q, o)) with an int8 q per element and s, o per block of 32
- * k of each output (GGUF's Q8_0, Q4_0, Q4_1), at 1.25 bytes per weight
- * instead of 2. Groups of 32 outputs; group g, block b at
- * (g * K/32 + b) * PM_GEMM_QBLOCK_BYTES: s[32] and o[32] (fp32), then
- * q[32 k][32 outputs] (int8). Lanes past N have s = o = q = 0. */
-enum { PM_GEMM_QGROUP = 32, PM_GEMM_QBLOCK_BYTES = 32 * 4 * 2 + 32 * 32 };
+ * rne_bf16(fmaf(s, q, o)) with a small integer q per element and s, o per
+ * block of 32 k of each output (GGUF's Q8_0, Q4_0, Q4_1), in groups of 32
+ * outputs; group g, block b at (g * K/32 + b) * block bytes: s[32] and o[32]
+ * (fp32), then the codes k-major: int8 q[32 k][32 outputs] (1280 bytes a
+ * block: 1.25 bytes a weight), or with `nibbles` unsigned 4-bit q, output j
+ * of a k row in byte j % 16, the low nibble for j < 16 (768 bytes: 0.75).
+ * Outputs past N have s = o = q = 0. */
+enum { PM_GEMM_QGROUP = 32, PM_GEMM_QBLOCK_BYTES = 32 * 4 * 2 + 32 * 32, PM_GEMM_Q4BLOCK_BYTES = 32 * 4 * 2 + 32 * 16 };
 /* The bf16 code of one compact weight: fmaf, then round to nearest even by
  * integer steps (exact for finite values and infinities; a NaN gives some
  * NaN code, which wpack.c's check against the decoder then rejects). */
@@ -76,13 +78,14 @@ static inline uint16_t pm_gemm_qcode(float s, int q, float o)
     return (uint16_t)(u >> 16);
 }
 /* Bytes of the compact panels of N x K (K a multiple of 32; 0 on overflow). */
-PM_HIDDEN size_t pm_gemm_qpanel_bytes(size_t N, size_t K);
+PM_HIDDEN size_t pm_gemm_qpanel_bytes(size_t N, size_t K, bool nibbles);
 /* M = 1: C[n] (+)= chain over k of A[k] x code(n, k), the same bits as
  * pm_gemm_kordered_bf16 on the codes. qp 32-byte aligned. */
-PM_HIDDEN void pm_gemm_gemv_qpanel(pm_gemm_pool *p, size_t N, size_t K, const void *A, const uint8_t *qp, float *C,
-                                   bool accumulate);
+PM_HIDDEN void pm_gemm_gemv_qpanel(pm_gemm_pool *p, size_t N, size_t K, const void *A, const uint8_t *qp, bool nibbles,
+                                   float *C, bool accumulate);
 /* The codes of compact panels in the panel layout (for M > 1). */
-PM_HIDDEN void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, uint16_t *panels);
+PM_HIDDEN void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, bool nibbles,
+                                     uint16_t *panels);
 
 /* Runs fn(ctx, t) for every t < ntasks on the pool's threads (the caller
  * takes part) and returns when all are done; tasks must touch disjoint data.

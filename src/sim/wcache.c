@@ -360,7 +360,7 @@ const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, 
     place(wc, wc->ent_count++);
     wc->used += bytes;
     wc->stats.fills++;
-    if (kind == PM_WCACHE_COMPACT) wc->stats.compact++;
+    if (kind != PM_WCACHE_PANELS) wc->stats.compact++;
     return data;
 }
 

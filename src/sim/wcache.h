@@ -47,7 +47,7 @@ PM_HIDDEN void pm_wcache_dram_write(pm_sim *sim, uint64_t addr, const void *src,
 
 /* What the cache holds for a B operand: panel-layout bf16 codes, or compact
  * panels (gemm_fast.h) where the format allows and they reproduce it. */
-enum { PM_WCACHE_PANELS = 0, PM_WCACHE_COMPACT = 1 };
+enum { PM_WCACHE_PANELS = 0, PM_WCACHE_COMPACT = 1, PM_WCACHE_COMPACT4 = 2 /* 4-bit codes */ };
 
 /* The cached weights of the B operand at SRAM [b_off, b_off + bytes)
  * decoding to n x k in `format` (their kind in *kind), or NULL. *cacheable
@@ -63,11 +63,11 @@ PM_HIDDEN const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, 
 PM_HIDDEN void *pm_wcache_alloc(uint64_t bytes);
 
 /* Compact panels (wpack.c): their size for n x k in `format` (0 when the
- * format has none), and building them from the operand's bytes `src`,
+ * format has none; *nibbles: 4-bit codes), and building them from the operand's bytes `src`,
  * checked weight by weight against `codes` (n x k bf16, the decoder's):
  * false when any differs (then `out` is garbage). */
 PM_HIDDEN bool pm_wcache_compact_allowed(const pm_wcache *wc);
-PM_HIDDEN uint64_t pm_wpack_bytes(uint32_t format, uint64_t n, uint64_t k);
+PM_HIDDEN uint64_t pm_wpack_bytes(uint32_t format, uint64_t n, uint64_t k, bool *nibbles);
 PM_HIDDEN bool pm_wpack_build(uint32_t format, const uint8_t *src, uint64_t n, uint64_t k, const uint16_t *codes,
                               uint8_t *out);
 

@@ -258,7 +258,7 @@ TEST(test_panel_small_m)
     free_pools(pools);
 }
 
-/* Compact panels against the definition: each weight's code is
+/* Compact panels (int8 and 4-bit codes) against the definition: each weight's code is
  * pm_gemm_qcode(s, q, o) (fmaf, then round to nearest even), and the product
  * is the one fmaf chain per output over those codes. Scales and offsets run
  * from subnormal to overflowing, with zeros of both signs; N crosses the
@@ -282,9 +282,10 @@ TEST(test_compact_panels)
     uint64_t s = 0xC0FFEEULL;
     size_t bad = 0;
     static const size_t Ns[] = {1, 31, 32, 33, 100, 576};
-    for (size_t t = 0; t < 24 && bad == 0; t++) {
+    for (size_t t = 0; t < 48 && bad == 0; t++) {
+        bool nib = t >= 24; /* 4-bit codes */
         size_t N = Ns[t % 6], K = 32 * (1 + rng_next(&s) % 20), blocks = K / 32;
-        size_t bytes = pm_gemm_qpanel_bytes(N, K);
+        size_t bytes = pm_gemm_qpanel_bytes(N, K, nib), bb = nib ? PM_GEMM_Q4BLOCK_BYTES : PM_GEMM_QBLOCK_BYTES;
         uint8_t *qp = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
         uint16_t *codes = malloc(N * K * sizeof *codes);
         float *A = malloc(K * sizeof *A), *Bf = malloc(N * K * sizeof *Bf), *C0 = malloc(N * sizeof *C0);
@@ -299,13 +300,16 @@ TEST(test_compact_panels)
         memset(qp, 0, bytes);
         for (size_t n = 0; n < N; n++)
             for (size_t b = 0; b < blocks; b++) {
-                uint8_t *blk = qp + ((n / 32) * blocks + b) * PM_GEMM_QBLOCK_BYTES;
+                uint8_t *blk = qp + ((n / 32) * blocks + b) * bb;
                 float sc = rand_scale(&s), off = t % 3 == 0 ? -0.0f : rand_scale(&s);
                 memcpy(blk + 4 * (n % 32), &sc, 4);
                 memcpy(blk + 128 + 4 * (n % 32), &off, 4);
                 for (size_t i = 0; i < 32; i++) {
-                    int8_t q = (int8_t)(rng_next(&s) & 0xFF);
-                    blk[256 + i * 32 + n % 32] = (uint8_t)q;
+                    int8_t q = (int8_t)(rng_next(&s) & (nib ? 0xF : 0xFF));
+                    if (nib) /* output j: byte j % 16 of the k row, low nibble for j < 16 */
+                        blk[256 + i * 16 + n % 16] |= (uint8_t)(n % 32 < 16 ? q : q << 4);
+                    else
+                        blk[256 + i * 32 + n % 32] = (uint8_t)q;
                     uint16_t c = pm_gemm_qcode(sc, q, off);
                     codes[n * K + b * 32 + i] = c;
                     Bf[n * K + b * 32 + i] = from_bits((uint32_t)c << 16);
@@ -313,11 +317,12 @@ TEST(test_compact_panels)
             }
         /* the code itself: round to nearest even of the fmaf result */
         for (size_t n = 0; n < N && bad < 3; n++) {
-            const uint8_t *blk = qp + (n / 32) * blocks * PM_GEMM_QBLOCK_BYTES;
+            const uint8_t *blk = qp + (n / 32) * blocks * bb;
             float sc, off;
             memcpy(&sc, blk + 4 * (n % 32), 4);
             memcpy(&off, blk + 128 + 4 * (n % 32), 4);
-            float w = fmaf(sc, (float)(int8_t)blk[256 + n % 32], off);
+            int q0 = nib ? (n % 32 < 16 ? blk[256 + n % 16] & 0xF : blk[256 + n % 16] >> 4) : (int8_t)blk[256 + n % 32];
+            float w = fmaf(sc, (float)q0, off);
             uint32_t u = to_bits(w), lo = u & 0xFFFF, hi = u >> 16;
             uint32_t rne = lo > 0x8000 || (lo == 0x8000 && (hi & 1)) ? hi + 1 : hi;
             if (w == w && codes[n * K] != (uint16_t)rne)
@@ -336,16 +341,16 @@ TEST(test_compact_panels)
         for (int pi = -1; pi < POOLS; pi++) {
             pm_gemm_pool *pool = pi < 0 ? NULL : pools[pi];
             memcpy(got, C0, N * sizeof *got);
-            pm_gemm_gemv_qpanel(pool, N, K, A16 + 1, qp, got, acc);
+            pm_gemm_gemv_qpanel(pool, N, K, A16 + 1, qp, nib, got, acc);
             for (size_t n = 0; n < N; n++)
                 if (to_bits(got[n]) != to_bits(want[n])) {
                     if (bad < 3)
-                        fprintf(stderr, "  compact N %zu K %zu: C[%zu] = %08x, want %08x\n", N, K, n, to_bits(got[n]),
-                                to_bits(want[n]));
+                        fprintf(stderr, "  compact%s N %zu K %zu: C[%zu] = %08x, want %08x\n", nib ? " 4-bit" : "", N, K,
+                                n, to_bits(got[n]), to_bits(want[n]));
                     bad++;
                 }
         }
-        pm_gemm_qpanel_expand(pools[1], N, K, qp, panels);
+        pm_gemm_qpanel_expand(pools[1], N, K, qp, nib, panels);
         for (size_t n = 0; n < (N + 63) / 64 * 64; n++)
             for (size_t k = 0; k < K; k++)
                 if (panels[(n / 64) * K * 64 + k * 64 + n % 64] != (n < N ? codes[n * K + k] : 0)) {

@@ -430,9 +430,9 @@ TEST(test_budget)
     pair p = make_pair(&cfg);
     pm_sim_set_wcache_mb(p.on, 1);
     pm_matmul_desc d;
-    pm_matmul_desc_init(&d, 1, 2048, 576, PM_FMT_Q4_1, PM_FMT_F32);
+    pm_matmul_desc_init(&d, 1, 4096, 576, PM_FMT_Q4_1, PM_FMT_F32);
     size_t wbytes;
-    void *w = random_weights(PM_FMT_Q4_1, (size_t)2048 * 576, 7, &wbytes);
+    void *w = random_weights(PM_FMT_Q4_1, (size_t)4096 * 576, 7, &wbytes);
     uint16_t x[576];
     for (int i = 0; i < 576; i++) x[i] = pm_f32_to_bf16((float)(i % 13) / 8.0f - 0.75f);
     pm_program prog;
@@ -446,7 +446,7 @@ TEST(test_budget)
         dram_write(&p, d.w_addr, w, wbytes);
         for (int run = 0; run < 2; run++) {
             load_and_run(&p, &prog);
-            check_same(&p, d.y_addr + 2048 * 4, "1 MiB budget");
+            check_same(&p, d.y_addr + 4096 * 4, "1 MiB budget");
         }
         pm_wcache_stats s = stats(p.on);
         CHECK(s.bytes <= ((uint64_t)1 << 20) && s.bytes > 0);
@@ -454,7 +454,7 @@ TEST(test_budget)
         pm_sim_set_wcache_mb(p.on, 0);
         CHECK(stats(p.on).entries == 0 && stats(p.on).bytes == 0);
         load_and_run(&p, &prog);
-        check_same(&p, d.y_addr + 2048 * 4, "cache off");
+        check_same(&p, d.y_addr + 4096 * 4, "cache off");
     }
     pm_program_free(&prog);
     free(w);
