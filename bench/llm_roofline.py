@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Decode against the DRAM roofline on every preset: runs `polymorph run
---json` with the default model and a fixed prompt on each preset (as
+--chat --json` with the default model and a fixed request on each preset (as
 `polymorph presets` lists them) and prints, per preset, the simulated decode
 tokens/s, the roofline tokens/s (minimum DRAM bytes per token over the
 preset's bandwidth), roofline_fraction, energy per token and DRAM bytes per
@@ -28,7 +28,8 @@ def presets(binary):
 
 
 def run(binary, model, preset, n, threads):
-    cmd = [binary, "run", "--model", model, "--preset", preset, "--prompt", PROMPT, "-n", str(n), "--json"]
+    cmd = [binary, "run", "--model", model, "--preset", preset, "--chat", "--prompt", PROMPT, "-n", str(n),
+           "--json"]
     if threads:
         cmd += ["--threads", str(threads)]
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -62,11 +63,14 @@ def main():
         if "error" in r:
             print("%-14s error: %s" % (p, r["error"]))
             continue
+        if not r.get("generated_tokens") or r.get("decode_tok_s") is None:
+            print("%-14s no decode step ran (generated %s tokens)" % (p, r.get("generated_tokens")))
+            continue
         print("%-14s %12.1f %12.1f %9.3f %12.3g %14.4g %10.1f" % (
             p, r["decode_tok_s"], r["roofline_tok_s"], r["roofline_fraction"], r["energy_j_per_token"],
             r["dram_bytes_per_token"], r["wall_tok_s"]))
     edge = rows.get("edge")
-    if edge and "error" not in edge:
+    if edge and edge.get("roofline_fraction") is not None:
         print("edge roofline_fraction %.3f (target >= 0.85)" % edge["roofline_fraction"])
 
 
