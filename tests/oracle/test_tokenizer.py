@@ -27,6 +27,7 @@ import ctypes.util
 import os
 import pathlib
 import random
+import subprocess
 import unicodedata
 
 import gguf
@@ -204,11 +205,19 @@ def random_strings(seed, count):
 # ---- SmolLM2 (gpt2 model, "smollm" pre-tokenizer) ----
 
 def _model():
+    """POLYMORPH_MODEL, else the path tools/fetch_model.sh prints (it fetches
+    once into the cache); None when neither gives a file (offline)."""
+    env = os.environ.get("POLYMORPH_MODEL")
+    if env:
+        return env if os.path.isfile(env) else None
+    root = pathlib.Path(__file__).resolve().parents[2]
     try:
-        from llama_ref import model_path
-        return model_path()
-    except ImportError:
+        out = subprocess.run(["sh", str(root / "tools" / "fetch_model.sh")], capture_output=True, text=True,
+                             timeout=600)
+    except (OSError, subprocess.TimeoutExpired):
         return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return lines[-1] if lines and os.path.isfile(lines[-1]) else None
 
 
 MODEL = _model()
