@@ -385,36 +385,24 @@ pm_status pm_ref_rmsnorm(uint32_t M, uint32_t D, const float *x, const float *w,
 
 /* ======================= RoPE ======================= */
 
-/* Scratch of an R-row chunk. With the x row 256-aligned, a head's lo half
- * sits at bank offset 0 and its hi half at `off` = (hd/2 * 4) mod 256 (128
- * for head_dim 64: the other 8 of the 16 banks). Every operand is placed so
- * that each op reads and writes as many bytes in the lo banks as in the hi
- * banks: sin, the products t1/t3 and one copy of cos at `off`; -sin, t2/t4
- * and a second copy of cos at 0. A table row is `rs` bytes apart. */
+/* Scratch of an R-row chunk: cos rows, sin rows (one strided DMA), -sin rows,
+ * and the two products of one head half. */
 typedef struct rope_plan {
-    uint64_t off, rs;
-    uint64_t cos_lo, cos_hi, sin, nsin, t[4];
-    uint64_t region, bytes;
+    uint64_t cos, sin, nsin, t[4], stride, bytes;
 } rope_plan;
 
 static void rope_layout(uint32_t half, uint64_t R, uint64_t base, rope_plan *p)
 {
-    uint64_t h4 = (uint64_t)half * 4;
-    p->off = h4 % PM_LLM_ALIGN;
-    p->rs = align_up(p->off + h4);
-    p->region = R * p->rs;
-    p->cos_hi = base + p->off;              /* cos_hi and sin: one 2-plane DMA, `region` apart */
-    p->sin = base + p->region + p->off;
-    p->cos_lo = base + 2 * p->region;
-    p->nsin = base + 3 * p->region;
-    uint64_t t0 = base + 4 * p->region;
-    for (int i = 0; i < 4; i++) p->t[i] = t0 + (uint64_t)i * p->rs + (i % 2 == 0 ? p->off : 0);
-    p->bytes = 4 * p->region + 4 * p->rs;
+    p->stride = align_up(R * half * 4);
+    p->cos = base;
+    p->sin = base + p->stride;
+    p->nsin = base + 2 * p->stride;
+    for (int i = 0; i < 4; i++) p->t[i] = base + 3 * p->stride + (uint64_t)i * align_up((uint64_t)half * 4);
+    p->bytes = 3 * p->stride + 4 * align_up((uint64_t)half * 4);
 }
 
 /* Registers of the rope loops. */
-enum { RPOS = 7, RBAD, RTAB, RROW, RA, RB, RCOS, RSIN, RNSIN, RT1, RT2, RH, RHEADS, RROWS, RTMP, RA2, RB2, RT3, RT4,
-       RCOSH };
+enum { RPOS = 7, RBAD, RTAB, RROW, RA, RB, RCOS, RSIN, RNSIN, RT1, RT2, RH, RHEADS, RROWS, RTMP, RA2, RB2, RT3, RT4 };
 
 /* `heads` heads (1 or 2) whose lo halves RA (RA2) and hi halves RB (RB2)
  * point at: lo' = fma(lo, cos, hi * -sin), hi' = fma(hi, cos, lo * sin).
@@ -428,7 +416,7 @@ static void emit_rope_heads(pm_builder *b, int heads)
         emit(b, PM_OP_VMUL, PM_FMT_F32, t2[h], lo[h], RSIN, RH, 0);
     }
     for (int h = 0; h < heads; h++) {
-        emit(b, PM_OP_VFMA, PM_FMT_F32, lo[h], lo[h], RCOSH, t1[h], RH);
+        emit(b, PM_OP_VFMA, PM_FMT_F32, lo[h], lo[h], RCOS, t1[h], RH);
         emit(b, PM_OP_VFMA, PM_FMT_F32, hi[h], hi[h], RCOS, t2[h], RH);
     }
 }
@@ -493,31 +481,25 @@ pm_status pm_emit_rope(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_t
     li(b, RT3, plan.t[2]);
     li(b, RT4, plan.t[3]);
     li(b, RH, half);
+    uint64_t shaped = 0;
     for (uint64_t r0 = 0; r0 < M; r0 += R) {
         uint64_t rows = M - r0 < R ? M - r0 : R;
-        /* cos and sin rows of `rows` positions (2 planes max_ctx rows apart
-         * in DRAM) at the hi offset, then cos again at the lo offset. */
-        li(b, PM_LLM_RT0, (uint64_t)half * 4);
-        li(b, PM_LLM_RT1, rows);
-        li(b, PM_LLM_RT2, 2);
-        emit(b, PM_OP_DSHAPE, PM_LLM_RT0, PM_LLM_RT1, PM_LLM_RT2, 0, 0, 0);
-        li(b, PM_LLM_RT0, (uint64_t)half * 4);
-        li(b, PM_LLM_RT1, (uint64_t)max_ctx * half * 4);
-        li(b, PM_LLM_RT2, plan.rs);
-        li(b, PM_LLM_RT3, plan.region);
-        emit(b, PM_OP_DSTRIDE, PM_LLM_RT0, PM_LLM_RT1, PM_LLM_RT2, PM_LLM_RT3, 0, 0);
-        li(b, RCOSH, plan.cos_hi);
-        emit(b, PM_OP_DLD, RCOSH, RTAB, 0, 0, 0, 0);
-        li(b, PM_LLM_RT0, (uint64_t)half * 4);
-        li(b, PM_LLM_RT1, rows);
-        li(b, PM_LLM_RT2, 1);
-        emit(b, PM_OP_DSHAPE, PM_LLM_RT0, PM_LLM_RT1, PM_LLM_RT2, 0, 0, 0);
-        li(b, RCOS, plan.cos_lo);
+        if (rows != shaped) {
+            /* cos and sin rows of `rows` positions: two DRAM rows max_ctx
+             * apart, landing plan.stride apart in scratch. */
+            li(b, PM_LLM_RT0, rows * half * 4);
+            li(b, PM_LLM_RT1, 2);
+            li(b, PM_LLM_RT2, 1);
+            emit(b, PM_OP_DSHAPE, PM_LLM_RT0, PM_LLM_RT1, PM_LLM_RT2, 0, 0, 0);
+            li(b, PM_LLM_RT0, (uint64_t)max_ctx * half * 4);
+            li(b, PM_LLM_RT1, plan.stride);
+            emit(b, PM_OP_DSTRIDE, PM_LLM_RT0, 0, PM_LLM_RT1, 0, 0, 0);
+            shaped = rows;
+        }
+        li(b, RCOS, plan.cos);
         emit(b, PM_OP_DLD, RCOS, RTAB, 0, 0, 0, 0);
         emit(b, PM_OP_ADDI, RTAB, RTAB, (int64_t)(rows * half * 4), 0, 0, 0);
-        /* -sin of every row (and of the gaps between them, unused) */
-        pm_llm_vscalar(b, PM_OP_VMULS, PM_FMT_F32, plan.nsin, plan.sin, -1.0f,
-                       ((rows - 1) * plan.rs) / 4 + half);
+        pm_llm_vscalar(b, PM_OP_VMULS, PM_FMT_F32, plan.nsin, plan.sin, -1.0f, rows * half);
         li(b, RSIN, plan.sin);
         li(b, RNSIN, plan.nsin);
         li(b, RROW, x_sram + r0 * row_elems * 4);
@@ -542,10 +524,9 @@ pm_status pm_emit_rope(pm_builder *b, const pm_config *cfg, uint32_t M, uint32_t
         }
         if (n_heads % 2) emit_rope_heads(b, 1);
         emit(b, PM_OP_ADDI, RROW, RROW, (int64_t)row_elems * 4, 0, 0, 0);
-        emit(b, PM_OP_ADDI, RCOS, RCOS, (int64_t)plan.rs, 0, 0, 0);
-        emit(b, PM_OP_ADDI, RCOSH, RCOSH, (int64_t)plan.rs, 0, 0, 0);
-        emit(b, PM_OP_ADDI, RSIN, RSIN, (int64_t)plan.rs, 0, 0, 0);
-        emit(b, PM_OP_ADDI, RNSIN, RNSIN, (int64_t)plan.rs, 0, 0, 0);
+        emit(b, PM_OP_ADDI, RCOS, RCOS, (int64_t)half * 4, 0, 0, 0);
+        emit(b, PM_OP_ADDI, RSIN, RSIN, (int64_t)half * 4, 0, 0, 0);
+        emit(b, PM_OP_ADDI, RNSIN, RNSIN, (int64_t)half * 4, 0, 0, 0);
         emit(b, PM_OP_LOOP, RROWS, pm_builder_ref(outer), 0, 0, 0, 0);
     }
     return pm_builder_status(b, err);

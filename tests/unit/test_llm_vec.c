@@ -284,11 +284,12 @@ static void rope_case(pm_sim *sim, const pm_config *cfg, uint64_t *s, uint32_t M
     dram_put(sim, D_TABLE, table, (size_t)2 * max_ctx * half * 4);
     size_t n = (size_t)M * row_elems;
     float *x = random_floats(s, n, -4.0f, 4.0f);
-    sram_put(sim, A_IN, x, n * 4);
+    uint64_t xa = A_IN + 64 * rng_below(s, 4); /* every bank phase of the rows */
+    sram_put(sim, xa, x, n * 4);
     sram_put(sim, A_POS, &pos0, 4);
     pm_builder *b = new_builder();
     pm_error err;
-    pm_status st = pm_emit_rope(b, cfg, M, H, hd, A_IN, row_elems, A_POS, D_TABLE, max_ctx, A_SCR, scratch, &err);
+    pm_status st = pm_emit_rope(b, cfg, M, H, hd, xa, row_elems, A_POS, D_TABLE, max_ctx, A_SCR, scratch, &err);
     CHECK_MSG(st == PM_OK, "%s", err.message);
     if (st) {
         pm_builder_destroy(b);
@@ -296,10 +297,10 @@ static void rope_case(pm_sim *sim, const pm_config *cfg, uint64_t *s, uint32_t M
         st = finish_run(sim, b, NULL, NULL, &err);
         CHECK_MSG(st == PM_OK, "%s", err.message);
         float *dev = malloc(n * 4);
-        sram_get(sim, A_IN, dev, n * 4);
+        sram_get(sim, xa, dev, n * 4);
         CHECK(pm_ref_rope(M, H, hd, x, row_elems, pos0, table, max_ctx, &err) == PM_OK);
-        CHECK_MSG(!memcmp(dev, x, n * 4), "rope M %u H %u hd %u row %u pos %u/%u scratch %llu", M, H, hd, row_elems,
-                  pos0, max_ctx, (unsigned long long)scratch);
+        CHECK_MSG(!memcmp(dev, x, n * 4), "rope M %u H %u hd %u row %u pos %u/%u scratch %llu x 0x%llx", M, H, hd,
+                  row_elems, pos0, max_ctx, (unsigned long long)scratch, (unsigned long long)xa);
         free(dev);
     }
     free(x);
@@ -323,9 +324,8 @@ TEST(test_rope)
                 uint32_t row = H * hd + (m % 2 ? 3 * hd : 0); /* q|k then v: a wider row */
                 rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, 0, 1 << 20);
                 rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, max_ctx - M, 1 << 20);
-                /* room for one row (4 table rows + 4 products of rs bytes): row by row */
-                uint64_t h4 = hd / 2 * 4, rs = (h4 % 256 + h4 + 255) / 256 * 256;
-                rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, rng_below(&s, max_ctx - M + 1), 9 * rs);
+                /* room for one to three rows at a time (a row slot is 256 or 512 bytes) */
+                rope_case(sim, &cfg, &s, M, H, hd, row, max_ctx, rng_below(&s, max_ctx - M + 1), 2564);
             }
     pm_sim_destroy(sim);
 }
