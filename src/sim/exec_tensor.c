@@ -373,7 +373,7 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
         uint64_t qbytes = pm_wcache_compact_allowed(t->wc) ? pm_wpack_bytes((uint32_t)w, s.n, s.k, &nibbles) : 0;
         void *fresh = pm_wcache_alloc(qbytes);
         kind = nibbles ? PM_WCACHE_COMPACT4 : PM_WCACHE_COMPACT;
-        if (fresh && pm_wpack_build((uint32_t)w, e->sram + b_off, s.n, s.k, t->b16, fresh))
+        if (fresh && pm_wpack_build(sim->gemm_pool, (uint32_t)w, e->sram + b_off, s.n, s.k, t->b16, fresh))
             cached = pm_wcache_insert(t->wc, &key, kind, fresh, qbytes);
         else
             free(fresh);

@@ -1116,28 +1116,112 @@ size_t pm_gemm_qpanel_bytes(size_t N, size_t K, bool nibbles)
     return groups * blocks * bb;
 }
 
-typedef struct qexpand_job {
+/* The codes of one group's block: tile[kk][lane], the kernel's arithmetic
+ * (the same per-lane steps, so expansion and the check agree with it). */
+#if PM_GEMM_X86
+PM_AVX2 static void qblock_codes_avx2(const uint8_t *blk, bool nibbles, uint16_t tile[32][32])
+{
+    const __m256i half = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1), low4 = _mm256_set1_epi32(0xF);
+    const float *so = (const float *)(const void *)blk;
+    const uint8_t *q = blk + 256;
+    const size_t row = nibbles ? 16 : 32;
+    for (size_t kk = 0; kk < 32; kk++, q += row) {
+        __m256i c[4];
+        for (int v = 0; v < 4; v++) {
+            __m256i qi;
+            if (nibbles) {
+                qi = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(q + 8 * (v & 1))));
+                qi = v < 2 ? _mm256_and_si256(qi, low4) : _mm256_srli_epi32(qi, 4);
+            } else {
+                qi = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(q + 8 * v)));
+            }
+            __m256 w = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qi), _mm256_loadu_ps(so + 8 * v), _mm256_loadu_ps(so + 32 + 8 * v));
+            __m256i u = _mm256_castps_si256(w);
+            u = _mm256_add_epi32(u, _mm256_add_epi32(half, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+            c[v] = _mm256_srli_epi32(u, 16);
+        }
+        /* packus interleaves 128-bit halves; the permute puts lanes back in order */
+        __m256i lo = _mm256_permute4x64_epi64(_mm256_packus_epi32(c[0], c[1]), 0xD8);
+        __m256i hi = _mm256_permute4x64_epi64(_mm256_packus_epi32(c[2], c[3]), 0xD8);
+        _mm256_storeu_si256((__m256i *)(void *)tile[kk], lo);
+        _mm256_storeu_si256((__m256i *)(void *)(tile[kk] + 16), hi);
+    }
+}
+#endif
+
+static void qblock_codes(const uint8_t *blk, bool nibbles, bool simd, uint16_t tile[32][32])
+{
+#if PM_GEMM_X86
+    if (simd) {
+        qblock_codes_avx2(blk, nibbles, tile);
+        return;
+    }
+#endif
+    (void)simd;
+    for (size_t kk = 0; kk < 32; kk++)
+        for (size_t lane = 0; lane < 32; lane++)
+            tile[kk][lane] = qpanel_code(blk, nibbles, 32, lane, kk);
+}
+
+/* Expansion and the check, one task per group of 32 outputs. */
+typedef struct qgroup_job {
     size_t N, K;
     const uint8_t *qp;
-    bool nibbles;
-    uint16_t *out;
-} qexpand_job;
+    bool nibbles, simd;
+    uint16_t *panels;     /* expand: the panel layout */
+    const uint16_t *want; /* check: row-major codes */
+    atomic_bool differs;
+} qgroup_job;
 
-static void qexpand_task(void *ctx, size_t task)
+static void qexpand_task(void *ctx, size_t g)
 {
-    const qexpand_job *q = ctx;
-    uint16_t *dst = q->out + task * q->K * PM_GEMM_PANEL;
-    for (size_t k = 0; k < q->K; k++)
-        for (size_t c = 0; c < PM_GEMM_PANEL; c++) {
-            size_t n = task * PM_GEMM_PANEL + c;
-            dst[k * PM_GEMM_PANEL + c] = n < q->N ? qpanel_code(q->qp, q->nibbles, q->K, n, k) : 0;
-        }
+    qgroup_job *q = ctx;
+    size_t blocks = q->K / 32, bb = qblock_bytes(q->nibbles), n0 = g * PM_GEMM_QGROUP;
+    uint16_t tile[32][32];
+    uint16_t *dst = q->panels + (n0 / PM_GEMM_PANEL) * q->K * PM_GEMM_PANEL + n0 % PM_GEMM_PANEL;
+    for (size_t b = 0; b < blocks; b++) {
+        qblock_codes(q->qp + (g * blocks + b) * bb, q->nibbles, q->simd, tile);
+        for (size_t kk = 0; kk < 32; kk++)
+            memcpy(dst + (b * 32 + kk) * PM_GEMM_PANEL, tile[kk], sizeof tile[kk]); /* lanes past N: code of +0 = 0 */
+    }
+    /* the panel's second half when no group fills it */
+    if (n0 % PM_GEMM_PANEL == 0 && n0 + PM_GEMM_QGROUP >= q->N)
+        for (size_t k = 0; k < q->K; k++)
+            memset(dst + k * PM_GEMM_PANEL + PM_GEMM_QGROUP, 0, PM_GEMM_QGROUP * sizeof *dst);
 }
 
 void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, bool nibbles, uint16_t *panels)
 {
-    qexpand_job q = {N, K, qp, nibbles, panels};
-    pool_run(p, N * K >= PARALLEL_MIN_MACS, (N + PM_GEMM_PANEL - 1) / PM_GEMM_PANEL, qexpand_task, &q);
+    qgroup_job q = {.N = N, .K = K, .qp = qp, .nibbles = nibbles, .simd = host_has_avx2_fma(), .panels = panels};
+    atomic_init(&q.differs, false);
+    pool_run(p, N * K >= PARALLEL_MIN_MACS, (N + PM_GEMM_QGROUP - 1) / PM_GEMM_QGROUP, qexpand_task, &q);
+}
+
+static void qcheck_task(void *ctx, size_t g)
+{
+    qgroup_job *q = ctx;
+    size_t blocks = q->K / 32, bb = qblock_bytes(q->nibbles), n0 = g * PM_GEMM_QGROUP;
+    size_t lanes = q->N - n0 < PM_GEMM_QGROUP ? q->N - n0 : PM_GEMM_QGROUP;
+    uint16_t tile[32][32];
+    for (size_t b = 0; b < blocks && !atomic_load_explicit(&q->differs, memory_order_relaxed); b++) {
+        qblock_codes(q->qp + (g * blocks + b) * bb, q->nibbles, q->simd, tile);
+        for (size_t lane = 0; lane < lanes; lane++) {
+            const uint16_t *want = q->want + (n0 + lane) * q->K + b * 32;
+            for (size_t kk = 0; kk < 32; kk++)
+                if (tile[kk][lane] != want[kk]) {
+                    atomic_store_explicit(&q->differs, true, memory_order_relaxed);
+                    return;
+                }
+        }
+    }
+}
+
+bool pm_gemm_qpanel_check(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, bool nibbles, const uint16_t *codes)
+{
+    qgroup_job q = {.N = N, .K = K, .qp = qp, .nibbles = nibbles, .simd = host_has_avx2_fma(), .want = codes};
+    atomic_init(&q.differs, false);
+    pool_run(p, N * K >= PARALLEL_MIN_MACS, (N + PM_GEMM_QGROUP - 1) / PM_GEMM_QGROUP, qcheck_task, &q);
+    return !atomic_load(&q.differs);
 }
 
 size_t pm_gemm_panel_elems(size_t N, size_t K)

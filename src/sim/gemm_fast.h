@@ -83,6 +83,10 @@ PM_HIDDEN size_t pm_gemm_qpanel_bytes(size_t N, size_t K, bool nibbles);
  * pm_gemm_kordered_bf16 on the codes. qp 32-byte aligned. */
 PM_HIDDEN void pm_gemm_gemv_qpanel(pm_gemm_pool *p, size_t N, size_t K, const void *A, const uint8_t *qp, bool nibbles,
                                    float *C, bool accumulate);
+/* Whether every weight of compact panels has the code in `codes` (N rows of
+ * K, the decoder's), computed as the kernel computes it. */
+PM_HIDDEN bool pm_gemm_qpanel_check(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, bool nibbles,
+                                    const uint16_t *codes);
 /* The codes of compact panels in the panel layout (for M > 1). */
 PM_HIDDEN void pm_gemm_qpanel_expand(pm_gemm_pool *p, size_t N, size_t K, const uint8_t *qp, bool nibbles,
                                      uint16_t *panels);

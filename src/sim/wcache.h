@@ -68,8 +68,8 @@ PM_HIDDEN void *pm_wcache_alloc(uint64_t bytes);
  * false when any differs (then `out` is garbage). */
 PM_HIDDEN bool pm_wcache_compact_allowed(const pm_wcache *wc);
 PM_HIDDEN uint64_t pm_wpack_bytes(uint32_t format, uint64_t n, uint64_t k, bool *nibbles);
-PM_HIDDEN bool pm_wpack_build(uint32_t format, const uint8_t *src, uint64_t n, uint64_t k, const uint16_t *codes,
-                              uint8_t *out);
+PM_HIDDEN bool pm_wpack_build(struct pm_gemm_pool *pool, uint32_t format, const uint8_t *src, uint64_t n, uint64_t k,
+                              const uint16_t *codes, uint8_t *out);
 
 
 /* One engine's cache (exec_tensor.c); NULL when it has none and create is

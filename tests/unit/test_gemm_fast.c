@@ -350,6 +350,15 @@ TEST(test_compact_panels)
                     bad++;
                 }
         }
+        /* the check accepts these codes and notices any one changed */
+        for (int pi = -1; pi < POOLS; pi++) {
+            pm_gemm_pool *pool = pi < 0 ? NULL : pools[pi];
+            size_t at = rng_next(&s) % (N * K);
+            CHECK(pm_gemm_qpanel_check(pool, N, K, qp, nib, codes));
+            codes[at] ^= 1;
+            CHECK(!pm_gemm_qpanel_check(pool, N, K, qp, nib, codes));
+            codes[at] ^= 1;
+        }
         pm_gemm_qpanel_expand(pools[1], N, K, qp, nib, panels);
         for (size_t n = 0; n < (N + 63) / 64 * 64; n++)
             for (size_t k = 0; k < K; k++)
