@@ -2,7 +2,7 @@
  * (or read from a caller's buffer), every header field is validated before it
  * is used, and an error names the byte offset and the field. Tensor data stays
  * in the mapping; pm_gguf_tensor_to_f32 dequantises any supported type. See
- * docs/models.md. */
+ * docs/gguf.md. */
 #ifndef POLYMORPH_GGUF_H
 #define POLYMORPH_GGUF_H
 

@@ -4,7 +4,7 @@
  * BPE over scores with byte fallback). Special (control) tokens in the text
  * are matched literally when parse_special is set. The chat template of the
  * GGUF is recognised by family (ChatML, Llama 2, Llama 3, Zephyr) and
- * rendered exactly as its Jinja source would. See docs/models.md. */
+ * rendered exactly as its Jinja source would. See docs/tokenizer.md. */
 #ifndef POLYMORPH_TOKENIZER_H
 #define POLYMORPH_TOKENIZER_H
 
@@ -41,7 +41,7 @@ pm_status pm_tokenizer_encode(const pm_tokenizer *t, const char *text, size_t le
                               int32_t **ids, size_t *n, pm_error *err);
 /* The bytes of one token as it appears in decoded text (byte-level tokens map
  * back to raw bytes; control tokens give their text only when
- * render_special). Bytes of a multi-byte UTF-8 character may be split across
+ * render_special; the unknown token likewise). Bytes of a multi-byte UTF-8 character may be split across
  * tokens; a streaming caller concatenates. Returns the byte count written
  * (up to cap) or the needed size if larger; -1 for an id out of range. */
 long pm_tokenizer_piece(const pm_tokenizer *t, int32_t id, bool render_special, char *buf, size_t cap);
