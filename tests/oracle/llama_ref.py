@@ -83,6 +83,26 @@ def if4_roundtrip(w):
     return np.where((e_int < e_fp)[:, None], int4, fp4).reshape(w.shape)
 
 
+# Polymorph uploads Q|K|V and gate|up of a layer as one matrix each (rows
+# concatenated; docs/models.md), so a format with one scale per tensor (IF4,
+# NVFP4) takes that scale over the fused matrix. Blocks lie within rows, so
+# the rotate-half row permutation changes no block.
+_FUSED = (("attn_q", "attn_k", "attn_v"), ("ffn_gate", "ffn_up"))
+
+
+def _requant_as_uploaded(raw, requant, n_layers):
+    out = {k: (requant(v) if v.ndim == 2 and not any(".%s." % f in k for g in _FUSED for f in g) else v)
+           for k, v in raw.items()}
+    for li in range(n_layers):
+        for group in _FUSED:
+            names = ["blk.%d.%s.weight" % (li, f) for f in group]
+            rows = [raw[n].shape[0] for n in names]
+            fused = requant(np.concatenate([raw[n] for n in names], axis=0))
+            for n, part in zip(names, np.split(fused, np.cumsum(rows)[:-1], axis=0)):
+                out[n] = part
+    return out
+
+
 class LlamaRef:
     """The model's weights (dequantised) and hyper-parameters from the GGUF metadata."""
 
@@ -114,7 +134,7 @@ class LlamaRef:
         self.raw = weights if weights is not None else {
             t.name: gguf.quants.dequantize(t.data, t.tensor_type) for t in r.tensors}
         if requant is not None:  # the device re-encodes every matrix (--wfmt)
-            self.raw = {k: (requant(v) if v.ndim == 2 else v) for k, v in self.raw.items()}
+            self.raw = _requant_as_uploaded(self.raw, requant, self.n_layers)
         self.w = {}
         for name, w in self.raw.items():
             self.w[name] = self._op(w) if w.ndim == 2 else w.astype(dtype)
