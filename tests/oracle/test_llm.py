@@ -12,11 +12,11 @@ each differ from EXACT by a per-position max |diff| of median 0.045, worst
 and from each other by as much (worst max 0.180): bf16 rounding flips
 propagate, so a second bf16 computation is no closer to the engine than EXACT
 is. Every bound is about twice the measured figure (docs/testing.md, "LLM
-tests"); each argmax that differs from EXACT's must be a near-tie of EXACT.
+tests"); each argmax that differs from a reference's must be a near-tie of
+that reference.
 """
 import ctypes
 import json
-import os
 import subprocess
 
 import numpy as np
@@ -48,8 +48,9 @@ AGREE_VS_BF16 = 0.97      # and to BF16's. The issue asks 99%; a correct engine 
                           # against EXACT and 0.990-0.995 against BF16 here (198 positions: one flip
                           # is 0.5%), every flip a near-tie: see docs/testing.md
 PREFILL_MAX = 0.35        # prefill's last logits vs decode's: two bf16 paths, as MAX_VS_EXACT
-# The --wfmt runs teacher-force the text's first tokens only (the simulator
-# runs about one decode step per wall second on a loaded 2-core host).
+# The --wfmt runs teacher-force the text's first tokens only, to keep the
+# module near a minute (each run uploads and re-encodes the model, then one
+# decode step per token).
 WFMT_TOKENS = 96
 
 MODEL = llama_ref.model_path()
@@ -284,8 +285,9 @@ def test_wfmt_if4(native, refs):
     # IF4 re-quantises the already 4-bit weights with another grid (block 16):
     # a second, real quantisation error (7.7% rms of a weight), so the model
     # itself changes. The reference applies the same re-encoding (numpy
-    # re-derivation of docs/numerics.md, bit-equal to pm_format_encode on a
-    # whole tensor) and the run must meet the native run's bounds against it;
+    # re-derivation of docs/numerics.md, bit-equal to pm_format_encode) to the
+    # matrices as the runner uploads them (Q|K|V and gate|up fused, so one
+    # tensor scale each) and the run must meet the native run's bounds;
     # its agreement with the unchanged model is only reported.
     ids = native[0]
     tf, c = _wfmt_agreement("if4", ids, refs[2])
