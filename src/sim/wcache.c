@@ -23,10 +23,15 @@ typedef struct record {
     uint64_t dram_lo, dram_hi; /* footprint */
 } record;
 
+/* A marker: a key seen once, no data yet (wcache.h). */
+#define KIND_SEEN (-1)
+/* Markers beyond this many are all forgotten (they only delay a fill). */
+#define MAX_MARKERS 65536
+
 typedef struct entry {
     pm_wcache_key key;
     uint64_t hash, bytes;
-    int kind; /* PM_WCACHE_* */
+    int kind; /* PM_WCACHE_*, or KIND_SEEN */
     void *data;
 } entry;
 
@@ -38,6 +43,7 @@ struct pm_wcache {
     unsigned rec_count;
     entry *ent;
     size_t ent_count, ent_cap;
+    size_t markers; /* entries that are KIND_SEEN */
     uint32_t *slot; /* open addressing: entry index + 1, 0 = empty */
     size_t slot_cap; /* power of two, > 2 * ent_count */
     /* Every entry's DRAM footprint sorted by start, and the widest one: a
@@ -75,6 +81,7 @@ static void drop_all_entries(pm_wcache *wc)
 {
     for (size_t i = 0; i < wc->ent_count; i++) free(wc->ent[i].data);
     wc->ent_count = 0;
+    wc->markers = 0;
     wc->used = 0;
     wc->widest = 0;
     if (wc->slot) memset(wc->slot, 0, wc->slot_cap * sizeof *wc->slot);
@@ -104,7 +111,7 @@ void pm_wcache_add_stats(const pm_wcache *wc, pm_wcache_stats *out)
     out->fills += wc->stats.fills;
     out->dropped += wc->stats.dropped;
     out->compact += wc->stats.compact;
-    out->entries += wc->ent_count;
+    out->entries += wc->ent_count - wc->markers;
     out->bytes += wc->used;
 }
 
@@ -213,25 +220,12 @@ static void place(pm_wcache *wc, size_t index)
     wc->slot[i] = (uint32_t)(index + 1);
 }
 
-static int footprint_order(const void *a, const void *b)
-{
-    const struct footprint *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-/* Rebuilds the slots and the sorted footprints (after growth or removals;
- * by_lo has room for ent_count, see pm_wcache_insert). */
-static void reindex(pm_wcache *wc)
+/* Rebuilds the slots (after growth or removals); the sorted footprints are
+ * kept up to date by insertion and removal themselves. */
+static void reslot(pm_wcache *wc)
 {
     memset(wc->slot, 0, wc->slot_cap * sizeof *wc->slot);
-    wc->widest = 0;
-    for (size_t i = 0; i < wc->ent_count; i++) {
-        place(wc, i);
-        const pm_wcache_key *k = &wc->ent[i].key;
-        wc->by_lo[i] = (struct footprint){k->dram_lo, k->dram_hi};
-        if (k->dram_hi - k->dram_lo > wc->widest) wc->widest = k->dram_hi - k->dram_lo;
-    }
-    qsort(wc->by_lo, wc->ent_count, sizeof *wc->by_lo, footprint_order);
+    for (size_t i = 0; i < wc->ent_count; i++) place(wc, i);
 }
 
 /* First footprint starting at or after lo. */
@@ -300,14 +294,18 @@ const void *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint
     key->k = k;
     key->format = format;
     entry *e = find(wc, key, key_hash(key));
-    if (e) {
+    if (e && e->kind != KIND_SEEN) {
         wc->stats.hits++;
         *kind = e->kind;
         return e->data;
     }
     wc->stats.misses++;
+    if (!e) { /* first sighting: a marker only */
+        pm_wcache_insert(wc, key, KIND_SEEN, NULL, 0);
+        return NULL;
+    }
     size_t elems = pm_gemm_panel_elems((size_t)n, (size_t)k);
-    *cacheable = elems && elems <= (wc->budget - wc->used) / 2 && wc->ent_count < UINT32_MAX / 4;
+    *cacheable = elems && elems <= (wc->budget - wc->used) / 2;
     return NULL;
 }
 
@@ -319,10 +317,23 @@ void *pm_wcache_alloc(uint64_t bytes)
 
 const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, void *data, uint64_t bytes)
 {
-    if (!data || bytes > wc->budget - wc->used) {
+    bool marker = kind == KIND_SEEN;
+    if ((!data && !marker) || bytes > wc->budget - wc->used || wc->ent_count >= UINT32_MAX / 4) {
         free(data);
         return NULL;
     }
+    entry *seen = marker ? NULL : find(wc, key, key_hash(key));
+    if (seen && seen->kind == KIND_SEEN) { /* the marker becomes the entry: same key, same footprint */
+        seen->kind = kind;
+        seen->data = data;
+        seen->bytes = bytes;
+        wc->markers--;
+        wc->used += bytes;
+        wc->stats.fills++;
+        if (kind != PM_WCACHE_PANELS) wc->stats.compact++;
+        return data;
+    }
+    if (marker && wc->markers >= MAX_MARKERS) return NULL;
     if (wc->ent_count == wc->ent_cap) {
         size_t cap = wc->ent_cap ? 2 * wc->ent_cap : 64;
         entry *p = realloc(wc->ent, cap * sizeof *p);
@@ -345,7 +356,7 @@ const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, 
         free(wc->slot);
         wc->slot = s;
         wc->slot_cap = cap;
-        reindex(wc);
+        reslot(wc);
     }
     entry *e = &wc->ent[wc->ent_count];
     e->key = *key;
@@ -359,6 +370,10 @@ const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, 
     if (key->dram_hi - key->dram_lo > wc->widest) wc->widest = key->dram_hi - key->dram_lo;
     place(wc, wc->ent_count++);
     wc->used += bytes;
+    if (marker) {
+        wc->markers++;
+        return NULL;
+    }
     wc->stats.fills++;
     if (kind != PM_WCACHE_PANELS) wc->stats.compact++;
     return data;
@@ -412,14 +427,19 @@ static void drop_from(pm_wcache *wc, uint64_t lo, uint64_t hi)
         if (overlaps(e->key.dram_lo, e->key.dram_hi, lo, hi)) {
             free(e->data);
             wc->used -= e->bytes;
-            wc->stats.dropped++;
+            if (e->kind == KIND_SEEN) wc->markers--;
+            else wc->stats.dropped++;
         } else {
             wc->ent[live++] = *e;
         }
     }
     if (live != wc->ent_count) {
+        /* the same footprints leave the sorted list, which stays sorted */
+        size_t kept_fp = 0;
+        for (size_t i = 0; i < wc->ent_count; i++)
+            if (!overlaps(wc->by_lo[i].lo, wc->by_lo[i].hi, lo, hi)) wc->by_lo[kept_fp++] = wc->by_lo[i];
         wc->ent_count = live;
-        reindex(wc);
+        reslot(wc);
     }
 }
 
