@@ -23,15 +23,15 @@ typedef struct record {
     uint64_t dram_lo, dram_hi; /* footprint */
 } record;
 
-/* A marker: a key seen once, no data yet (wcache.h). */
-#define KIND_SEEN (-1)
-/* Markers beyond this many are all forgotten (they only delay a fill). */
-#define MAX_MARKERS 65536
+/* Keys seen once (wcache.h), as a set of their hashes: a marker never needs
+ * dropping when bytes change (a fill always decodes the operand's current
+ * bytes), and a hash collision only fills a key early. Cleared when full. */
+#define MAX_SEEN_SLOTS ((size_t)1 << 17)
 
 typedef struct entry {
     pm_wcache_key key;
     uint64_t hash, bytes;
-    int kind; /* PM_WCACHE_*, or KIND_SEEN */
+    int kind; /* PM_WCACHE_* */
     void *data;
 } entry;
 
@@ -43,7 +43,8 @@ struct pm_wcache {
     unsigned rec_count;
     entry *ent;
     size_t ent_count, ent_cap;
-    size_t markers; /* entries that are KIND_SEEN */
+    uint64_t *seen; /* hashes of keys sighted once; 0 = empty slot */
+    size_t seen_cap, seen_count;
     uint32_t *slot; /* open addressing: entry index + 1, 0 = empty */
     size_t slot_cap; /* power of two, > 2 * ent_count */
     /* Every entry's DRAM footprint sorted by start, and the widest one: a
@@ -81,7 +82,6 @@ static void drop_all_entries(pm_wcache *wc)
 {
     for (size_t i = 0; i < wc->ent_count; i++) free(wc->ent[i].data);
     wc->ent_count = 0;
-    wc->markers = 0;
     wc->used = 0;
     wc->widest = 0;
     if (wc->slot) memset(wc->slot, 0, wc->slot_cap * sizeof *wc->slot);
@@ -94,6 +94,7 @@ void pm_wcache_destroy(pm_wcache *wc)
     free(wc->ent);
     free(wc->slot);
     free(wc->by_lo);
+    free(wc->seen);
     free(wc);
 }
 
@@ -111,7 +112,7 @@ void pm_wcache_add_stats(const pm_wcache *wc, pm_wcache_stats *out)
     out->fills += wc->stats.fills;
     out->dropped += wc->stats.dropped;
     out->compact += wc->stats.compact;
-    out->entries += wc->ent_count - wc->markers;
+    out->entries += wc->ent_count;
     out->bytes += wc->used;
 }
 
@@ -240,6 +241,39 @@ static size_t first_from(const pm_wcache *wc, uint64_t lo)
     return a;
 }
 
+/* Whether hash h was sighted before; remembers it when not. */
+static bool seen_before(pm_wcache *wc, uint64_t h)
+{
+    h |= 1; /* 0 marks an empty slot */
+    if (2 * (wc->seen_count + 1) > wc->seen_cap) {
+        size_t cap = wc->seen_cap ? 2 * wc->seen_cap : 1024;
+        uint64_t *t = cap <= MAX_SEEN_SLOTS ? calloc(cap, sizeof *t) : NULL;
+        if (t) { /* grow and rehash */
+            for (size_t i = 0; i < wc->seen_cap; i++) {
+                uint64_t v = wc->seen[i];
+                if (!v) continue;
+                size_t j = (size_t)v & (cap - 1);
+                while (t[j]) j = (j + 1) & (cap - 1);
+                t[j] = v;
+            }
+            free(wc->seen);
+            wc->seen = t;
+            wc->seen_cap = cap;
+        } else if (wc->seen_cap) { /* full at its largest (or no memory): forget them all */
+            memset(wc->seen, 0, wc->seen_cap * sizeof *wc->seen);
+            wc->seen_count = 0;
+        } else {
+            return true; /* no set at all: fill at once */
+        }
+    }
+    size_t j = (size_t)h & (wc->seen_cap - 1);
+    for (; wc->seen[j]; j = (j + 1) & (wc->seen_cap - 1))
+        if (wc->seen[j] == h) return true;
+    wc->seen[j] = h;
+    wc->seen_count++;
+    return false;
+}
+
 /* The DRAM origin of SRAM [lo, lo + bytes) when one live record covers it:
  * fills the key's dram, row_bytes, row_stride, phase and footprint. */
 static bool origin(const pm_wcache *wc, uint64_t lo, uint64_t bytes, pm_wcache_key *key)
@@ -294,16 +328,13 @@ const void *pm_wcache_lookup(pm_wcache *wc, uint64_t b_off, uint64_t bytes, uint
     key->k = k;
     key->format = format;
     entry *e = find(wc, key, key_hash(key));
-    if (e && e->kind != KIND_SEEN) {
+    if (e) {
         wc->stats.hits++;
         *kind = e->kind;
         return e->data;
     }
     wc->stats.misses++;
-    if (!e) { /* first sighting: a marker only */
-        pm_wcache_insert(wc, key, KIND_SEEN, NULL, 0);
-        return NULL;
-    }
+    if (!seen_before(wc, key_hash(key))) return NULL; /* first sighting: remembered only */
     size_t elems = pm_gemm_panel_elems((size_t)n, (size_t)k);
     *cacheable = elems && elems <= (wc->budget - wc->used) / 2;
     return NULL;
@@ -317,23 +348,10 @@ void *pm_wcache_alloc(uint64_t bytes)
 
 const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, void *data, uint64_t bytes)
 {
-    bool marker = kind == KIND_SEEN;
-    if ((!data && !marker) || bytes > wc->budget - wc->used || wc->ent_count >= UINT32_MAX / 4) {
+    if (!data || bytes > wc->budget - wc->used || wc->ent_count >= UINT32_MAX / 4) {
         free(data);
         return NULL;
     }
-    entry *seen = marker ? NULL : find(wc, key, key_hash(key));
-    if (seen && seen->kind == KIND_SEEN) { /* the marker becomes the entry: same key, same footprint */
-        seen->kind = kind;
-        seen->data = data;
-        seen->bytes = bytes;
-        wc->markers--;
-        wc->used += bytes;
-        wc->stats.fills++;
-        if (kind != PM_WCACHE_PANELS) wc->stats.compact++;
-        return data;
-    }
-    if (marker && wc->markers >= MAX_MARKERS) return NULL;
     if (wc->ent_count == wc->ent_cap) {
         size_t cap = wc->ent_cap ? 2 * wc->ent_cap : 64;
         entry *p = realloc(wc->ent, cap * sizeof *p);
@@ -370,10 +388,6 @@ const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, 
     if (key->dram_hi - key->dram_lo > wc->widest) wc->widest = key->dram_hi - key->dram_lo;
     place(wc, wc->ent_count++);
     wc->used += bytes;
-    if (marker) {
-        wc->markers++;
-        return NULL;
-    }
     wc->stats.fills++;
     if (kind != PM_WCACHE_PANELS) wc->stats.compact++;
     return data;
@@ -427,8 +441,7 @@ static void drop_from(pm_wcache *wc, uint64_t lo, uint64_t hi)
         if (overlaps(e->key.dram_lo, e->key.dram_hi, lo, hi)) {
             free(e->data);
             wc->used -= e->bytes;
-            if (e->kind == KIND_SEEN) wc->markers--;
-            else wc->stats.dropped++;
+            wc->stats.dropped++;
         } else {
             wc->ent[live++] = *e;
         }

@@ -49,10 +49,9 @@ PM_HIDDEN void pm_wcache_dram_write(pm_sim *sim, uint64_t addr, const void *src,
  * panels (gemm_fast.h) where the format allows and they reproduce it. */
 enum { PM_WCACHE_PANELS = 0, PM_WCACHE_COMPACT = 1, PM_WCACHE_COMPACT4 = 2 /* 4-bit codes */ };
 
-/* Weights are kept only when the same bytes come back: the first sighting of
- * a key leaves a marker and the second fills it, so operands that change
- * every token (a KV cache streamed through the tensor unit, tiles of a new
- * length each step) are never decoded for nothing. */
+/* Weights are kept from the second sighting of their key on (the first is
+ * only remembered), so operands whose tiles take a new shape every token (a
+ * KV cache streamed through the tensor unit) are never packed for nothing. */
 
 /* The cached weights of the B operand at SRAM [b_off, b_off + bytes)
  * decoding to n x k in `format` (their kind in *kind), or NULL. *cacheable
