@@ -133,13 +133,18 @@ class LlamaRef:
         # dequantize returns [rows][row elements]: for a matrix, [out][in], as float32.
         self.raw = weights if weights is not None else {
             t.name: gguf.quants.dequantize(t.data, t.tensor_type) for t in r.tensors}
+        embd_native = self.raw["token_embd.weight"]
         if requant is not None:  # the device re-encodes every matrix (--wfmt)
             self.raw = _requant_as_uploaded(self.raw, requant, self.n_layers)
         self.w = {}
         for name, w in self.raw.items():
             self.w[name] = self._op(w) if w.ndim == 2 else w.astype(dtype)
-        # The gather reads embedding rows as decoded, not rounded.
-        self.embd = self.raw["token_embd.weight"].astype(dtype)
+        # The gather reads embedding rows as decoded, not rounded. With a
+        # format that has one scale per tensor (IF4, NVFP4: the only requant
+        # here) a single row cannot be decoded alone, so the device gathers
+        # from token_embd in its own GGUF format (docs/models.md) while the
+        # tied output projection uses the re-encoded copy.
+        self.embd = (embd_native if requant is not None else self.raw["token_embd.weight"]).astype(dtype)
         self.vocab = self.w["token_embd.weight"].shape[0]
         # Tied output: llama.cpp reuses token_embd when output.weight is absent.
         self.out_w = self.w.get("output.weight", self.w["token_embd.weight"])
