@@ -82,6 +82,7 @@ pm_status pm_exec_LW(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err)
     uint64_t a;
     pm_status st = word_address(e, in, false, c, &a, err);
     if (st) return st;
+    pm_shadow_touch(e, a, a + 4);
     uint8_t *p = e->sram + a; /* little-endian word, host-independent */
     uint32_t w = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     set_rd(e, RD, (uint64_t)(int64_t)(int32_t)w);
@@ -94,6 +95,7 @@ pm_status pm_exec_SW(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *err)
     pm_status st = word_address(e, in, true, c, &a, err);
     if (st) return st;
     uint32_t w = (uint32_t)e->regs[RD & 31];
+    pm_shadow_touch(e, a, a + 4);
     uint8_t *p = e->sram + a;
     p[0] = (uint8_t)w, p[1] = (uint8_t)(w >> 8), p[2] = (uint8_t)(w >> 16), p[3] = (uint8_t)(w >> 24);
     return PM_OK;

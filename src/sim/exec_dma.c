@@ -4,7 +4,6 @@
  * bursts per contiguous run of DRAM bytes, and the SRAM port by its busiest bank. */
 #include "sim_internal.h"
 
-#include "gemm_fast.h"
 #include "wcache.h"
 
 #include <string.h>
@@ -68,32 +67,6 @@ static uint64_t bursts(uint64_t addr, uint64_t bytes)
            PM_DRAM_BURST_BYTES;
 }
 
-/* A large load whose SRAM side is one contiguous run is copied in slices on
- * the tensor unit's host threads (decode streams every weight through here;
- * reading DRAM pages is safe from any thread, and the slices are disjoint). */
-#define PARALLEL_LOAD_MIN_BYTES ((uint64_t)1 << 18)
-#define LOAD_SLICE_BYTES ((uint64_t)1 << 16)
-
-typedef struct load_job {
-    const pm_sim *sim;
-    uint8_t *sram;   /* destination of byte 0 */
-    int64_t dram;    /* source of byte 0 */
-    int64_t rb, drs; /* bytes per DRAM row, DRAM row stride (rows folded from planes) */
-    uint64_t total;
-} load_job;
-
-static void load_slice(void *ctx, size_t task)
-{
-    const load_job *j = ctx;
-    uint64_t lo = task * LOAD_SLICE_BYTES, hi = lo + LOAD_SLICE_BYTES < j->total ? lo + LOAD_SLICE_BYTES : j->total;
-    while (lo < hi) {
-        uint64_t row = lo / (uint64_t)j->rb, off = lo % (uint64_t)j->rb;
-        uint64_t n = (uint64_t)j->rb - off < hi - lo ? (uint64_t)j->rb - off : hi - lo;
-        pm_sim_dram_copy_out(j->sim, (uint64_t)(j->dram + (int64_t)row * j->drs) + off, j->sram + lo, (size_t)n);
-        lo += n;
-    }
-}
-
 static pm_status transfer(pm_engine *e, const pm_insn *in, bool load, pm_cost *c, pm_error *err)
 {
     pm_sim *sim = e->sim;
@@ -150,18 +123,17 @@ static pm_status transfer(pm_engine *e, const pm_insn *in, bool load, pm_cost *c
     pm_wcache *wc = load ? pm_tensor_wcache(e, true) : NULL;
     if (wc) pm_wcache_sram_written(wc, slo, shi);
     bool sram_contiguous = (rows == 1 || srs == rb) && (planes == 1 || sps == rb * rows);
-    bool dram_rows = planes == 1 || dps == drs * rows; /* planes continue the rows */
-    if (load && sim->gemm_pool && total >= PARALLEL_LOAD_MIN_BYTES && sram_contiguous && dram_rows) {
-        load_job j = {sim, e->sram + sbase, dbase, rb, rows * planes > 1 ? drs : rb, total};
-        pm_gemm_pool_for(sim->gemm_pool, (size_t)pm_ceil_div(total, LOAD_SLICE_BYTES), load_slice, &j);
+    if (load) {
+        /* Weights the cache holds decoded are likely read only through it:
+         * their copy waits until something else needs the bytes (shadow.c). */
+        pm_dma_desc d = {sbase, dbase, rb, rows, planes, srs, sps, drs, dps};
+        pm_shadow_load(e, &d, slo, shi, dlo, dhi, sram_contiguous, wc && pm_wcache_covers(wc, dlo, dhi));
     } else {
+        pm_shadow_touch(e, slo, shi); /* DRAM-side shadows: pm_sim_dram_copy_in */
         for (int64_t p = 0; p < planes; p++)
-            for (int64_t r = 0; r < rows; r++) {
-                uint8_t *s = e->sram + (sbase + p * sps + r * srs);
-                uint64_t da = (uint64_t)(dbase + p * dps + r * drs);
-                if (load) pm_sim_dram_copy_out(sim, da, s, (size_t)rb);
-                else pm_sim_dram_copy_in(sim, da, s, (size_t)rb);
-            }
+            for (int64_t r = 0; r < rows; r++)
+                pm_sim_dram_copy_in(sim, (uint64_t)(dbase + p * dps + r * drs), e->sram + (sbase + p * sps + r * srs),
+                                    (size_t)rb);
     }
 
     if (wc) pm_wcache_dma_loaded(wc, (uint64_t)sbase, (uint64_t)dbase, rb, rows, planes, srs, sps, drs, dps);

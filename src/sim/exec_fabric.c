@@ -56,6 +56,7 @@ pm_status pm_exec_FABCFG(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *
     struct pm_fabric *f = calloc(1, sizeof *f);
     if (!f) return pm_sim_fault(err, "out of host memory for the fabric");
     size_t used = 0;
+    pm_shadow_touch(e, (uint64_t)addr, size); /* how far the network reads is known only after */
     if ((st = pm_fabric_net_deserialize(e->sram + addr, (size_t)(size - (uint64_t)addr), &f->net, &used, err))) {
         free(f);
         pm_error_prefix(err, "malformed fabric network at SRAM 0x%llx: ", (unsigned long long)addr);

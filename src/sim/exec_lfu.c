@@ -58,7 +58,9 @@ pm_status pm_exec_LFULD(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
                             (unsigned long long)addr, reg, (unsigned long long)size);
     pm_lfu_table t;
     memset(&t, 0, sizeof t);
-    /* The deserializer is bounded by the end of SRAM and validates the table. */
+    /* The deserializer is bounded by the end of SRAM and validates the table;
+     * how far it reads is known only after, so every shadow above comes in. */
+    pm_shadow_touch(e, (uint64_t)addr, size);
     if ((st = pm_lfu_table_deserialize(e->sram + addr, (size_t)(size - (uint64_t)addr), &t, err))) {
         pm_error_prefix(err, "malformed LFU table at SRAM 0x%llx: ", (unsigned long long)addr);
         err->status = PM_ERR_FAULT;

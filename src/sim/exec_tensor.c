@@ -225,10 +225,13 @@ static pm_status acc_operand(pm_engine *e, int64_t op, uint64_t bytes, bool writ
     return PM_OK;
 }
 
-static pm_status sram_named(pm_engine *e, int64_t op, const char *name, uint64_t bytes, bool write, pm_cost *c,
-                            uint64_t *off, pm_error *err)
+/* deferred: the B operand, whose shadowed bytes (shadow.c) are copied only
+ * if the cache misses. */
+static pm_status sram_named(pm_engine *e, int64_t op, const char *name, uint64_t bytes, bool write, bool deferred,
+                            pm_cost *c, uint64_t *off, pm_error *err)
 {
-    pm_status st = pm_sram_operand(e, op, bytes, write, c, off, err);
+    pm_status st = deferred ? pm_sram_operand_deferred(e, op, bytes, c, off, err)
+                            : pm_sram_operand(e, op, bytes, write, c, off, err);
     if (st) pm_error_prefix(err, "operand %s: ", name);
     return st;
 }
@@ -339,8 +342,8 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     uint64_t b_bytes, acc_word, a_off, b_off;
     if ((st = row_format(w, s.k, s.n, "K", "weight", &b_bytes, err))) return st;
     uint64_t a_bytes = s.m * s.k * 2, acc_bytes = s.m * s.n * 4;
-    if ((st = sram_named(e, in->op[2], "a", a_bytes, false, c, &a_off, err))) return st;
-    if ((st = sram_named(e, in->op[3], "b", b_bytes, false, c, &b_off, err))) return st;
+    if ((st = sram_named(e, in->op[2], "a", a_bytes, false, false, c, &a_off, err))) return st;
+    if ((st = sram_named(e, in->op[3], "b", b_bytes, false, true, c, &b_off, err))) return st;
     if (accumulate && (st = acc_operand(e, in->op[1], acc_bytes, false, c, &acc_word, err))) return st;
     if ((st = acc_operand(e, in->op[1], acc_bytes, true, c, &acc_word, err))) return st;
 
@@ -358,6 +361,8 @@ static pm_status matmul(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *e
     bool cacheable = false;
     if (t->wc && (w != PM_FMT_BF16 || b_off % 2 == 0))
         cached = pm_wcache_lookup(t->wc, b_off, b_bytes, (uint32_t)w, s.n, s.k, &kind, &key, &cacheable);
+    /* Only a hit leaves B's SRAM bytes unread: anything else needs them in. */
+    if (!cached) pm_shadow_touch(e, b_off, b_off + b_bytes);
     if (!cached && w != PM_FMT_BF16) {
         size_t nk = (size_t)(s.n * s.k);
         if ((st = grow((void **)&t->b, &t->b_cap, nk, sizeof *t->b, err)) ||
@@ -492,7 +497,7 @@ pm_status pm_exec_TOUT(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *er
     uint64_t d_bytes, acc_word, d_off, elems = s.m * s.n;
     if ((st = row_format(f, s.n, s.m, "N", "output", &d_bytes, err))) return st;
     if ((st = acc_operand(e, in->op[2], elems * 4, false, c, &acc_word, err))) return st;
-    if ((st = sram_named(e, in->op[1], "d", d_bytes, true, c, &d_off, err))) return st;
+    if ((st = sram_named(e, in->op[1], "d", d_bytes, true, false, c, &d_off, err))) return st;
     uint64_t bias_bytes = (t->mode & EPI_BIAS) ? s.n * 4 : 0, size = cfg->sram_bytes;
     if (bias_bytes) {
         if (t->bias_addr < 0 || (uint64_t)t->bias_addr > size || bias_bytes > size - (uint64_t)t->bias_addr)
@@ -521,6 +526,7 @@ pm_status pm_exec_TOUT(pm_engine *e, const pm_insn *in, pm_cost *c, pm_error *er
         for (uint64_t i = 0; i < elems; i++) v[i] = v[i] * scale;
     }
     if (bias_bytes) {
+        pm_shadow_touch(e, (uint64_t)t->bias_addr, (uint64_t)t->bias_addr + bias_bytes);
         if ((st = pm_format_decode(PM_FMT_F32, e->sram + t->bias_addr, (size_t)s.n, bias, err))) return st;
         for (uint64_t r = 0; r < s.m; r++)
             for (uint64_t j = 0; j < s.n; j++) v[r * s.n + j] = v[r * s.n + j] + bias[j];

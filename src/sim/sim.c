@@ -83,6 +83,8 @@ pm_status pm_sim_create(const pm_config *cfg, pm_sim **out, pm_error *err)
     /* The units of an engine share its SRAM port (docs/simulator.md); tests
      * may turn that off with pm_sim_share_sram_port to isolate one unit. */
     sim->share_sram_port = true;
+    const char *shadow = getenv("POLYMORPH_SHADOW"); /* "0": no deferred DMA copies (shadow.c) */
+    sim->shadow_on = !(shadow && strcmp(shadow, "0") == 0);
     sim->dram_page_count = (cfg->dram_bytes + PM_DRAM_PAGE_BYTES - 1) >> PM_DRAM_PAGE_SHIFT;
     sim->dram_pages = calloc(sim->dram_page_count, sizeof *sim->dram_pages);
     sim->flags = calloc(cfg->flags ? cfg->flags : 1, sizeof *sim->flags);
@@ -161,7 +163,9 @@ pm_status pm_sim_sram_write(pm_sim *sim, uint32_t engine, uint64_t addr, const v
 {
     pm_status st = sram_check(sim, engine, addr, n, "write", err);
     if (st) return st;
-    if (n) memcpy(sim->engines[engine].sram + addr, src, n);
+    if (!n) return PM_OK;
+    pm_shadow_touch(&sim->engines[engine], addr, addr + n);
+    memcpy(sim->engines[engine].sram + addr, src, n);
     return PM_OK;
 }
 
@@ -169,7 +173,9 @@ pm_status pm_sim_sram_read(pm_sim *sim, uint32_t engine, uint64_t addr, void *ds
 {
     pm_status st = sram_check(sim, engine, addr, n, "read", err);
     if (st) return st;
-    if (n) memcpy(dst, sim->engines[engine].sram + addr, n);
+    if (!n) return PM_OK;
+    pm_shadow_touch(&sim->engines[engine], addr, addr + n);
+    memcpy(dst, sim->engines[engine].sram + addr, n);
     return PM_OK;
 }
 
@@ -260,7 +266,9 @@ pm_status pm_sim_load_program(pm_sim *sim, const pm_program *prog, uint64_t engi
         e->entry = prog->entry;
         for (size_t s = 0; s < prog->section_count; s++) {
             const pm_section *sec = &prog->sections[s];
-            if (sec->mem == PM_MEM_SRAM && sec->size) memcpy(e->sram + sec->addr, sec->data, sec->size);
+            if (sec->mem != PM_MEM_SRAM || !sec->size) continue;
+            pm_shadow_touch(e, sec->addr, sec->addr + sec->size);
+            memcpy(e->sram + sec->addr, sec->data, sec->size);
         }
     }
     free(copies);

@@ -132,6 +132,32 @@ enum pm_engine_state {
 
 typedef struct pm_sim pm_sim;
 
+/* One DMA descriptor as issued: byte 0 of each side, the shape, the strides. */
+typedef struct pm_dma_desc {
+    int64_t sram, dram;
+    int64_t row_bytes, rows, planes;
+    int64_t sram_row_stride, sram_plane_stride, dram_row_stride, dram_plane_stride;
+} pm_dma_desc;
+
+/* A dma.ld whose host copy is deferred (shadow.c): the SRAM bytes it wrote
+ * are, for every observer, those of its DRAM source, copied the moment
+ * anything else touches SRAM [sram_lo, sram_hi) or writes DRAM [dram_lo,
+ * dram_hi) (docs/simulator.md, "Deferred weight copies"). */
+typedef struct pm_shadow {
+    pm_dma_desc d;
+    uint64_t sram_lo, sram_hi, dram_lo, dram_hi; /* extents (the SRAM one may have gaps) */
+} pm_shadow;
+
+/* Live shadows per engine: the weight double buffer needs two; a new one
+ * beyond this copies the oldest first. */
+#define PM_SHADOW_MAX 8
+
+typedef struct pm_shadow_stats {
+    uint64_t deferred, deferred_bytes; /* loads whose copy was deferred */
+    uint64_t copied, copied_bytes;     /* ... and later copied after all */
+    uint64_t dropped;                  /* ... overwritten whole before anything read them */
+} pm_shadow_stats;
+
 typedef struct pm_engine {
     pm_sim *sim;
     const pm_config *cfg;
@@ -169,6 +195,11 @@ typedef struct pm_engine {
     pm_timeline sram_port; /* the engine's SRAM port, shared by its units */
     struct pm_tensor_state *tensor; /* tensor unit state (exec_tensor.c); NULL until first use */
     struct pm_fabric *fabric; /* LFU fabric state (exec_fabric.c); NULL until fab.cfg */
+
+    /* deferred DMA copies, pairwise disjoint in SRAM; kept across runs */
+    pm_shadow shadow[PM_SHADOW_MAX];
+    uint32_t shadow_count;
+    uint64_t shadow_lo, shadow_hi; /* union of their SRAM extents, for the one-compare check */
 } pm_engine;
 
 typedef struct pm_flag_event {
@@ -211,6 +242,10 @@ struct pm_sim {
     unsigned gemm_threads;          /* pm_sim_set_threads; 0 = one per online CPU */
 
     pm_counters total; /* integer counts; energies computed on read */
+
+    bool shadow_on;        /* POLYMORPH_SHADOW=0 at pm_sim_create: every DMA copies at once */
+    uint32_t shadow_live;  /* shadows on all engines, for the DRAM-write check */
+    pm_shadow_stats shadow_stats;
 
     /* trace of the current run */
     bool tracing;
@@ -259,6 +294,33 @@ PM_HIDDEN void pm_cost_range(pm_cost *c, uint8_t mem, bool write, uint64_t lo, u
 PM_HIDDEN pm_status pm_scratch_floats(pm_engine *e, size_t n, float **out, pm_error *err);
 PM_HIDDEN pm_status pm_scratch_bytes(pm_engine *e, size_t n, uint8_t **out, pm_error *err);
 static inline uint64_t pm_ceil_div(uint64_t a, uint64_t b) { return b ? (a + b - 1) / b : a; }
+
+/* ---- deferred DMA copies (shadow.c) ---- */
+/* The host copy of a dma.ld (in slices on the matmul threads when large). */
+PM_HIDDEN void pm_dma_load_copy(pm_engine *e, const pm_dma_desc *d);
+/* A dma.ld with this descriptor and these extents is about to write SRAM:
+ * shadows under it are dropped (a contiguous load covering one whole) or
+ * copied; then the load is deferred when `defer`, else copied now. */
+PM_HIDDEN void pm_shadow_load(pm_engine *e, const pm_dma_desc *d, uint64_t slo, uint64_t shi, uint64_t dlo,
+                              uint64_t dhi, bool sram_contiguous, bool defer);
+/* Copy every shadow of the engine overlapping SRAM [lo, hi) / of any engine
+ * whose DRAM source overlaps [lo, hi). The inline checks are the fast path. */
+PM_HIDDEN void pm_shadow_copy_sram(pm_engine *e, uint64_t lo, uint64_t hi);
+PM_HIDDEN void pm_shadow_copy_dram(pm_sim *sim, uint64_t lo, uint64_t hi);
+static inline void pm_shadow_touch(pm_engine *e, uint64_t lo, uint64_t hi)
+{
+    if (e->shadow_count && lo < e->shadow_hi && e->shadow_lo < hi) pm_shadow_copy_sram(e, lo, hi);
+}
+static inline void pm_shadow_dram_touch(pm_sim *sim, uint64_t lo, uint64_t hi)
+{
+    if (sim->shadow_live) pm_shadow_copy_dram(sim, lo, hi);
+}
+/* For tests: what the shadows did on this simulator. */
+PM_HIDDEN void pm_sim_shadow_stats(const pm_sim *sim, pm_shadow_stats *out);
+/* pm_sram_operand for the B operand of tmm/tmma: does not copy shadows (a
+ * cache hit never reads the bytes; the caller copies on a miss). */
+PM_HIDDEN pm_status pm_sram_operand_deferred(pm_engine *e, int64_t op, uint64_t bytes, pm_cost *c,
+                                             uint64_t *offset, pm_error *err);
 
 /* ---- bandwidth calendars (sim_timeline.c) ---- */
 /* Empty the calendar (a new run) and set its capacity in units per cycle. */

@@ -52,7 +52,10 @@ pm_status pm_sim_dram_reserve(pm_sim *sim, uint64_t addr, uint64_t n, pm_error *
 
 void pm_sim_dram_copy_in(pm_sim *sim, uint64_t addr, const void *src, size_t n)
 {
-    pm_wcache_dram_write(sim, addr, src, n); /* every DRAM write passes here */
+    /* Every DRAM write passes here: deferred copies from these bytes happen
+     * first, and the cache drops what was decoded from them. */
+    pm_shadow_dram_touch(sim, addr, addr + n);
+    pm_wcache_dram_write(sim, addr, src, n);
     const uint8_t *in = src;
     while (n) {
         uint64_t page = addr >> PM_DRAM_PAGE_SHIFT, off = addr & (PM_DRAM_PAGE_BYTES - 1);
@@ -77,8 +80,8 @@ void pm_cost_range(pm_cost *c, uint8_t mem, bool write, uint64_t lo, uint64_t hi
     r->hi = hi;
 }
 
-pm_status pm_sram_operand(pm_engine *e, int64_t op, uint64_t bytes, bool write, pm_cost *c, uint64_t *offset,
-                          pm_error *err)
+static pm_status sram_operand(pm_engine *e, int64_t op, uint64_t bytes, bool write, bool copy_shadows, pm_cost *c,
+                              uint64_t *offset, pm_error *err)
 {
     unsigned reg = pm_areg(op);
     int64_t addr = e->regs[reg];
@@ -90,6 +93,8 @@ pm_status pm_sram_operand(pm_engine *e, int64_t op, uint64_t bytes, bool write, 
                             write ? "write" : "read", (unsigned long long)addr,
                             (unsigned long long)((uint64_t)addr + bytes), reg, (unsigned long long)size);
     *offset = (uint64_t)addr;
+    /* Deferred DMA copies land before anything reads or writes their bytes. */
+    if (copy_shadows) pm_shadow_touch(e, (uint64_t)addr, (uint64_t)addr + bytes);
     if (write) {
         /* The decoded-weight cache must forget what it knew of these bytes. */
         pm_wcache *wc = pm_tensor_wcache(e, false);
@@ -99,6 +104,18 @@ pm_status pm_sram_operand(pm_engine *e, int64_t op, uint64_t bytes, bool write, 
     if (write) c->sram_write_bytes += bytes;
     else c->sram_read_bytes += bytes;
     return PM_OK;
+}
+
+pm_status pm_sram_operand(pm_engine *e, int64_t op, uint64_t bytes, bool write, pm_cost *c, uint64_t *offset,
+                          pm_error *err)
+{
+    return sram_operand(e, op, bytes, write, true, c, offset, err);
+}
+
+pm_status pm_sram_operand_deferred(pm_engine *e, int64_t op, uint64_t bytes, pm_cost *c, uint64_t *offset,
+                                   pm_error *err)
+{
+    return sram_operand(e, op, bytes, false, false, c, offset, err);
 }
 
 void pm_post_increment(pm_engine *e, int64_t op, uint64_t bytes)

@@ -393,6 +393,19 @@ const void *pm_wcache_insert(pm_wcache *wc, const pm_wcache_key *key, int kind, 
     return data;
 }
 
+bool pm_wcache_covers(const pm_wcache *wc, uint64_t lo, uint64_t hi)
+{
+    if (!wc->enabled || !wc->ent_count) return false;
+    /* Footprints starting at or before lo, nearest first; one that covers
+     * [lo, hi) starts at most `widest` bytes before lo. */
+    uint64_t floor = lo > wc->widest ? lo - wc->widest : 0;
+    for (size_t i = first_from(wc, lo + 1); i-- > 0;) {
+        if (wc->by_lo[i].lo < floor) break;
+        if (wc->by_lo[i].hi >= hi) return true;
+    }
+    return false;
+}
+
 /* ---- DRAM writes ---- */
 
 /* Would writing src over DRAM [addr, addr + n) change any byte? */

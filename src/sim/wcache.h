@@ -41,6 +41,9 @@ PM_HIDDEN void pm_wcache_sram_written(pm_wcache *wc, uint64_t lo, uint64_t hi);
 PM_HIDDEN void pm_wcache_dma_loaded(pm_wcache *wc, uint64_t sram, uint64_t dram, int64_t row_bytes, int64_t rows,
                                     int64_t planes, int64_t sram_row_stride, int64_t sram_plane_stride,
                                     int64_t dram_row_stride, int64_t dram_plane_stride);
+/* Whether one kept entry's DRAM footprint covers [lo, hi) in this run: a
+ * load of those bytes is likely read only through the cache (shadow.c). */
+PM_HIDDEN bool pm_wcache_covers(const pm_wcache *wc, uint64_t lo, uint64_t hi);
 /* DRAM [addr, addr + n) is about to be written with src (pages reserved):
  * where the bytes change, every engine drops what came from them. */
 PM_HIDDEN void pm_wcache_dram_write(pm_sim *sim, uint64_t addr, const void *src, size_t n);
