@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -52,17 +53,40 @@ enum { KC = 256, MC = 144 };
 /* ---- thread pool ------------------------------------------------------- */
 
 /* A job is a count of independent tasks; any thread may run any of them. The
- * caller works too and returns as soon as every task is done, so a worker the
- * host scheduler wakes late costs nothing. Tasks are claimed from one word
- * holding (job number << 32 | next task), so a late worker can never claim a
- * task of a newer job with the old job's function. */
+ * caller publishes it, works too, and returns as soon as every task is done,
+ * so a worker the host scheduler wakes late costs nothing but its share.
+ *
+ * The simulator issues small products back to back (a SmolLM2 decode token
+ * is ~1200 GEMVs of 160 outputs, 5-25 us each, with ~20 us of other host
+ * work between them), so the hand-off must cost well under a microsecond:
+ * between jobs, workers poll the job's sequence number for a while, and the
+ * fast path takes no lock and makes no system call. The mutex and condition
+ * variables serve only threads that have given up polling and sleep; a
+ * publisher or finisher touches them only when it sees such a sleeper.
+ *
+ * The job's description (fn, ctx, ntasks) is a seqlock: `seq` is odd while the
+ * caller rewrites it and even (the job's number) when published; a worker
+ * takes a copy and checks that `seq` did not move meanwhile. Tasks are
+ * claimed from one word holding (job number << 32 | next task), so a worker
+ * holding an old job's copy can never claim a task of a newer one. */
 typedef void (*pool_task_fn)(void *ctx, size_t task);
 
-/* After a job, workers and the caller poll this long before sleeping: the
- * simulator issues products back to back, and a futex wake-up costs tens of
- * microseconds. While polling they yield the CPU now and then, so on a busy
- * host the polling does not crowd out threads that have work. */
-#define POOL_SPIN_NS 50000
+/* How long a worker polls for the next job before sleeping, and how long the
+ * caller polls for the workers' last tasks. Long enough to span the gaps
+ * between a decode token's products; short enough that an idle simulator's
+ * threads are asleep within a fraction of a millisecond. */
+#ifndef POOL_SPIN_NS
+#define POOL_SPIN_NS 200000
+#endif
+/* Polls between clock readings (and, past POOL_YIELD_NS of polling, between
+ * sched_yield calls: on a host with more runnable threads than cores a
+ * poller then lets a thread with work run). */
+enum { POLLS_PER_CHECK = 64 };
+#ifndef POOL_YIELD_NS
+#define POOL_YIELD_NS 20000
+#endif
+
+enum { CACHE_LINE = 64 };
 
 struct pm_gemm_pool {
     unsigned threads; /* including the calling thread */
@@ -70,20 +94,23 @@ struct pm_gemm_pool {
     pthread_t *workers;
     pthread_mutex_t lock;
     pthread_cond_t wake, done;
-    /* the current job, written under lock before its number is published */
-    uint32_t job;
-    pool_task_fn fn;
-    void *ctx;
-    size_t ntasks;
-    bool quit;
-    atomic_uint_least32_t job_published; /* polled by spinning workers */
-    atomic_uint_least64_t claim;         /* job << 32 | next task */
-    atomic_size_t finished;              /* tasks of the current job done */
-    atomic_flag in_use; /* one product at a time; a concurrent caller runs alone */
-    float *bpack;       /* packed B, grown on demand, reused */
-    size_t bpack_cap;   /* floats */
-    float *a32;         /* bf16 entry: A widened to fp32 */
-    size_t a32_cap;     /* floats */
+    float *bpack;     /* packed B, grown on demand, reused */
+    size_t bpack_cap; /* floats */
+    float *a32;       /* bf16 entry: A widened to fp32 */
+    size_t a32_cap;   /* floats */
+    atomic_flag in_use; /* one job at a time; a concurrent caller runs alone */
+    /* written once per job by the caller, read by every worker */
+    alignas(CACHE_LINE) atomic_uint_least32_t seq;
+    _Atomic(pool_task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_size_t ntasks;
+    atomic_bool quit;
+    /* written by every thread during a job */
+    alignas(CACHE_LINE) atomic_uint_least64_t claim; /* job << 32 | next task */
+    atomic_size_t finished;                          /* tasks of the current job done */
+    /* the sleepers, changed under lock (read without it to skip the wake-up) */
+    alignas(CACHE_LINE) atomic_uint sleeping_workers;
+    atomic_bool caller_sleeping;
 };
 
 static uint64_t now_ns(void)
@@ -100,16 +127,28 @@ static void cpu_relax(void)
 #endif
 }
 
-/* Every 64 polls: has the polling time run out? Gives up the CPU each time. */
-static bool spin_expired(unsigned polls, uint64_t spin_end)
+/* One bounded poll: call after each unsuccessful look with polls counting
+ * from 1; returns true once the polling time has run out. The clock starts
+ * at the first check, so a poll that succeeds at once never reads it. */
+typedef struct spin_clock {
+    uint64_t start, now;
+} spin_clock;
+
+static bool spin_expired(spin_clock *sc, unsigned polls)
 {
-    if (polls % 64 != 0)
+    cpu_relax();
+    if (polls % POLLS_PER_CHECK != 0)
         return false;
-    sched_yield();
-    return now_ns() > spin_end;
+    sc->now = now_ns();
+    if (!sc->start)
+        sc->start = sc->now;
+    if (sc->now - sc->start > POOL_YIELD_NS)
+        sched_yield();
+    return sc->now - sc->start > POOL_SPIN_NS;
 }
 
-/* Runs tasks of job `job` until none is left to claim. */
+/* Runs tasks of job `job` until none is left to claim. The thread that
+ * finishes the last one wakes the caller if it has gone to sleep. */
 static void pool_claim_tasks(pm_gemm_pool *p, uint32_t job, pool_task_fn fn, void *ctx, size_t ntasks)
 {
     uint64_t v = atomic_load_explicit(&p->claim, memory_order_acquire);
@@ -120,14 +159,44 @@ static void pool_claim_tasks(pm_gemm_pool *p, uint32_t job, pool_task_fn fn, voi
                                                    memory_order_acquire))
             continue;
         fn(ctx, (size_t)(v & 0xFFFFFFFFu));
-        if (atomic_fetch_add_explicit(&p->finished, 1, memory_order_acq_rel) + 1 == ntasks) {
-            pthread_mutex_lock(&p->lock);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->lock);
+        /* seq_cst, with the caller's store of caller_sleeping before it reads
+         * `finished`: one of the two sees the other, so no wake-up is lost */
+        if (atomic_fetch_add(&p->finished, 1) + 1 == ntasks) {
+            if (atomic_load(&p->caller_sleeping)) {
+                pthread_mutex_lock(&p->lock);
+                pthread_cond_signal(&p->done);
+                pthread_mutex_unlock(&p->lock);
+            }
             return;
         }
         v = atomic_load_explicit(&p->claim, memory_order_acquire);
     }
+}
+
+/* Waits for a job numbered other than `seen` (polling, then asleep); returns
+ * its number, or `seen` when the pool is stopping. */
+static uint32_t pool_wait_job(pm_gemm_pool *p, uint32_t seen)
+{
+    spin_clock sc = {0, 0};
+    for (unsigned polls = 1;; polls++) {
+        uint32_t s = atomic_load_explicit(&p->seq, memory_order_acquire);
+        if (s != seen && !(s & 1u))
+            return s;
+        if (atomic_load_explicit(&p->quit, memory_order_relaxed))
+            return seen;
+        if (s == seen && spin_expired(&sc, polls))
+            break;
+    }
+    pthread_mutex_lock(&p->lock);
+    /* seq_cst, with the publisher's store of seq before it reads
+     * sleeping_workers: a job published after this increment is seen below,
+     * one published before it is woken for */
+    atomic_fetch_add(&p->sleeping_workers, 1);
+    while (atomic_load(&p->seq) == seen && !atomic_load(&p->quit))
+        pthread_cond_wait(&p->wake, &p->lock);
+    atomic_fetch_sub(&p->sleeping_workers, 1);
+    pthread_mutex_unlock(&p->lock);
+    return atomic_load(&p->quit) ? seen : pool_wait_job(p, seen); /* poll again: seq may be mid-write */
 }
 
 static void *pool_worker(void *arg)
@@ -135,59 +204,70 @@ static void *pool_worker(void *arg)
     pm_gemm_pool *p = arg;
     uint32_t seen = 0;
     for (;;) {
-        uint64_t spin_end = now_ns() + POOL_SPIN_NS;
-        for (unsigned i = 1; atomic_load_explicit(&p->job_published, memory_order_acquire) == seen; i++) {
-            cpu_relax();
-            if (spin_expired(i, spin_end))
-                break;
-        }
-        pthread_mutex_lock(&p->lock);
-        while (p->job == seen && !p->quit)
-            pthread_cond_wait(&p->wake, &p->lock);
-        if (p->quit) {
-            pthread_mutex_unlock(&p->lock);
+        uint32_t s = pool_wait_job(p, seen);
+        if (s == seen)
             return NULL;
-        }
-        seen = p->job;
-        pool_task_fn fn = p->fn;
-        void *ctx = p->ctx;
-        size_t ntasks = p->ntasks;
-        pthread_mutex_unlock(&p->lock);
-        pool_claim_tasks(p, seen, fn, ctx, ntasks);
+        pool_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+        void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+        size_t ntasks = atomic_load_explicit(&p->ntasks, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&p->seq, memory_order_relaxed) != s)
+            continue; /* rewritten while copied: wait for the newer job */
+        seen = s;
+        pool_claim_tasks(p, s, fn, ctx, ntasks);
     }
 }
 
-/* Runs fn(ctx, t) for every t < ntasks and returns when all are done. Which
- * thread runs a task never matters: tasks own disjoint outputs. parallel =
- * false (or a one-thread pool) runs them here in order. */
-static void pool_run(pm_gemm_pool *p, bool parallel, size_t ntasks, pool_task_fn fn, void *ctx)
+/* Runs fn(ctx, t) for every t < ntasks on a pool the caller holds (in_use)
+ * and returns when all are done. Which thread runs a task never matters:
+ * tasks own disjoint outputs. parallel = false (or a one-thread pool) runs
+ * them here in order. */
+static void pool_run_held(pm_gemm_pool *p, bool parallel, size_t ntasks, pool_task_fn fn, void *ctx)
 {
     if (!p || p->threads < 2 || !parallel || ntasks < 2 || ntasks > 0xFFFFFFFFu) {
         for (size_t t = 0; t < ntasks; t++)
             fn(ctx, t);
         return;
     }
-    pthread_mutex_lock(&p->lock);
-    uint32_t job = ++p->job;
-    p->fn = fn;
-    p->ctx = ctx;
-    p->ntasks = ntasks;
+    /* only the holder writes seq, so it is even here */
+    uint32_t job = atomic_load_explicit(&p->seq, memory_order_relaxed) + 2u;
+    atomic_store_explicit(&p->seq, job - 1u, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&p->ntasks, ntasks, memory_order_relaxed);
     atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->claim, (uint64_t)job << 32, memory_order_release);
-    atomic_store_explicit(&p->job_published, job, memory_order_release);
-    pthread_cond_broadcast(&p->wake);
-    pthread_mutex_unlock(&p->lock);
-    pool_claim_tasks(p, job, fn, ctx, ntasks);
-    uint64_t spin_end = now_ns() + POOL_SPIN_NS;
-    for (unsigned i = 1; atomic_load_explicit(&p->finished, memory_order_acquire) != ntasks; i++) {
-        cpu_relax();
-        if (spin_expired(i, spin_end))
-            break;
+    atomic_store_explicit(&p->claim, (uint64_t)job << 32, memory_order_relaxed);
+    atomic_store(&p->seq, job); /* seq_cst: see pool_wait_job */
+    if (atomic_load(&p->sleeping_workers)) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->lock);
     }
+    pool_claim_tasks(p, job, fn, ctx, ntasks);
+    spin_clock sc = {0, 0};
+    for (unsigned polls = 1; atomic_load_explicit(&p->finished, memory_order_acquire) != ntasks; polls++)
+        if (spin_expired(&sc, polls))
+            break;
+    if (atomic_load_explicit(&p->finished, memory_order_acquire) == ntasks)
+        return;
     pthread_mutex_lock(&p->lock);
-    while (atomic_load_explicit(&p->finished, memory_order_acquire) != ntasks)
+    atomic_store(&p->caller_sleeping, true); /* seq_cst: see pool_claim_tasks */
+    while (atomic_load(&p->finished) != ntasks)
         pthread_cond_wait(&p->done, &p->lock);
+    atomic_store(&p->caller_sleeping, false);
     pthread_mutex_unlock(&p->lock);
+}
+
+/* pool_run_held for a caller that does not hold the pool yet: takes it, or,
+ * when another job runs on it (a second caller, or a task calling back),
+ * runs the tasks here. */
+static void pool_run(pm_gemm_pool *p, bool parallel, size_t ntasks, pool_task_fn fn, void *ctx)
+{
+    bool own = p && !atomic_flag_test_and_set_explicit(&p->in_use, memory_order_acquire);
+    pool_run_held(own ? p : NULL, parallel, ntasks, fn, ctx);
+    if (own)
+        atomic_flag_clear_explicit(&p->in_use, memory_order_release);
 }
 
 static bool host_has_avx2_fma(void)
@@ -212,7 +292,7 @@ static float *alloc_floats(size_t n)
 static void pool_stop(pm_gemm_pool *p, unsigned started)
 {
     pthread_mutex_lock(&p->lock);
-    p->quit = true;
+    atomic_store(&p->quit, true);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     for (unsigned i = 0; i < started; i++)
@@ -239,15 +319,23 @@ pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *er
     }
     if (threads > 1024)
         return pm_error_set(err, PM_ERR_INVALID, "gemm pool: %u threads requested (at most 1024)", threads);
-    pm_gemm_pool *p = calloc(1, sizeof *p);
+    /* aligned for the cache-line separated fields */
+    pm_gemm_pool *p = aligned_alloc(CACHE_LINE, (sizeof *p + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE);
     if (!p)
         return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: out of memory");
+    memset(p, 0, sizeof *p);
     p->threads = threads;
     p->simd = host_has_avx2_fma();
-    atomic_init(&p->job_published, 0);
+    atomic_flag_clear(&p->in_use);
+    atomic_init(&p->seq, 0);
+    atomic_init(&p->fn, NULL);
+    atomic_init(&p->ctx, NULL);
+    atomic_init(&p->ntasks, 0);
+    atomic_init(&p->quit, false);
     atomic_init(&p->claim, 0);
     atomic_init(&p->finished, 0);
-    atomic_flag_clear(&p->in_use);
+    atomic_init(&p->sleeping_workers, 0);
+    atomic_init(&p->caller_sleeping, false);
     if (pthread_mutex_init(&p->lock, NULL) || pthread_cond_init(&p->wake, NULL) || pthread_cond_init(&p->done, NULL)) {
         free(p);
         return pm_error_set(err, PM_ERR_NOMEM, "gemm pool: cannot create its mutex or condition variables");
@@ -278,6 +366,18 @@ void pm_gemm_pool_destroy(pm_gemm_pool *p)
 unsigned pm_gemm_pool_threads(const pm_gemm_pool *p)
 {
     return p ? p->threads : 1u;
+}
+
+uint64_t pm_gemm_pool_worker_cpu_ns(const pm_gemm_pool *p)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; p && i + 1 < p->threads; i++) {
+        clockid_t clock;
+        struct timespec ts;
+        if (!pthread_getcpuclockid(p->workers[i], &clock) && !clock_gettime(clock, &ts))
+            total += (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
+    return total;
 }
 
 /* ---- the product ------------------------------------------------------- */
@@ -930,17 +1030,17 @@ static bool run_packed(pm_gemm_pool *p, gemm_job *j, bool parallel)
         if (threads == 1 || panels >= 2 * threads) {
             size_t n_blocks = threads == 1 ? 1 : (panels < 4 * threads ? panels : 4 * threads);
             j->n_block_cols = (panels + n_blocks - 1) / n_blocks * NR;
-            pool_run(p, parallel, (j->ncols + j->n_block_cols - 1) / j->n_block_cols, column_task, j);
+            pool_run_held(p, parallel, (j->ncols + j->n_block_cols - 1) / j->n_block_cols, column_task, j);
             continue;
         }
-        pool_run(p, parallel, panels, pack_task, j);
+        pool_run_held(p, parallel, panels, pack_task, j);
         /* Enough blocks that every thread stays busy to the end. */
         size_t n_blocks = 1;
         while (j->m_blocks * n_blocks < 4 * threads && panels / (2 * n_blocks) >= 2)
             n_blocks *= 2;
         j->n_block_cols = (panels + n_blocks - 1) / n_blocks * NR;
         j->n_blocks = (j->ncols + j->n_block_cols - 1) / j->n_block_cols;
-        pool_run(p, parallel, j->m_blocks * j->n_blocks, packed_task, j);
+        pool_run_held(p, parallel, j->m_blocks * j->n_blocks, packed_task, j);
     }
     free(own);
     return true;
@@ -1007,7 +1107,7 @@ static void gemm_run(pm_gemm_pool *p, gemm_job *j)
         }
         if (a32) {
             widen_job w = {j->A16, j->lda, M, K, a32, simd};
-            pool_run(pool, parallel, (M + WIDEN_ROWS - 1) / WIDEN_ROWS, widen_task, &w);
+            pool_run_held(pool, parallel, (M + WIDEN_ROWS - 1) / WIDEN_ROWS, widen_task, &w);
             j->A = a32;
             j->lda = K;
             j->A16 = NULL;
@@ -1022,7 +1122,7 @@ static void gemm_run(pm_gemm_pool *p, gemm_job *j)
     if (simd && !j->A16 && j->Q) {
         size_t groups = (N + PM_GEMM_QGROUP - 1) / PM_GEMM_QGROUP;
         j->task_cols = (groups + 3 * threads - 1) / (3 * threads) * PM_GEMM_QGROUP;
-        pool_run(pool, parallel, (N + j->task_cols - 1) / j->task_cols, qpanel_task, j);
+        pool_run_held(pool, parallel, (N + j->task_cols - 1) / j->task_cols, qpanel_task, j);
         done = true;
     } else if (simd && !j->A16 && j->P && M < PM_GEMM_DIRECT_MAX_M) {
         /* Whole panels per task when there are enough for every thread (a
@@ -1034,21 +1134,21 @@ static void gemm_run(pm_gemm_pool *p, gemm_job *j)
             j->task_cols = per_panels * PM_GEMM_PANEL;
             col_tasks = (N + j->task_cols - 1) / j->task_cols;
         }
-        pool_run(pool, parallel, col_tasks, panel_task, j);
+        pool_run_held(pool, parallel, col_tasks, panel_task, j);
         done = true;
     } else if (simd && !j->A16 && M < PM_GEMM_DIRECT_MAX_M) {
-        pool_run(pool, parallel, col_tasks, direct_task, j);
+        pool_run_held(pool, parallel, col_tasks, direct_task, j);
         done = true;
     } else if (simd && !j->A16) {
         done = run_packed(pool, j, parallel);
         if (!done && !j->P) { /* no memory for packing: the direct path needs none */
-            pool_run(pool, parallel, col_tasks, direct_task, j);
+            pool_run_held(pool, parallel, col_tasks, direct_task, j);
             done = true;
         }
     }
 #endif
     if (!done)
-        pool_run(pool, parallel, col_tasks, scalar_task, j);
+        pool_run_held(pool, parallel, col_tasks, scalar_task, j);
     free(own_a32);
     if (own)
         atomic_flag_clear_explicit(&p->in_use, memory_order_release);

@@ -23,6 +23,10 @@ typedef struct pm_gemm_pool pm_gemm_pool;
 PM_HIDDEN pm_status pm_gemm_pool_create(unsigned threads, pm_gemm_pool **out, pm_error *err);
 PM_HIDDEN void pm_gemm_pool_destroy(pm_gemm_pool *p);
 PM_HIDDEN unsigned pm_gemm_pool_threads(const pm_gemm_pool *p);
+/* CPU time the pool's worker threads have used so far, in nanoseconds (0
+ * for p = NULL or one thread): how a test sees that an idle pool sleeps
+ * instead of polling. */
+PM_HIDDEN uint64_t pm_gemm_pool_worker_cpu_ns(const pm_gemm_pool *p);
 
 /* For each m<M, n<N: c = accumulate ? C[m*ldc+n] : +0.0f; for k ascending
  * c = fmaf(A[m*lda+k], B[n*ldb+k], c); C[m*ldc+n] = c. Bit-exact for any

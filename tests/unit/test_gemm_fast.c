@@ -2,6 +2,7 @@
  * (one fmaf chain per output, k ascending): every output bit must match for
  * ragged shapes, strided operands, special values, accumulate on/off and any
  * thread count. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "test.h"
 
 #include "../../src/sim/gemm_fast.h"
@@ -10,6 +11,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 /* xorshift64*: reproducible operands without global state. */
 static uint64_t rng_next(uint64_t *s)
@@ -497,6 +499,190 @@ TEST(test_non_finite)
 }
 
 /* Two products on one pool at once: the second runs alone, both exact. */
+/* ---- the pool's hand-off ---------------------------------------------- */
+
+/* Sleeps for `us` microseconds (0: returns at once). */
+static void sleep_us(unsigned us)
+{
+    struct timespec ts = {(time_t)(us / 1000000u), (long)(us % 1000000u) * 1000L};
+    if (us)
+        nanosleep(&ts, NULL);
+}
+
+typedef struct count_job {
+    unsigned runs[64];
+    unsigned task_sleep_us; /* how long every task takes (0: no time at all) */
+    pthread_t caller;
+    bool on_worker[64]; /* whether the task ran on another thread than the caller */
+} count_job;
+
+static void count_task(void *ctx, size_t task)
+{
+    count_job *c = ctx;
+    c->runs[task]++; /* tasks own disjoint entries */
+    c->on_worker[task] = !pthread_equal(pthread_self(), c->caller);
+    sleep_us(c->task_sleep_us);
+}
+
+/* Every task of every job runs exactly once and is finished when the call
+ * returns, whether the workers are polling (jobs back to back), asleep (a
+ * pause longer than their polling window before the job) or slower than the
+ * caller's own polling (tasks that sleep, so the caller sleeps too). */
+TEST(test_pool_tasks_once)
+{
+    uint64_t s = 0xA11CE5ULL;
+    size_t bad = 0;
+    for (unsigned threads = 2; threads <= 4; threads++) {
+        pm_gemm_pool *p = NULL;
+        pm_error err = {0};
+        CHECK(pm_gemm_pool_create(threads, &p, &err) == PM_OK);
+        for (int job = 0; job < 6000 && p; job++) {
+            count_job c = {.task_sleep_us = 0};
+            size_t ntasks = 2 + rng_next(&s) % 63;
+            unsigned kind = (unsigned)(rng_next(&s) % 64);
+            if (kind == 0)
+                sleep_us(300 + (unsigned)(rng_next(&s) % 2000)); /* workers fall asleep */
+            else if (kind == 1)
+                c.task_sleep_us = 400; /* the caller outwaits its polling */
+            else if (kind < 8)
+                sleep_us((unsigned)(rng_next(&s) % 100)); /* a gap inside the polling window */
+            if (c.task_sleep_us)
+                ntasks = 2 + ntasks % (2 * threads);
+            pm_gemm_pool_for(p, ntasks, count_task, &c);
+            for (size_t i = 0; i < 64; i++)
+                if (c.runs[i] != (i < ntasks)) {
+                    if (bad < 3)
+                        fprintf(stderr, "  %u threads, job %d of %zu tasks: task %zu ran %u times\n", threads, job,
+                                ntasks, i, c.runs[i]);
+                    bad++;
+                }
+        }
+        pm_gemm_pool_destroy(p);
+    }
+    CHECK_MSG(bad == 0, "%zu tasks run other than once", bad);
+}
+
+/* Compact 4-bit panels of N x K with random scales, offsets and codes. */
+static uint8_t *random_q4_panels(size_t N, size_t K, uint64_t *s)
+{
+    size_t bytes = pm_gemm_qpanel_bytes(N, K, true);
+    uint8_t *qp = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!qp)
+        return NULL;
+    for (size_t at = 0; at < bytes; at += PM_GEMM_Q4BLOCK_BYTES) {
+        for (size_t lane = 0; lane < 64; lane++) {
+            float v = rand_bf16(s); /* 32 scales, then 32 offsets */
+            memcpy(qp + at + 4 * lane, &v, 4);
+        }
+        for (size_t i = 256; i < PM_GEMM_Q4BLOCK_BYTES; i++)
+            qp[at + i] = (uint8_t)rng_next(s);
+    }
+    return qp;
+}
+
+/* A decode token's traffic in miniature: thousands of GEMVs of 160 outputs
+ * (the tile size SmolLM2's programs use: 5 groups of 32, a few microseconds
+ * each) and small products near the threading threshold, issued back to back
+ * and with pauses, each on a pool of 1-4 threads in turn, against the same
+ * product on the calling thread alone. Pools are also torn down and made
+ * again between rounds (as a simulator does when its thread count changes). */
+TEST(test_many_tiny_products)
+{
+    enum { SETS = 4, NQ = 160 };
+    static const size_t Ks[SETS] = {576, 1536, 64, 416};
+    uint64_t s = 0x7111EULL;
+    uint8_t *qp[SETS] = {0};
+    unsigned char *A16[SETS] = {0};
+    float want[SETS][NQ], C0[NQ], got[NQ];
+    float *A = malloc(3 * 700 * sizeof *A), *B = malloc(96 * 700 * sizeof *B), *want_small = malloc(3 * 96 * sizeof *want_small);
+    size_t bad = 0;
+    bool ok = A && B && want_small;
+    fill(C0, NQ, &s, false);
+    for (int i = 0; i < SETS && ok; i++) {
+        fill(A, Ks[i], &s, false);
+        qp[i] = random_q4_panels(NQ, Ks[i], &s);
+        A16[i] = bf16_codes(A, Ks[i]);
+        ok = qp[i] && A16[i];
+        if (ok) {
+            memcpy(want[i], C0, sizeof C0);
+            pm_gemm_gemv_qpanel(NULL, NQ, Ks[i], A16[i] + 1, qp[i], true, want[i], i % 2);
+        }
+    }
+    /* 3 x 96 x 700 = 201600 multiply-adds: threaded, ragged edges */
+    if (ok) {
+        fill(A, 3 * 700, &s, false);
+        fill(B, 96 * 700, &s, false);
+        reference(3, 96, 700, A, 700, B, 700, want_small, 96, false);
+    }
+    CHECK_MSG(ok, "out of memory");
+    for (int round = 0; round < 3 && ok; round++) {
+        pm_gemm_pool *pools[4] = {0};
+        for (unsigned i = 0; i < 4; i++) {
+            pm_error err = {0};
+            CHECK_MSG(pm_gemm_pool_create(i + 1, &pools[i], &err) == PM_OK, "%s", err.message);
+        }
+        for (int op = 0; op < 3000; op++) {
+            pm_gemm_pool *pool = pools[(op + round) % 4];
+            if (op % 97 == 0)
+                sleep_us(op % 2 ? 50 : 600);
+            if (op % 10 == 9) {
+                float small[3 * 96];
+                pm_gemm_kordered(pool, 3, 96, 700, A, 700, B, 700, small, 96, false);
+                for (size_t n = 0; n < 3 * 96; n++)
+                    bad += to_bits(small[n]) != to_bits(want_small[n]);
+                continue;
+            }
+            int i = op % SETS;
+            memcpy(got, C0, sizeof got);
+            pm_gemm_gemv_qpanel(pool, NQ, Ks[i], A16[i] + 1, qp[i], true, got, i % 2);
+            for (size_t n = 0; n < NQ; n++)
+                if (to_bits(got[n]) != to_bits(want[i][n])) {
+                    if (bad < 3)
+                        fprintf(stderr, "  op %d, K %zu, %u threads: C[%zu] = %08x, want %08x\n", op, Ks[i],
+                                pm_gemm_pool_threads(pool), n, to_bits(got[n]), to_bits(want[i][n]));
+                    bad++;
+                }
+        }
+        for (int i = 0; i < 4; i++)
+            pm_gemm_pool_destroy(pools[i]);
+    }
+    CHECK_MSG(bad == 0, "%zu mismatching outputs", bad);
+    for (int i = 0; i < SETS; i++)
+        free(qp[i]), free(A16[i]);
+    free(A), free(B), free(want_small);
+}
+
+/* An idle pool sleeps: its workers poll for a fraction of a millisecond after
+ * a job, then use no CPU until the next one (a pool that kept polling would
+ * burn a core per worker while the simulator waits for its host). */
+TEST(test_idle_pool_sleeps)
+{
+    pm_gemm_pool *p = NULL;
+    pm_error err = {0};
+    CHECK(pm_gemm_pool_worker_cpu_ns(NULL) == 0);
+    CHECK(pm_gemm_pool_create(3, &p, &err) == PM_OK);
+    if (!p)
+        return;
+    count_job c = {.task_sleep_us = 0};
+    for (int i = 0; i < 50; i++)
+        pm_gemm_pool_for(p, 16, count_task, &c);
+    sleep_us(50000); /* well past the polling window, even on a busy host */
+    uint64_t before = pm_gemm_pool_worker_cpu_ns(p);
+    sleep_us(300000);
+    uint64_t used = pm_gemm_pool_worker_cpu_ns(p) - before;
+    CHECK_MSG(used < 15000000u, "2 idle workers used %.1f ms of CPU in 300 ms", used / 1e6);
+    /* and they still wake for work: the caller alone would take 40 ms */
+    c = (count_job){.task_sleep_us = 1000, .caller = pthread_self()};
+    pm_gemm_pool_for(p, 40, count_task, &c);
+    size_t on_workers = 0;
+    for (size_t i = 0; i < 40; i++) {
+        CHECK(c.runs[i] == 1);
+        on_workers += c.on_worker[i];
+    }
+    CHECK_MSG(on_workers > 0, "no worker woke for a job after the pool sat idle");
+    pm_gemm_pool_destroy(p);
+}
+
 typedef struct concurrent_arg {
     pm_gemm_pool *pool;
     uint64_t seed;
@@ -541,5 +727,8 @@ int main(void)
     RUN(test_empty_dimensions);
     RUN(test_non_finite);
     RUN(test_concurrent_callers);
+    RUN(test_pool_tasks_once);
+    RUN(test_many_tiny_products);
+    RUN(test_idle_pool_sleeps);
     return TEST_SUMMARY();
 }
