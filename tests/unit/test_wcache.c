@@ -1,12 +1,16 @@
-/* The tensor unit's decoded-weight cache must be invisible: every scenario
- * runs on two simulators, one with the cache and one without, and their
- * SRAM, DRAM and counters must agree bit for bit after every run. The
- * scenarios are the ways a cached decode could go stale: SRAM tiles
- * overwritten in part by vector ops, `sw` or the host, DRAM weights
- * rewritten by dma.st, by the host or by another engine, 2-D DMA tiles and
- * operands inside a larger load. The stats show the cache was used. */
+/* The tensor unit's decoded-weight cache and the deferred DMA copies that
+ * ride on it (shadow.c) must be invisible: every scenario runs on three
+ * simulators, one with the cache and deferred copies, one with the cache
+ * only, one with neither, and their SRAM, DRAM and counters must agree bit
+ * for bit after every run. The scenarios are the ways a cached decode or a
+ * deferred copy could go stale: SRAM tiles read or overwritten in part by
+ * vector ops, lw/sw, dma.st or the host, DRAM weights rewritten by dma.st,
+ * by the host or by another engine, 2-D DMA tiles and operands inside a
+ * larger load. The stats show the cache and the deferral were used. */
+#define _POSIX_C_SOURCE 200809L /* setenv, strdup */
 #include "test.h"
 
+#include "../../src/sim/sim_internal.h"
 #include "harness_sim.h"
 #include "polymorph/isa.h"
 #include "polymorph/kernels.h"
@@ -16,17 +20,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* on: cache and deferred copies; mid: the cache, every copy at once; off:
+ * neither. (The simulator reads POLYMORPH_SHADOW once, at creation; the
+ * flag is set here directly so the environment cannot change the test.) */
 typedef struct pair {
     pm_config cfg;
-    pm_sim *on, *off;
+    pm_sim *on, *mid, *off;
 } pair;
 
 static pair make_pair(const pm_config *cfg)
 {
-    pair p = {*cfg, make_sim(cfg), make_sim(cfg)};
+    pair p = {*cfg, make_sim(cfg), make_sim(cfg), make_sim(cfg)};
     pm_sim_set_wcache_mb(p.on, 64);
+    pm_sim_set_wcache_mb(p.mid, 64);
     pm_sim_set_wcache_mb(p.off, 0);
+    p.on->shadow_on = true;
+    p.mid->shadow_on = false;
+    p.off->shadow_on = false;
     pm_sim_set_threads(p.on, 2);
+    pm_sim_set_threads(p.mid, 2);
     pm_sim_set_threads(p.off, 2);
     return p;
 }
@@ -34,28 +46,29 @@ static pair make_pair(const pm_config *cfg)
 static void free_pair(pair *p)
 {
     pm_sim_destroy(p->on);
+    pm_sim_destroy(p->mid);
     pm_sim_destroy(p->off);
 }
 
 static void dram_write(pair *p, uint64_t addr, const void *src, size_t n)
 {
     pm_error err;
-    CHECK(pm_sim_dram_write(p->on, addr, src, n, &err) == PM_OK);
-    CHECK(pm_sim_dram_write(p->off, addr, src, n, &err) == PM_OK);
+    pm_sim *sims[3] = {p->on, p->mid, p->off};
+    for (int i = 0; i < 3; i++) CHECK(pm_sim_dram_write(sims[i], addr, src, n, &err) == PM_OK);
 }
 
 static void sram_write(pair *p, uint32_t engine, uint64_t addr, const void *src, size_t n)
 {
     pm_error err;
-    CHECK(pm_sim_sram_write(p->on, engine, addr, src, n, &err) == PM_OK);
-    CHECK(pm_sim_sram_write(p->off, engine, addr, src, n, &err) == PM_OK);
+    pm_sim *sims[3] = {p->on, p->mid, p->off};
+    for (int i = 0; i < 3; i++) CHECK(pm_sim_sram_write(sims[i], engine, addr, src, n, &err) == PM_OK);
 }
 
 static void load_and_run(pair *p, const pm_program *prog)
 {
     pm_error err;
-    pm_sim *sims[2] = {p->on, p->off};
-    for (int i = 0; i < 2; i++) {
+    pm_sim *sims[3] = {p->on, p->mid, p->off};
+    for (int i = 0; i < 3; i++) {
         CHECK_MSG(pm_sim_load_program(sims[i], prog, 0, &err) == PM_OK, "%s", err.message);
         CHECK_MSG(pm_sim_run(sims[i], NULL, &err) == PM_OK, "%s", err.message);
     }
@@ -76,36 +89,66 @@ static bool same_counters(const pm_counters *a, const pm_counters *b)
     return same;
 }
 
-/* Every engine's whole SRAM, DRAM [0, dram_span) and the counters. */
-static void check_same(pair *p, uint64_t dram_span, const char *what)
+/* DRAM [0, dram_span) and the counters of `a` against `b`. */
+static void check_dram_counters(pm_sim *x, pm_sim *y, uint64_t dram_span, const char *what, const char *who)
 {
     pm_error err;
-    size_t sram = (size_t)p->cfg.sram_bytes;
-    uint8_t *a = malloc(sram > dram_span ? sram : dram_span), *b = malloc(sram > dram_span ? sram : dram_span);
+    uint8_t *a = malloc(dram_span ? dram_span : 1), *b = malloc(dram_span ? dram_span : 1);
     if (!a || !b) {
         CHECK_MSG(0, "out of memory");
         free(a), free(b);
         return;
     }
-    for (uint32_t e = 0; e < p->cfg.engines; e++) {
-        CHECK(pm_sim_sram_read(p->on, e, 0, a, sram, &err) == PM_OK);
-        CHECK(pm_sim_sram_read(p->off, e, 0, b, sram, &err) == PM_OK);
+    CHECK(pm_sim_dram_read(x, 0, a, (size_t)dram_span, &err) == PM_OK);
+    CHECK(pm_sim_dram_read(y, 0, b, (size_t)dram_span, &err) == PM_OK);
+    CHECK_MSG(memcmp(a, b, (size_t)dram_span) == 0, "%s: DRAM differs (%s)", what, who);
+    pm_counters ca, cb;
+    pm_sim_counters(x, &ca);
+    pm_sim_counters(y, &cb);
+    CHECK_MSG(same_counters(&ca, &cb), "%s: counters differ (%s; cycles %llu vs %llu)", what, who,
+              (unsigned long long)ca.cycles, (unsigned long long)cb.cycles);
+    free(a), free(b);
+}
+
+/* Every engine's whole SRAM (read by the host: shadows are copied in). */
+static void check_sram(pm_sim *x, pm_sim *y, const pm_config *cfg, const char *what, const char *who)
+{
+    pm_error err;
+    size_t sram = (size_t)cfg->sram_bytes;
+    uint8_t *a = malloc(sram), *b = malloc(sram);
+    if (!a || !b) {
+        CHECK_MSG(0, "out of memory");
+        free(a), free(b);
+        return;
+    }
+    for (uint32_t e = 0; e < cfg->engines; e++) {
+        CHECK(pm_sim_sram_read(x, e, 0, a, sram, &err) == PM_OK);
+        CHECK(pm_sim_sram_read(y, e, 0, b, sram, &err) == PM_OK);
         if (memcmp(a, b, sram)) {
             size_t i = 0;
             while (a[i] == b[i]) i++;
-            CHECK_MSG(0, "%s: engine %u SRAM differs first at 0x%zx (cache on 0x%02x, off 0x%02x)", what, e, i, a[i],
+            CHECK_MSG(0, "%s: engine %u SRAM differs first at 0x%zx (%s: 0x%02x vs 0x%02x)", what, e, i, who, a[i],
                       b[i]);
         }
     }
-    CHECK(pm_sim_dram_read(p->on, 0, a, (size_t)dram_span, &err) == PM_OK);
-    CHECK(pm_sim_dram_read(p->off, 0, b, (size_t)dram_span, &err) == PM_OK);
-    CHECK_MSG(memcmp(a, b, (size_t)dram_span) == 0, "%s: DRAM differs", what);
-    pm_counters ca, cb;
-    pm_sim_counters(p->on, &ca);
-    pm_sim_counters(p->off, &cb);
-    CHECK_MSG(same_counters(&ca, &cb), "%s: counters differ (cycles %llu vs %llu)", what,
-              (unsigned long long)ca.cycles, (unsigned long long)cb.cycles);
     free(a), free(b);
+}
+
+/* DRAM and counters first (reading them copies no shadow), then every
+ * engine's whole SRAM, each simulator against the one with neither. */
+static void check_same(pair *p, uint64_t dram_span, const char *what)
+{
+    check_dram_counters(p->on, p->off, dram_span, what, "cache and deferred copies vs neither");
+    check_dram_counters(p->mid, p->off, dram_span, what, "cache vs neither");
+    check_sram(p->on, p->off, &p->cfg, what, "cache and deferred copies vs neither");
+    check_sram(p->mid, p->off, &p->cfg, what, "cache vs neither");
+}
+
+static pm_shadow_stats shadows(const pm_sim *sim)
+{
+    pm_shadow_stats s;
+    pm_sim_shadow_stats(sim, &s);
+    return s;
 }
 
 static pm_wcache_stats stats(const pm_sim *sim)
@@ -191,6 +234,10 @@ static void run_matmul_case(const mm_case *mc)
     CHECK_MSG(compactable ? on.compact == on.fills : on.compact == 0, "%s: %llu of %llu fills compact",
               pm_format_get(mc->w)->name, (unsigned long long)on.compact, (unsigned long long)on.fills);
     CHECK(off.hits == 0 && off.fills == 0 && off.entries == 0);
+    /* the weight loads of the runs after the fill were deferred */
+    CHECK_MSG(shadows(p.on).deferred > 0, "%s %ux%ux%u: no load was deferred", pm_format_get(mc->w)->name, mc->M,
+              mc->N, mc->K);
+    CHECK(shadows(p.mid).deferred == 0 && shadows(p.off).deferred == 0);
 out:
     pm_program_free(&prog);
     free(w1), free(w2), free(x), free(y), free(want);
@@ -551,6 +598,225 @@ TEST(test_many_keys)
     free_pair(&p);
 }
 
+
+/* ---- deferred copies: every way to touch a shadowed tile ---- */
+
+/* x to SRAM 0, W (DRAM 0x10000) to SRAM 0x1000, multiplied twice (the
+ * second sighting fills the cache), the third matrix over it (so stale
+ * bytes would show), then W loaded again: that load's copy is deferred.
+ * K = N = 64 as tshape leaves it. */
+#define SHADOW_W                                                                                          \
+    "  li r2, 1\n  li r1, 128\n  dma.shape r1, r2, r2\n  li r10, 0\n  li r20, 0x0\n  dma.ld r20, r10\n" \
+    "  li r1, 4352\n  dma.shape r1, r2, r2\n  li r11, 0x10000\n  li r21, 0x1000\n  dma.ld r21, r11\n"  \
+    "  fence dma.ld\n  li r3, 1\n  li r4, 64\n  li r5, 64\n  tshape r3, r4, r5, 2\n  li r6, 0\n"        \
+    "  tmm.q8_0 r6, r20, r21\n  fence tensor\n  tmm.q8_0 r6, r20, r21\n  fence tensor\n"               \
+    "  li r12, 0x20000\n  dma.ld r21, r12\n  fence dma.ld\n  dma.ld r21, r11\n  fence dma.ld\n"
+
+typedef struct shadow_case {
+    const char *name, *text;
+    int runs;
+    bool copies; /* the action must copy a deferred tile (else it may) */
+    bool drops;  /* ... must drop one uncopied */
+} shadow_case;
+
+static void run_shadow_case(const shadow_case *sc)
+{
+    pm_config cfg = edge();
+    pair p = make_pair(&cfg);
+    pm_program prog;
+    if (!assemble(sc->text, &prog)) {
+        free_pair(&p);
+        return;
+    }
+    put_operands(&p, 500);
+    for (int run = 0; run < sc->runs; run++) {
+        load_and_run(&p, &prog);
+        char what[96];
+        snprintf(what, sizeof what, "%s, run %d", sc->name, run);
+        check_same(&p, SPAN, what);
+    }
+    pm_shadow_stats on = shadows(p.on);
+    CHECK_MSG(on.deferred > 0, "%s: nothing deferred", sc->name);
+    CHECK_MSG(!sc->copies || on.copied > 0, "%s: no deferred copy was made", sc->name);
+    CHECK_MSG(!sc->drops || on.dropped > 0, "%s: no deferred copy was dropped", sc->name);
+    CHECK(shadows(p.mid).deferred == 0);
+    pm_program_free(&prog);
+    free_pair(&p);
+}
+
+TEST(test_shadow_touches)
+{
+    static const shadow_case cases[] = {
+        /* the tmm hits: W's bytes stay uncopied until the host reads SRAM */
+        {"tmm hit", SHADOW_W TMM_OUT("r21", 0) "  halt\n", 2, true, false},
+        {"vector read", SHADOW_W "  li r24, 0x8000\n  li r7, 100\n  vmov.bf16 r24, r21, r7\n  fence vec\n"
+                        TMM_OUT("r21", 0) "  halt\n", 2, true, false},
+        {"vector write", SHADOW_W "  li r24, 0x1000 + 300\n  li r7, 10\n  vmov.bf16 r24, r20, r7\n  fence vec\n"
+                         TMM_OUT("r21", 0) "  halt\n", 2, true, false},
+        /* 128 bytes of x over part of the tile, then the whole tile again */
+        {"partial load over", SHADOW_W "  li r1, 128\n  dma.shape r1, r2, r2\n  li r24, 0x1000 + 200\n"
+                              "  dma.ld r24, r10\n  fence dma.ld\n" TMM_OUT("r21", 0)
+                              "  li r1, 4352\n  dma.shape r1, r2, r2\n  dma.ld r21, r11\n  fence dma.ld\n"
+                              TMM_OUT("r21", 1) "  halt\n", 2, true, false},
+        /* a load over the whole tile drops it uncopied */
+        {"whole load over", SHADOW_W "  li r12, 0x20000\n  dma.ld r21, r12\n  fence dma.ld\n" TMM_OUT("r21", 0)
+                            "  halt\n", 2, false, true},
+        {"dma.st from it", SHADOW_W "  li r12, 0x28000\n  dma.st r12, r21\n  fence dma.st\n" TMM_OUT("r21", 0)
+                           "  halt\n", 2, true, false},
+        /* new bytes stored over W's DRAM while its copy is deferred: SRAM
+         * keeps the old ones, and the tmm (a miss now) decodes those */
+        {"dma.st over the source", SHADOW_W "  li r12, 0x20000\n  li r26, 0x8000\n  dma.ld r26, r12\n"
+                                   "  fence dma.ld\n  dma.st r11, r26\n  fence dma.st\n" TMM_OUT("r21", 0)
+                                   TMM_OUT("r21", 1) "  halt\n", 3, true, false},
+        /* lw of a tile word picks where x is stored: stale bytes store elsewhere */
+        {"lw", SHADOW_W "  lw r9, r21, 8\n  andi r9, r9, 0x3fc\n  addi r9, r9, 0x28000\n  li r1, 128\n"
+               "  dma.shape r1, r2, r2\n  dma.st r9, r20\n  fence dma.st\n" TMM_OUT("r21", 0) "  halt\n", 2, true, false},
+        /* same bytes, another shape: a miss copies the tile, then decodes it */
+        {"tmm miss", SHADOW_W "  li r4, 128\n  li r5, 32\n  tshape r3, r4, r5, 2\n" TMM_OUT("r21", 0) "  halt\n",
+         1, true, false},
+        /* the bias of tout read from the tile */
+        {"tout bias", SHADOW_W "  li r22, 1\n  tepi r21, r0, r22\n" TMM_OUT("r21", 0) "  halt\n", 2, true, false},
+        /* tout writing into the tile */
+        {"tout over", SHADOW_W "  tmm.q8_0 r6, r20, r21\n  fence tensor\n  li r22, 0x1000 + 64\n"
+                      "  tout.f32 r22, r6\n  fence tensor\n" TMM_OUT("r21", 1) "  halt\n", 2, true, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_shadow_case(&cases[i]);
+}
+
+/* 2-D tiles: the first Q8_0 block of every row of W (K = 32), sighted twice,
+ * loaded again (deferred), read by the vector unit; then a load with strided
+ * SRAM rows (gaps between them) deferred and read back by the host. */
+TEST(test_shadow_2d)
+{
+    static const char *text =
+        "  li r2, 1\n  li r1, 64\n  dma.shape r1, r2, r2\n  li r10, 0\n  li r20, 0x0\n  dma.ld r20, r10\n"
+        "  li r1, 34\n  li r8, 64\n  dma.shape r1, r8, r2\n  li r9, 68\n  li r13, 0\n  li r14, 34\n"
+        "  dma.stride r9, r13, r14, r13\n  li r11, 0x10000\n  li r21, 0x1000\n  dma.ld r21, r11\n  fence dma.ld\n"
+        "  li r3, 1\n  li r4, 64\n  li r5, 32\n  tshape r3, r4, r5, 2\n  li r6, 0\n"
+        "  tmm.q8_0 r6, r20, r21\n  fence tensor\n  tmm.q8_0 r6, r20, r21\n  fence tensor\n"
+        "  dma.ld r21, r11\n  fence dma.ld\n" TMM_OUT("r21", 0)
+        "  li r24, 0x8000\n  li r7, 500\n  vmov.bf16 r24, r21, r7\n  fence vec\n"
+        /* the same rows into SRAM 100 bytes apart: a 2-D SRAM side */
+        "  li r14, 100\n  dma.stride r9, r13, r14, r13\n  li r25, 0x4000\n  dma.ld r25, r11\n  fence dma.ld\n"
+        "  halt\n";
+    pm_config cfg = edge();
+    pair p = make_pair(&cfg);
+    pm_program prog;
+    if (assemble(text, &prog)) {
+        put_operands(&p, 600);
+        for (int run = 0; run < 3; run++) {
+            load_and_run(&p, &prog);
+            /* the counters before the host looks, then everything */
+            check_dram_counters(p.on, p.off, SPAN, "2-D", "cache and deferred copies vs neither");
+            check_same(&p, SPAN, "2-D");
+        }
+        pm_shadow_stats s = shadows(p.on);
+        CHECK_MSG(s.deferred >= 3 && s.copied >= 2, "deferred %llu copied %llu", (unsigned long long)s.deferred,
+                  (unsigned long long)s.copied);
+    }
+    pm_program_free(&prog);
+    free_pair(&p);
+}
+
+/* A shadow left at the end of a run stays (SRAM keeps its contents): the
+ * host reads it, writes into it or over its DRAM source, and later programs
+ * read it with lw and write it with sw (a program with sw runs without the
+ * cache) or multiply by it without loading it again. */
+TEST(test_shadow_across_runs)
+{
+    pm_config cfg = edge();
+    pm_program load_prog, reuse_prog, lw_prog;
+    const char *load_text = SHADOW_W TMM_OUT("r21", 0) "  halt\n";
+    const char *reuse_text = "  li r20, 0x0\n  li r21, 0x1000\n  li r3, 1\n  li r4, 64\n  li r5, 64\n"
+                             "  tshape r3, r4, r5, 2\n  li r6, 0\n" TMM_OUT("r21", 1) "  halt\n";
+    const char *lw_text = "  li r21, 0x1000\n  li r9, 0x5a5a5a5a\n  sw r9, r21, 16\n  lw r9, r21, 12\n"
+                          "  sw r9, r0, 0x8000\n  lw r9, r21, 4000\n  sw r9, r0, 0x8004\n  halt\n";
+    if (!assemble(load_text, &load_prog) || !assemble(reuse_text, &reuse_prog) || !assemble(lw_text, &lw_prog))
+        return;
+    for (int variant = 0; variant < 5; variant++) {
+        pair p = make_pair(&cfg);
+        put_operands(&p, 700);
+        for (int run = 0; run < 2; run++) load_and_run(&p, &load_prog);
+        check_dram_counters(p.on, p.off, SPAN, "across runs", "cache and deferred copies vs neither");
+        CHECK_MSG(p.on->engines[0].shadow_count > 0, "variant %d: no shadow left after the run", variant);
+        uint64_t copied = shadows(p.on).copied;
+        const char *what = "host SRAM read";
+        if (variant == 1) {
+            /* new bytes over W's DRAM: SRAM keeps the old ones */
+            size_t bytes;
+            void *w = random_weights(PM_FMT_Q8_0, (size_t)N * K, 4242, &bytes);
+            if (w) dram_write(&p, W_DRAM, w, bytes);
+            free(w);
+            load_and_run(&p, &reuse_prog);
+            what = "host DRAM write over the source, then reuse";
+        } else if (variant == 2) {
+            load_and_run(&p, &lw_prog);
+            what = "lw in the next program";
+        } else if (variant == 3) {
+            load_and_run(&p, &reuse_prog); /* no record in a new run: a miss copies */
+            what = "reuse without a load";
+        } else if (variant == 4) {
+            static const uint8_t ones[40] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                             1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+            sram_write(&p, 0, SW + 100, ones, sizeof ones);
+            what = "host SRAM write into the tile";
+        }
+        if (variant) check_dram_counters(p.on, p.off, SPAN, what, "cache and deferred copies vs neither");
+        CHECK_MSG(shadows(p.on).copied > copied || variant == 0, "%s: no copy", what);
+        check_same(&p, SPAN, what);
+        CHECK(p.on->engines[0].shadow_count == 0);
+        free_pair(&p);
+    }
+    pm_program_free(&load_prog);
+    pm_program_free(&reuse_prog);
+    pm_program_free(&lw_prog);
+}
+
+/* Engine 1 stores new weights over W's DRAM while engine 0's copy of W is
+ * deferred; engine 0 then multiplies by its SRAM tile without loading it
+ * again (the old bytes). */
+TEST(test_shadow_two_engines)
+{
+    pm_config cfg = edge();
+    cfg.engines = 2;
+    pair p = make_pair(&cfg);
+    pm_program prog;
+    const char *text =
+        "  li r2, 1\n  li r0, 0\n  csrr r4, engine_id\n  beq r4, r0, first\n"
+        "  flag.wait 0, 1\n  li r1, 4352\n  dma.shape r1, r2, r2\n  li r12, 0x20000\n  li r26, 0x8000\n"
+        "  dma.ld r26, r12\n  fence dma.ld\n  li r11, 0x10000\n  dma.st r11, r26\n  fence dma.st\n"
+        "  flag.set 1, 1\n  halt\n"
+        "first:\n" SHADOW_W TMM_OUT("r21", 0) "  flag.set 0, 1\n  flag.wait 1, 1\n" TMM_OUT("r21", 1) "  halt\n";
+    if (assemble(text, &prog)) {
+        for (int run = 0; run < 3; run++) {
+            put_operands(&p, 800);
+            load_and_run(&p, &prog);
+            check_same(&p, SPAN, "two engines, deferred");
+        }
+        CHECK(shadows(p.on).deferred > 0 && shadows(p.on).copied > 0);
+    }
+    pm_program_free(&prog);
+    free_pair(&p);
+}
+
+/* POLYMORPH_SHADOW=0 turns deferral off for simulators created after it. */
+TEST(test_shadow_env)
+{
+    pm_config cfg = edge();
+    const char *old = getenv("POLYMORPH_SHADOW");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("POLYMORPH_SHADOW", "0", 1);
+    pm_sim *a = make_sim(&cfg);
+    setenv("POLYMORPH_SHADOW", "1", 1);
+    pm_sim *b = make_sim(&cfg);
+    if (saved) setenv("POLYMORPH_SHADOW", saved, 1);
+    else unsetenv("POLYMORPH_SHADOW");
+    CHECK(!a->shadow_on && b->shadow_on);
+    pm_sim_destroy(a);
+    pm_sim_destroy(b);
+    free(saved);
+}
+
 int main(void)
 {
     RUN(test_matmul_formats);
@@ -562,5 +828,10 @@ int main(void)
     RUN(test_budget);
     RUN(test_large_loads);
     RUN(test_many_keys);
+    RUN(test_shadow_touches);
+    RUN(test_shadow_2d);
+    RUN(test_shadow_across_runs);
+    RUN(test_shadow_two_engines);
+    RUN(test_shadow_env);
     return TEST_SUMMARY();
 }
