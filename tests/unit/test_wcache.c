@@ -725,15 +725,21 @@ TEST(test_shadow_2d)
 TEST(test_shadow_across_runs)
 {
     pm_config cfg = edge();
-    pm_program load_prog, reuse_prog, lw_prog;
+    pm_program load_prog, reuse_prog, lw_prog, sram_sec_prog, dram_sec_prog;
     const char *load_text = SHADOW_W TMM_OUT("r21", 0) "  halt\n";
     const char *reuse_text = "  li r20, 0x0\n  li r21, 0x1000\n  li r3, 1\n  li r4, 64\n  li r5, 64\n"
                              "  tshape r3, r4, r5, 2\n  li r6, 0\n" TMM_OUT("r21", 1) "  halt\n";
     const char *lw_text = "  li r21, 0x1000\n  li r9, 0x5a5a5a5a\n  sw r9, r21, 16\n  lw r9, r21, 12\n"
                           "  sw r9, r0, 0x8000\n  lw r9, r21, 4000\n  sw r9, r0, 0x8004\n  halt\n";
-    if (!assemble(load_text, &load_prog) || !assemble(reuse_text, &reuse_prog) || !assemble(lw_text, &lw_prog))
+    /* data sections of a program: bytes into the tile, bytes over its source */
+    const char *sram_sec_text = "  halt\n.sram 0x1000 + 200\n  .word 0x01020304, 0x05060708\n";
+    const char *dram_sec_text = "  li r20, 0x0\n  li r21, 0x1000\n  li r3, 1\n  li r4, 64\n  li r5, 64\n"
+                                "  tshape r3, r4, r5, 2\n  li r6, 0\n" TMM_OUT("r21", 1) "  halt\n"
+                                ".dram 0x10000 + 300\n  .word 0x11121314, 0x15161718\n";
+    if (!assemble(load_text, &load_prog) || !assemble(reuse_text, &reuse_prog) || !assemble(lw_text, &lw_prog) ||
+        !assemble(sram_sec_text, &sram_sec_prog) || !assemble(dram_sec_text, &dram_sec_prog))
         return;
-    for (int variant = 0; variant < 5; variant++) {
+    for (int variant = 0; variant < 7; variant++) {
         pair p = make_pair(&cfg);
         put_operands(&p, 700);
         for (int run = 0; run < 2; run++) load_and_run(&p, &load_prog);
@@ -760,6 +766,12 @@ TEST(test_shadow_across_runs)
                                              1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
             sram_write(&p, 0, SW + 100, ones, sizeof ones);
             what = "host SRAM write into the tile";
+        } else if (variant == 5) {
+            load_and_run(&p, &sram_sec_prog);
+            what = "program SRAM section into the tile";
+        } else if (variant == 6) {
+            load_and_run(&p, &dram_sec_prog);
+            what = "program DRAM section over the source";
         }
         if (variant) check_dram_counters(p.on, p.off, SPAN, what, "cache and deferred copies vs neither");
         CHECK_MSG(shadows(p.on).copied > copied || variant == 0, "%s: no copy", what);
@@ -770,6 +782,8 @@ TEST(test_shadow_across_runs)
     pm_program_free(&load_prog);
     pm_program_free(&reuse_prog);
     pm_program_free(&lw_prog);
+    pm_program_free(&sram_sec_prog);
+    pm_program_free(&dram_sec_prog);
 }
 
 /* Engine 1 stores new weights over W's DRAM while engine 0's copy of W is
