@@ -17,6 +17,9 @@ class PmError(ctypes.Structure):
 
 
 def load():
+    """A new handle: ctypes keeps argtypes per handle, so each test module that
+    declares its own structures loads its own (one shared handle let the last
+    imported module's argtypes break the others' calls)."""
     lib = ctypes.CDLL(str(BUILD / "libpolymorph.so"))
     return lib
 

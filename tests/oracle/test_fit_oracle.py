@@ -18,7 +18,11 @@ import ml_dtypes as mld
 import numpy as np
 import pytest
 
-from pmlib import BUILD, PmError, lib
+from pmlib import BUILD, PmError, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 POLYMORPH = BUILD / "polymorph"
 

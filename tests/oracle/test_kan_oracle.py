@@ -12,7 +12,7 @@ import pytest
 
 import pmlib
 
-lib = pmlib.lib
+lib = pmlib.load()  # a handle of its own (argtypes are per handle)
 lib.pm_kan_bspline_basis.argtypes = [ctypes.POINTER(ctypes.c_double), ctypes.c_uint32, ctypes.c_uint32, ctypes.c_double,
                                      ctypes.POINTER(ctypes.c_double), ctypes.POINTER(pmlib.PmError)]
 lib.pm_kan_bspline_basis.restype = ctypes.c_int

@@ -14,7 +14,11 @@ import ml_dtypes as mld
 import numpy as np
 import pytest
 
-from pmlib import PmError, lib
+from pmlib import PmError, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 NAMES = ["f32", "bf16", "f16", "e4m3", "e5m2", "e2m1", "int8", "int4", "mxfp4", "mxfp8",
          "mxint8", "nvfp4", "if4", "int4b", "q4_0", "q4_1", "q8_0"]

@@ -23,7 +23,11 @@ import numpy as np
 import pytest
 
 import llama_ref
-from pmlib import POLYMORPH, PmError, lib
+from pmlib import POLYMORPH, PmError, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 # Written for this test, not tuned: prose with numbers, a decimal, a thousands
 # separator, parentheses and a name. 198 tokens with SmolLM2's tokenizer.

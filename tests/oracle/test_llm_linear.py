@@ -15,7 +15,11 @@ import ml_dtypes as mld
 import numpy as np
 import pytest
 
-from pmlib import PmError, lib
+from pmlib import PmError, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 FMT = {"f32": 0, "bf16": 1, "f16": 2, "q4_0": 14, "q4_1": 15, "q8_0": 16, "q4_k": 17, "q6_k": 18}
 GGUF = {"q4_0": gguf.GGMLQuantizationType.Q4_0, "q4_1": gguf.GGMLQuantizationType.Q4_1,

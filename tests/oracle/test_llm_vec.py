@@ -25,7 +25,11 @@ import ml_dtypes as mld
 import numpy as np
 import pytest
 
-from pmlib import PmError, lib
+from pmlib import PmError, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 F32, BF16 = 0, 1
 FMT = {"f32": 0, "bf16": 1, "q4_1": 15, "q8_0": 16}

@@ -12,7 +12,11 @@ import gguf
 import numpy as np
 import pytest
 
-from pmlib import PmError, lib
+from pmlib import PmError, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 FMT = {"q4_k": 17, "q6_k": 18}
 QT = {"q4_k": gguf.GGMLQuantizationType.Q4_K, "q6_k": gguf.GGMLQuantizationType.Q6_K}

@@ -14,7 +14,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from pmlib import BUILD, POLYMORPH, ROOT, lib
+from pmlib import BUILD, POLYMORPH, ROOT, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 EXAMPLE = ROOT / "examples" / "matmul.pasm"
 M, N, K = 64, 128, 256

@@ -33,7 +33,11 @@ import unicodedata
 import gguf
 import pytest
 
-from pmlib import PmError, lib
+from pmlib import PmError, load
+
+# A handle of its own: argtypes set here must not clash with another test
+# module's (each defines its own ctypes structures).
+lib = load()
 
 transformers = pytest.importorskip("transformers", reason="transformers not installed (pip install -r requirements-test.txt)")
 from transformers import AutoTokenizer  # noqa: E402
