@@ -102,18 +102,42 @@ void pm_shadow_copy_dram(pm_sim *sim, uint64_t lo, uint64_t hi)
     }
 }
 
+/* A contiguous load over SRAM [lo, hi) writes every byte of it: a shadow
+ * inside it is dropped uncopied, and a one-run shadow it covers the head or
+ * the tail of keeps the rest (double-buffered tiles of unequal sizes reuse
+ * their slot so). Any other overlap copies the shadow first. */
+static void overwritten(pm_engine *e, uint32_t i, uint64_t lo, uint64_t hi, bool contiguous)
+{
+    pm_shadow *s = &e->shadow[i];
+    bool one_run = s->d.rows == 1 && s->d.planes == 1;
+    if (contiguous && lo <= s->sram_lo && s->sram_hi <= hi) {
+        retire(e, i, true);
+    } else if (contiguous && one_run && lo <= s->sram_lo) {
+        uint64_t cut = hi - s->sram_lo; /* the head goes */
+        s->d.sram += (int64_t)cut;
+        s->d.dram += (int64_t)cut;
+        s->d.row_bytes -= (int64_t)cut;
+        s->sram_lo += cut;
+        s->dram_lo += cut;
+        e->sim->shadow_stats.trimmed++;
+    } else if (contiguous && one_run && s->sram_hi <= hi) {
+        uint64_t keep = lo - s->sram_lo; /* the tail goes */
+        s->d.row_bytes = (int64_t)keep;
+        s->sram_hi = lo;
+        s->dram_hi = s->dram_lo + keep;
+        e->sim->shadow_stats.trimmed++;
+    } else {
+        retire(e, i, false);
+    }
+}
+
 void pm_shadow_load(pm_engine *e, const pm_dma_desc *d, uint64_t slo, uint64_t shi, uint64_t dlo, uint64_t dhi,
                     bool sram_contiguous, bool defer)
 {
     pm_sim *sim = e->sim;
     if (e->shadow_count && slo < e->shadow_hi && e->shadow_lo < shi) {
-        /* A contiguous load writes every byte of its extent, so a shadow
-         * inside it would only be overwritten: no copy needed. */
-        for (uint32_t i = e->shadow_count; i-- > 0;) {
-            const pm_shadow *s = &e->shadow[i];
-            if (s->sram_lo < shi && slo < s->sram_hi)
-                retire(e, i, sram_contiguous && slo <= s->sram_lo && s->sram_hi <= shi);
-        }
+        for (uint32_t i = e->shadow_count; i-- > 0;)
+            if (e->shadow[i].sram_lo < shi && slo < e->shadow[i].sram_hi) overwritten(e, i, slo, shi, sram_contiguous);
         rebound(e);
     }
     if (!defer || !sim->shadow_on) {
@@ -123,6 +147,13 @@ void pm_shadow_load(pm_engine *e, const pm_dma_desc *d, uint64_t slo, uint64_t s
     if (e->shadow_count == PM_SHADOW_MAX) retire(e, 0, false);
     pm_shadow *s = &e->shadow[e->shadow_count++];
     *s = (pm_shadow){*d, slo, shi, dlo, dhi};
+    /* Contiguous on both sides: one run, which a later load may trim. */
+    int64_t rb = d->row_bytes, rows = d->rows, planes = d->planes;
+    bool dram_contiguous = (rows == 1 || d->dram_row_stride == rb) && (planes == 1 || d->dram_plane_stride == rb * rows);
+    if (sram_contiguous && dram_contiguous) {
+        s->d.row_bytes = rb * rows * planes;
+        s->d.rows = s->d.planes = 1;
+    }
     sim->shadow_live++;
     sim->shadow_stats.deferred++;
     sim->shadow_stats.deferred_bytes += (uint64_t)(d->row_bytes * d->rows * d->planes);

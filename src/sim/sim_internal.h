@@ -156,6 +156,7 @@ typedef struct pm_shadow_stats {
     uint64_t deferred, deferred_bytes; /* loads whose copy was deferred */
     uint64_t copied, copied_bytes;     /* ... and later copied after all */
     uint64_t dropped;                  /* ... overwritten whole before anything read them */
+    uint64_t trimmed;                  /* ... overwritten in part: the rest stays deferred */
 } pm_shadow_stats;
 
 typedef struct pm_engine {
