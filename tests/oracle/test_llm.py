@@ -41,6 +41,13 @@ TEXT = ("The old lighthouse on the northern cape was built in 1874, and for almo
         "and one whale!\n")
 
 # Bounds in units of the reference logits' standard deviation at that position.
+# A second, longer text (about 480 tokens) for the issue's agreement figure:
+# 198 positions alone cannot tell 99 from 98.5 percent (one flip is 0.5%), so the
+# argmax agreement with BF16 (a numpy forward pass at the engine's stated
+# precision) is asserted over both texts together.
+TEXT_LONG = "When the railway reached the valley in 1889, the town of Wessel had 412 inhabitants, two churches and a mill that ground rye for three villages. The station was a wooden hut with a stove, a bench and a clock that the stationmaster wound every Sunday after the second service. Trains came twice a day: the morning one carried milk churns and letters, the evening one brought back empty churns, newspapers and, now and then, a traveller who had taken the wrong connection.\n\nWithin ten years the population had doubled. A brickworks opened beside the line, then a small factory that made buttons from horn and, later, from a new material called celluloid. The factory's owner, Anton Brede, kept careful accounts: in 1897 he paid 31 workers a total of 9,840 marks, bought 14 tonnes of coal and sold 2.6 million buttons, most of them to tailors in the city. His notebooks survive in the county archive, and they show a man who worried about everything: the price of horn, the damp in the storeroom, whether the new boiler would pass inspection, and whether his son would ever take an interest in the business.\n\nThe son did not. He studied chemistry, moved abroad and wrote long letters home about laboratories, lectures and the weather. In one of them he explains, with some impatience, why celluloid burns so easily and why the storeroom must never be heated with an open flame. The warning arrived too late: in the winter of 1904 a fire destroyed half of the factory. Nobody was hurt, but the insurance paid only part of the loss, and Brede had to borrow money from his brother-in-law to rebuild.\n\nToday the factory is a museum. Visitors can see the machines, the account books and a display case with 1,200 buttons arranged by colour. Children are usually most interested in the fire, adults in the wages, and almost everyone asks the same question at the end of the tour: what happened to the son? The guide smiles and points to the last letter in the case. It is short, written in 1931, and it says only that he has finally come home.\n"
+AGREE_POOLED_VS_BF16 = 0.99  # the issue's figure; measured 670/675 = 0.9926 (every flip a near-tie)
+
 MAX_VS_EXACT = 0.35       # per position, max over the vocabulary (bf16 alone: <= 0.18)
 MEDIAN_MAX_VS_EXACT = 0.10  # median over positions of that max (bf16 alone: 0.045)
 MEAN_VS_EXACT = 0.03      # mean |diff| over all positions and the vocabulary (bf16 alone: 0.0125)
@@ -314,3 +321,37 @@ def test_chat_capital_of_france():
     assert out.returncode == 0, out.stderr
     j = parse_json(out.stdout)
     assert "Paris" in j.get("text", ""), out.stdout
+
+
+@pytest.fixture(scope="module")
+def long_run(native, refs):
+    """Teacher forcing over TEXT_LONG, with both references."""
+    e = Engine()
+    ids = e.encode(TEXT_LONG)
+    tf = e.teacher_force(ids)
+    e.close()
+    exact = llama_ref.LlamaRef(MODEL)
+    r_exact = exact.forward(ids)
+    bf16 = llama_ref.LlamaRef(MODEL, bf16_operands=True, weights=exact.raw)
+    del exact
+    r_bf16 = bf16.forward(ids)
+    return ids, tf, r_exact, r_bf16
+
+
+def test_teacher_forcing_agreement_pooled(native, refs, long_run):
+    """The issue's >= 99% of positions, against BF16 over both texts; against
+    EXACT the bounds of the single-text tests, every flip a near-tie."""
+    _, tf, _ = native
+    ids_l, tf_l, ex_l, bf_l = long_run
+    assert 400 <= len(ids_l) <= 560, len(ids_l)
+    agree_bf = np.concatenate([tf.argmax(1) == refs[1].argmax(1), tf_l.argmax(1) == bf_l.argmax(1)])
+    agree_ex = np.concatenate([tf.argmax(1) == refs[0].argmax(1), tf_l.argmax(1) == ex_l.argmax(1)])
+    c = compare(tf_l, ex_l)
+    print("pooled over %d positions: agree vs BF16 %.4f, vs EXACT %.4f; long text vs EXACT max/std worst %.4f, "
+          "mean/std %.4f" % (len(agree_bf), agree_bf.mean(), agree_ex.mean(), c["max"].max(), c["mean"]))
+    assert agree_bf.mean() >= AGREE_POOLED_VS_BF16
+    assert agree_ex.mean() >= AGREE_VS_EXACT
+    assert c["max"].max() <= MAX_VS_EXACT and c["mean"] <= MEAN_VS_EXACT
+    for ref in (ex_l, bf_l):
+        bad, gaps = tie_gaps(tf_l, ref)
+        assert np.all(gaps < TIE_GAP), list(zip(bad.tolist(), gaps.tolist()))
